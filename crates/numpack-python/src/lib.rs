@@ -1,0 +1,17 @@
+//! `numpack._core`: the PyO3 bindings of the numpack engine. Registration only.
+
+mod errors;
+mod numpy_conv;
+mod store;
+
+use pyo3::prelude::*;
+
+/// The native module.
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<store::PyStore>()?;
+    m.add_class::<numpy_conv::MappedFile>()?;
+    m.add_function(wrap_pyfunction!(numpy_conv::dtype_code, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! rust-numpy glue: dtype mapping, input bytes, new arrays, mmap-backed views.
+
+use memmap2::MmapMut;
+use numpack::{ArraySnapshot, DataType};
+use std::sync::Arc;
+use numpy::ndarray::{ArrayViewD, IxDyn};
+use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
+use numpy::{
+    Complex32, Complex64, PyArray, PyArrayDescr, PyArrayDescrMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+/// Calls `$body` with `T` bound to the Rust element type of `$dtype`.
+macro_rules! with_element {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            DataType::Bool => { type $T = bool; $body }
+            DataType::Uint8 => { type $T = u8; $body }
+            DataType::Uint16 => { type $T = u16; $body }
+            DataType::Uint32 => { type $T = u32; $body }
+            DataType::Uint64 => { type $T = u64; $body }
+            DataType::Int8 => { type $T = i8; $body }
+            DataType::Int16 => { type $T = i16; $body }
+            DataType::Int32 => { type $T = i32; $body }
+            DataType::Int64 => { type $T = i64; $body }
+            DataType::Float16 => { type $T = half::f16; $body }
+            DataType::Float32 => { type $T = f32; $body }
+            DataType::Float64 => { type $T = f64; $body }
+            DataType::Complex64 => { type $T = Complex32; $body }
+            DataType::Complex128 => { type $T = Complex64; $body }
+        }
+    };
+}
+
+/// The format's dtype for a NumPy dtype (native byte order required).
+pub fn dtype_of(d: &Bound<'_, PyArrayDescr>) -> PyResult<DataType> {
+    let code = match (d.kind(), d.itemsize()) {
+        (b'b', 1) => DataType::Bool,
+        (b'u', 1) => DataType::Uint8,
+        (b'u', 2) => DataType::Uint16,
+        (b'u', 4) => DataType::Uint32,
+        (b'u', 8) => DataType::Uint64,
+        (b'i', 1) => DataType::Int8,
+        (b'i', 2) => DataType::Int16,
+        (b'i', 4) => DataType::Int32,
+        (b'i', 8) => DataType::Int64,
+        (b'f', 2) => DataType::Float16,
+        (b'f', 4) => DataType::Float32,
+        (b'f', 8) => DataType::Float64,
+        (b'c', 8) => DataType::Complex64,
+        (b'c', 16) => DataType::Complex128,
+        _ => {
+            let name = d.str().map(|s| s.to_string()).unwrap_or_default();
+            return Err(PyValueError::new_err(format!("Unsupported dtype: {name}")));
+        }
+    };
+    if d.has_fields() || d.has_subarray() {
+        return Err(PyValueError::new_err(format!(
+            "Unsupported dtype: {}",
+            d.str()?
+        )));
+    }
+    Ok(code)
+}
+
+/// `dtype_code(dtype) -> int`: the format's code of a NumPy dtype.
+#[pyfunction]
+pub fn dtype_code(dtype: &Bound<'_, PyArrayDescr>) -> PyResult<u8> {
+    dtype_of(dtype).map(DataType::code)
+}
+
+/// The NumPy dtype object of a format dtype.
+pub fn numpy_dtype<'py>(py: Python<'py>, d: DataType) -> Bound<'py, PyArrayDescr> {
+    with_element!(d, T => numpy::dtype::<T>(py))
+}
+
+/// A C-contiguous native-order input array: its bytes, shape and dtype.
+pub struct Input<'a> {
+    /// The element bytes.
+    pub bytes: &'a [u8],
+    /// The shape.
+    pub shape: Vec<u64>,
+    /// The element type.
+    pub dtype: DataType,
+}
+
+/// Borrows the bytes of a C-contiguous array.
+pub fn input<'a>(arr: &'a Bound<'_, PyUntypedArray>) -> PyResult<Input<'a>> {
+    let dtype_obj = arr.dtype();
+    let dtype = dtype_of(&dtype_obj)?;
+    if dtype_obj.is_native_byteorder() == Some(false) {
+        return Err(PyTypeError::new_err("array is not in native byte order"));
+    }
+    if !arr.is_c_contiguous() {
+        return Err(PyTypeError::new_err("array is not C-contiguous"));
+    }
+    let shape: Vec<u64> = arr.shape().iter().map(|&d| d as u64).collect();
+    let len = arr.shape().iter().product::<usize>() * dtype.size_bytes();
+    let bytes = if len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: a C-contiguous array of `len` bytes starts at `data`; `arr` is borrowed
+        // for `'a`, so the buffer outlives the slice (NumPy cannot free or resize an array
+        // that is referenced).
+        unsafe { std::slice::from_raw_parts((*arr.as_array_ptr()).fields.data as *const u8, len) }
+    };
+    Ok(Input {
+        bytes,
+        shape,
+        dtype,
+    })
+}
+
+/// A raw, writable byte range of a freshly created array, movable to a thread without the GIL.
+pub struct OutBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the buffer belongs to a new array that no other thread can see until it is returned.
+unsafe impl Send for OutBuf {}
+
+impl OutBuf {
+    /// The bytes.
+    pub fn bytes(&mut self) -> &mut [u8] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: `ptr..ptr+len` is the data of a new C-contiguous array kept alive by the
+        // caller, and this is the only reference to it.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// A new, uninitialised C-contiguous array and its buffer (the caller fills every byte).
+pub fn new_array<'py>(py: Python<'py>, dtype: DataType, shape: &[u64]) -> (Bound<'py, PyAny>, OutBuf) {
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let len = dims.iter().product::<usize>() * dtype.size_bytes();
+    with_element!(dtype, T => {
+        // SAFETY: the array is filled completely before Python sees it (every caller writes
+        // all `len` bytes); for bool only 0/1 bytes are written by numpack's readers.
+        let arr = unsafe { PyArray::<T, IxDyn>::new(py, IxDyn(&dims), false) };
+        // SAFETY: reading the data pointer of the new array.
+        let ptr = unsafe { (*arr.as_array_ptr()).fields.data as *mut u8 };
+        (arr.into_any(), OutBuf { ptr, len })
+    })
+}
+
+/// Owner of a mapping that NumPy arrays borrow; keeps it alive while any view exists.
+#[pyclass(module = "numpack._core", frozen)]
+pub struct MappedFile {
+    map: Mapping,
+}
+
+enum Mapping {
+    Empty,
+    Read(Arc<ArraySnapshot>),
+    Write(MmapMut),
+}
+
+#[pymethods]
+impl MappedFile {
+    /// msync the mapping to the file (a no-op for read-only mappings).
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.map {
+            Mapping::Empty | Mapping::Read(_) => Ok(()),
+            Mapping::Write(m) => py
+                .detach(|| m.flush())
+                .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string())),
+        }
+    }
+}
+
+impl MappedFile {
+    /// An owner with nothing mapped (for 0-byte arrays).
+    pub fn empty() -> Self {
+        MappedFile {
+            map: Mapping::Empty,
+        }
+    }
+
+    fn ptr(&self) -> *const u8 {
+        match &self.map {
+            Mapping::Empty => std::ptr::NonNull::dangling().as_ptr(),
+            Mapping::Read(s) => s.physical().as_ptr(),
+            Mapping::Write(m) => m.as_ptr(),
+        }
+    }
+}
+
+/// An ndarray of `shape`/`dtype` over a mapping, borrowing it (the array's base).
+pub fn mapped_array<'py>(
+    py: Python<'py>,
+    dtype: DataType,
+    shape: &[u64],
+    map: Option<MappingKind>,
+) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, MappedFile>>)> {
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let Some(map) = map else {
+        // Nothing to map (0 bytes): an ordinary empty array.
+        let (arr, _) = new_array(py, dtype, shape);
+        return Ok((arr, None));
+    };
+    let writable = matches!(map, MappingKind::Write(_));
+    let owner = Bound::new(
+        py,
+        MappedFile {
+            map: match map {
+                MappingKind::Read(m) => Mapping::Read(m),
+                MappingKind::Write(m) => Mapping::Write(m),
+            },
+        },
+    )?;
+    let ptr = owner.get().ptr();
+    let arr = with_element!(dtype, T => {
+        // SAFETY: the mapping is page-aligned, holds `product(dims)` elements (the engine
+        // mapped exactly `size_bytes`), and lives as long as `owner`, which becomes the
+        // array's base object. Bool bytes in a store are 0/1.
+        let view = unsafe { ArrayViewD::<T>::from_shape_ptr(IxDyn(&dims), ptr as *const T) };
+        // SAFETY: `owner` keeps the memory alive and is never mutated.
+        let a = unsafe { PyArray::<T, IxDyn>::borrow_from_array(&view, owner.clone().into_any()) };
+        if !writable {
+            // SAFETY: clearing a flag of an array we just created; the mapping is
+            // read-only, and NumPy refuses to set WRITEABLE again because the base
+            // exposes no writable buffer.
+            unsafe { (*a.as_array_ptr()).fields.flags &= !NPY_ARRAY_WRITEABLE };
+        }
+        a.into_any()
+    });
+    Ok((arr, Some(owner)))
+}
+
+/// A mapping handed to [`mapped_array`].
+pub enum MappingKind {
+    /// The read-only mapping of an array snapshot.
+    Read(Arc<ArraySnapshot>),
+    /// A writable shared mapping.
+    Write(MmapMut),
+}

@@ -1,0 +1,82 @@
+//! The one error type of the engine.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type NpkResult<T> = Result<T, NpkError>;
+
+/// Every failure the engine reports. Variants name the array, file or index at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum NpkError {
+    /// An I/O error without a known path (kept for `?` on `std::io::Error`).
+    #[error("IO error: {0}")]
+    IoError(#[from] std::io::Error),
+    /// An I/O error on a known file.
+    #[error("IO error on {path}: {source}")]
+    Io {
+        /// The file or directory that failed.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The array name cannot be stored (empty or containing NUL).
+    #[error("Invalid array name: {0}")]
+    InvalidArrayName(String),
+    /// No array of that name exists in the store.
+    #[error("Array not found: {0}")]
+    ArrayNotFound(String),
+    /// A shape does not fit the operation (ndim, trailing dimensions, row counts).
+    #[error("Invalid shape: {0}")]
+    InvalidShape(String),
+    /// The element type does not match the stored dtype, or the dtype is unsupported.
+    #[error("Invalid dtype: {0}")]
+    InvalidDtype(String),
+    /// The metadata is well-formed but describes something this build cannot decode.
+    #[error("Invalid metadata: {0}")]
+    InvalidMetadata(String),
+    /// The operation is not allowed in the current state (e.g. the clone target exists).
+    #[error("Invalid operation: {0}")]
+    InvalidOperation(String),
+    /// A row index outside the logical rows of an array.
+    #[error("Index {0} out of bounds (rows: {1})")]
+    IndexOutOfBounds(i64, u64),
+    /// A store file is corrupt or truncated.
+    #[error("Corrupt store file {path}: {reason}")]
+    Corrupt {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl NpkError {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        NpkError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corruption error naming the file.
+    pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        NpkError::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Adds the path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    /// Maps the error to [`NpkError::Io`] with `path`.
+    fn at(self, path: &std::path::Path) -> NpkResult<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &std::path::Path) -> NpkResult<T> {
+        self.map_err(|e| NpkError::io(path, e))
+    }
+}

@@ -1,0 +1,238 @@
+//! `deleted_<name>.npkb`: which physical rows are active (FORMAT.md, "deleted_<name>.npkb").
+//!
+//! Bit `i % 64` of word `i / 64` is 1 when physical row `i` is active. Rows past the
+//! bitmap's own row count (appended after it was last written) are active.
+
+/// A decoded deletion bitmap with a rank index for logical → physical mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bitmap {
+    rows: u64,
+    words: Vec<u64>,
+    /// `prefix[w]` = active rows in words `0..w` (len = words + 1).
+    prefix: Vec<u64>,
+}
+
+fn words_for(rows: u64) -> usize {
+    usize::try_from(rows.div_ceil(64)).expect("row count fits in memory")
+}
+
+impl Bitmap {
+    /// A bitmap of `rows` active rows.
+    pub fn all_active(rows: u64) -> Self {
+        let mut words = vec![u64::MAX; words_for(rows)];
+        if rows % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last = (1u64 << (rows % 64)) - 1;
+            }
+        }
+        Self::from_words(rows, words)
+    }
+
+    fn from_words(rows: u64, words: Vec<u64>) -> Self {
+        let mut prefix = Vec::with_capacity(words.len() + 1);
+        let mut acc = 0u64;
+        prefix.push(0);
+        for w in &words {
+            acc += u64::from(w.count_ones());
+            prefix.push(acc);
+        }
+        Bitmap {
+            rows,
+            words,
+            prefix,
+        }
+    }
+
+    /// Physical rows covered by the bitmap.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Active rows among the covered ones.
+    pub fn active(&self) -> u64 {
+        *self.prefix.last().unwrap_or(&0)
+    }
+
+    /// Deleted rows.
+    pub fn deleted(&self) -> u64 {
+        self.rows - self.active()
+    }
+
+    /// Whether physical row `row` (< rows) is active.
+    pub fn is_active(&self, row: u64) -> bool {
+        let w = self.words[(row / 64) as usize];
+        w >> (row % 64) & 1 == 1
+    }
+
+    /// Physical row of the `j`-th active row (`j < active()`), by binary search on the rank
+    /// index then a scan of one word.
+    pub fn select(&self, j: u64) -> u64 {
+        // Largest w with prefix[w] <= j: the word holding the (j+1)-th active bit.
+        let w = self.prefix.partition_point(|&p| p <= j) - 1;
+        let mut word = self.words[w];
+        for _ in 0..(j - self.prefix[w]) {
+            word &= word - 1;
+        }
+        w as u64 * 64 + u64::from(word.trailing_zeros())
+    }
+
+    /// Calls `f(start, len)` for every maximal run of consecutive active physical rows, in
+    /// order. Whole words are handled at once, so dense bitmaps cost one step per 64 rows.
+    pub fn for_each_run(&self, mut f: impl FnMut(u64, u64)) {
+        let mut run: Option<(u64, u64)> = None;
+        let mut push = |row: u64, n: u64| match run {
+            Some((s, l)) if s + l == row => run = Some((s, l + n)),
+            Some((s, l)) => {
+                f(s, l);
+                run = Some((row, n));
+            }
+            None => run = Some((row, n)),
+        };
+        for (w, &word) in self.words.iter().enumerate() {
+            let base = w as u64 * 64;
+            let mut bits = word;
+            while bits != 0 {
+                let tz = bits.trailing_zeros();
+                let ones = (bits >> tz).trailing_ones();
+                push(base + u64::from(tz), u64::from(ones));
+                bits &= if tz + ones >= 64 { 0 } else { u64::MAX << (tz + ones) };
+            }
+        }
+        if let Some((s, l)) = run {
+            f(s, l);
+        }
+    }
+
+    /// The physical rows of all active rows, in order.
+    pub fn active_rows(&self) -> Vec<u64> {
+        let mut out = Vec::with_capacity(usize::try_from(self.active()).unwrap_or(0));
+        for (w, &word) in self.words.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                out.push(w as u64 * 64 + u64::from(bits.trailing_zeros()));
+                bits &= bits - 1;
+            }
+        }
+        out
+    }
+
+    /// Marks physical rows deleted.
+    pub fn delete(&mut self, physical_rows: impl IntoIterator<Item = u64>) {
+        for r in physical_rows {
+            self.words[(r / 64) as usize] &= !(1u64 << (r % 64));
+        }
+        *self = Self::from_words(self.rows, std::mem::take(&mut self.words));
+    }
+
+    /// Extends the bitmap to `rows` physical rows; the new rows are active.
+    pub fn extend_to(&mut self, rows: u64) {
+        if rows <= self.rows {
+            return;
+        }
+        let mut words = std::mem::take(&mut self.words);
+        words.resize(words_for(rows), 0);
+        for r in self.rows..rows {
+            words[(r / 64) as usize] |= 1u64 << (r % 64);
+        }
+        *self = Self::from_words(rows, words);
+    }
+
+    /// Encodes the file: header (rows, deleted) then the words.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.words.len() * 8);
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        out.extend_from_slice(&self.deleted().to_le_bytes());
+        for w in &self.words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes a bitmap file for an array of `physical_rows` rows. Accepts the headered
+    /// layout and the legacy header-less one (words only). The deleted count is recomputed
+    /// from the bits; padding bits are cleared.
+    pub fn decode(bytes: &[u8], physical_rows: u64) -> Result<Self, String> {
+        let (rows, body) = if bytes.len() >= 16 {
+            let rows = u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes"));
+            let body = &bytes[16..];
+            if rows <= physical_rows && body.len() as u64 == rows.div_ceil(64) * 8 {
+                (rows, body)
+            } else if bytes.len() as u64 == physical_rows.div_ceil(64) * 8 {
+                (physical_rows, bytes)
+            } else if rows > physical_rows {
+                return Err(format!(
+                    "bitmap covers {rows} rows but the array has {physical_rows}"
+                ));
+            } else {
+                return Err(format!(
+                    "bitmap is {} bytes; {rows} rows need {}",
+                    bytes.len(),
+                    16 + rows.div_ceil(64) * 8
+                ));
+            }
+        } else if bytes.len() as u64 == physical_rows.div_ceil(64) * 8 {
+            (physical_rows, bytes)
+        } else {
+            return Err(format!("bitmap is only {} bytes", bytes.len()));
+        };
+        let mut words: Vec<u64> = body
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        if rows % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last &= (1u64 << (rows % 64)) - 1;
+            }
+        }
+        let mut b = Self::from_words(rows, words);
+        b.extend_to(physical_rows);
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_and_runs_match_a_scan() {
+        let mut b = Bitmap::all_active(200);
+        b.delete([0, 3, 63, 64, 65, 130, 199]);
+        assert_eq!(b.deleted(), 7);
+        let active = b.active_rows();
+        assert_eq!(active.len() as u64, b.active());
+        for (j, &p) in active.iter().enumerate() {
+            assert_eq!(b.select(j as u64), p);
+        }
+        let mut runs = vec![];
+        b.for_each_run(|s, n| runs.extend(s..s + n));
+        assert_eq!(runs, active);
+    }
+
+    #[test]
+    fn extend_keeps_deleted_rows_deleted() {
+        let mut b = Bitmap::all_active(10);
+        b.delete([3]);
+        b.extend_to(15);
+        assert_eq!(b.rows(), 15);
+        assert_eq!(b.deleted(), 1);
+        assert!(!b.is_active(3));
+        assert!(b.is_active(14));
+    }
+
+    #[test]
+    fn encode_decode_and_legacy_layout() {
+        let mut b = Bitmap::all_active(70);
+        b.delete([1, 69]);
+        let enc = b.encode();
+        assert_eq!(enc.len(), 16 + 16);
+        assert_eq!(Bitmap::decode(&enc, 70).unwrap(), b);
+        assert_eq!(Bitmap::decode(&enc[16..], 70).unwrap(), b);
+        // A short bitmap (written before an append) covers the first rows; the rest are active.
+        let short = Bitmap::decode(&enc, 100).unwrap();
+        assert_eq!(short.rows(), 100);
+        assert_eq!(short.deleted(), 2);
+        assert!(Bitmap::decode(&enc, 60).is_err());
+        assert!(Bitmap::decode(&enc[..20], 70).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! Bytes on disk only: encoders and decoders of the store's files. No locking, no policy.
+
+pub mod bitmap;
+pub mod metadata;
+pub mod names;

@@ -1,0 +1,102 @@
+//! Array name → file name rules (FORMAT.md, "Names").
+//!
+//! Names of `[A-Za-z0-9_.-]` not starting with `.` map to `data_<name>.npkd` exactly (the
+//! published naming). Every other name is encoded into a short, safe file name that cannot
+//! leave the directory; the metadata record's `data_file` says where the data is.
+
+use crate::error::{NpkError, NpkResult};
+
+/// Longest name that keeps the published file naming (file names stay under 255 bytes).
+const MAX_PLAIN_LEN: usize = 200;
+
+/// Checks that `name` can be stored: non-empty, no NUL.
+pub fn validate(name: &str) -> NpkResult<()> {
+    if name.is_empty() {
+        return Err(NpkError::InvalidArrayName("the name is empty".into()));
+    }
+    if name.contains('\0') {
+        return Err(NpkError::InvalidArrayName(format!(
+            "{:?} contains a NUL character",
+            name
+        )));
+    }
+    Ok(())
+}
+
+fn is_plain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_PLAIN_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The file stem for a name: the name itself when plain, else `~<safe prefix>-<hash>`
+/// (`~` never occurs in a plain name, so the two families cannot collide). `salt` varies
+/// the hash when a stem is already taken.
+pub fn stem(name: &str, salt: u32) -> String {
+    if is_plain(name) && salt == 0 {
+        return name.to_owned();
+    }
+    let prefix: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        .take(40)
+        .collect();
+    // FNV-1a: stable across builds; the stem is stored in the metadata anyway.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes().chain(salt.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("~{prefix}-{h:016x}")
+}
+
+/// `data_<stem>.npkd`.
+pub fn data_file(stem: &str) -> String {
+    format!("data_{stem}.npkd")
+}
+
+/// `deleted_<stem>.npkb` for the data file `data_<stem>.npkd`.
+pub fn bitmap_file(data_file: &str) -> Option<String> {
+    let stem = data_file.strip_prefix("data_")?.strip_suffix(".npkd")?;
+    Some(format!("deleted_{stem}.npkb"))
+}
+
+/// Whether a data file name read from metadata is a bare file name of the `data_*.npkd`
+/// family: no separator or NUL, so joined to the store directory it stays inside it.
+pub fn is_safe_data_file(file: &str) -> bool {
+    file.starts_with("data_")
+        && file.ends_with(".npkd")
+        && file.len() <= 255
+        && !file.contains(['/', '\\', '\0'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_keep_the_published_naming() {
+        assert_eq!(data_file(&stem("emb_1.v2-x", 0)), "data_emb_1.v2-x.npkd");
+        assert_eq!(bitmap_file("data_emb.npkd").unwrap(), "deleted_emb.npkb");
+    }
+
+    #[test]
+    fn hostile_names_become_safe_files() {
+        let long = "x".repeat(1000);
+        for name in ["../x", "a/b", "/abs", "名前", ".hidden", long.as_str(), "a\\b"] {
+            let f = data_file(&stem(name, 0));
+            assert!(is_safe_data_file(&f), "{f}");
+            assert!(f.len() < 100, "{f}");
+            assert!(f.starts_with("data_~"));
+        }
+        assert_ne!(stem("../x", 0), stem("../x", 1));
+        assert!(validate("").is_err());
+        assert!(validate("a\0b").is_err());
+        assert!(!is_safe_data_file("data_../../x.npkd"));
+        assert!(is_safe_data_file("data_a..b.npkd"));
+        assert!(!is_safe_data_file("data_a/b.npkd"));
+    }
+}

@@ -1,0 +1,36 @@
+//! Positional file I/O helpers shared by writers and readers.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+/// Above this size, writes and copies are split across threads.
+pub const PARALLEL_BYTES: usize = 16 << 20;
+
+/// Writes `data` at `offset`, in parallel chunks when large.
+pub fn write_all_parallel(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(feature = "rayon")]
+    if data.len() >= PARALLEL_BYTES {
+        use rayon::prelude::*;
+        let chunk = data.len().div_ceil(rayon::current_num_threads().max(1)).max(1 << 20);
+        return data
+            .par_chunks(chunk)
+            .enumerate()
+            .try_for_each(|(i, c)| file.write_all_at(c, offset + (i * chunk) as u64));
+    }
+    file.write_all_at(data, offset)
+}
+
+/// Copies `src` into `dst` (same length), in parallel chunks when large.
+pub fn copy_parallel(dst: &mut [u8], src: &[u8]) {
+    #[cfg(feature = "rayon")]
+    if src.len() >= PARALLEL_BYTES {
+        use rayon::prelude::*;
+        let chunk = src.len().div_ceil(rayon::current_num_threads().max(1)).max(1 << 20);
+        dst.par_chunks_mut(chunk)
+            .zip(src.par_chunks(chunk))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        return;
+    }
+    dst.copy_from_slice(src);
+}

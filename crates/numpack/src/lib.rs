@@ -1,0 +1,36 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod dtype;
+pub mod error;
+pub mod format;
+pub mod io;
+pub mod parallel_io;
+pub mod read;
+pub mod store;
+
+pub use dtype::{DataType, NpkElement};
+pub use error::{NpkError, NpkResult};
+pub use format::metadata::ArrayMetadata;
+pub use ndarray;
+pub use parallel_io::{ArrayView, ParallelIO};
+pub use read::snapshot::ArraySnapshot;
+pub use read::stream::StreamIterator;
+pub use store::Store;
+
+/// Paths of the published crate, kept so its examples compile (`numpack::core::error`).
+pub mod core {
+    /// Error types.
+    pub mod error {
+        pub use crate::error::{NpkError, NpkResult};
+    }
+}
+
+/// `use numpack::prelude::*;` brings the everyday types.
+pub mod prelude {
+    pub use crate::dtype::{DataType, NpkElement};
+    pub use crate::error::{NpkError, NpkResult};
+    pub use crate::format::metadata::ArrayMetadata;
+    pub use crate::parallel_io::{ArrayView, ParallelIO};
+    pub use crate::read::stream::StreamIterator;
+}

@@ -1,0 +1,220 @@
+//! A consistent, mmap-backed view of one array: its record, its data and its bitmap.
+
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::bitmap::Bitmap;
+use crate::format::metadata::ArrayMetadata;
+use crate::io::copy_parallel;
+use memmap2::{Mmap, MmapOptions};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// An opened array. Reads never go past the committed bytes, and the mapping stays valid
+/// whatever later writers do: numpack never truncates committed bytes of a data file (it
+/// replaces files by rename and only trims uncommitted bytes past `size_bytes`).
+#[derive(Debug)]
+pub struct ArraySnapshot {
+    /// The array's record.
+    pub meta: ArrayMetadata,
+    path: PathBuf,
+    map: Option<Mmap>,
+    bitmap: Option<Bitmap>,
+}
+
+impl ArraySnapshot {
+    /// Opens the array described by `meta` in `dir`, reading its bitmap from disk.
+    pub fn open(dir: &Path, meta: ArrayMetadata) -> NpkResult<Self> {
+        let bitmap = crate::store::read_bitmap(dir, &meta)?;
+        Self::open_with_bitmap(dir, meta, bitmap)
+    }
+
+    /// Opens the array with a bitmap already read.
+    pub fn open_with_bitmap(
+        dir: &Path,
+        meta: ArrayMetadata,
+        bitmap: Option<Bitmap>,
+    ) -> NpkResult<Self> {
+        let path = dir.join(&meta.data_file);
+        if meta.compression != 0 || meta.block_info.is_some() {
+            return Err(NpkError::InvalidMetadata(format!(
+                "array '{}' is stored compressed (algorithm {}), which this version cannot read",
+                meta.name, meta.compression
+            )));
+        }
+        let file = File::open(&path).at(&path)?;
+        let len = file.metadata().at(&path)?.len();
+        if len < meta.size_bytes {
+            return Err(NpkError::corrupt(
+                &path,
+                format!(
+                    "data file is {len} bytes but the metadata of array '{}' says {}",
+                    meta.name, meta.size_bytes
+                ),
+            ));
+        }
+        let map = if meta.size_bytes == 0 {
+            None
+        } else {
+            let size = usize::try_from(meta.size_bytes).map_err(|_| {
+                NpkError::corrupt(&path, "array larger than the address space".to_owned())
+            })?;
+            // SAFETY: the file is at least `size` bytes (checked above) and numpack never
+            // shrinks committed bytes of a data file in place (files are replaced by rename,
+            // only uncommitted bytes past `size_bytes` are trimmed). A foreign process
+            // truncating the file could still fault; that is outside the store's contract.
+            Some(unsafe { MmapOptions::new().len(size).map(&file) }.at(&path)?)
+        };
+        Ok(ArraySnapshot {
+            meta,
+            path,
+            map,
+            bitmap,
+        })
+    }
+
+    /// Path of the data file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the array is 0-d.
+    pub fn is_scalar(&self) -> bool {
+        self.meta.shape.is_empty()
+    }
+
+    /// The bitmap, if some rows are deleted (or were, before compaction).
+    pub fn bitmap(&self) -> Option<&Bitmap> {
+        self.bitmap.as_ref()
+    }
+
+    /// Logical rows (physical rows minus deleted ones; 1 for a 0-d array).
+    pub fn logical_rows(&self) -> u64 {
+        self.bitmap.as_ref().map_or(self.meta.rows(), Bitmap::active)
+    }
+
+    /// Logical shape.
+    pub fn logical_shape(&self) -> Vec<u64> {
+        let mut s = self.meta.shape.clone();
+        if let Some(first) = s.first_mut() {
+            *first = self.logical_rows();
+        }
+        s
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        usize::try_from(self.meta.row_bytes()).expect("row fits in memory")
+    }
+
+    /// Bytes of the logical array.
+    pub fn logical_bytes(&self) -> usize {
+        usize::try_from(self.logical_rows() * self.meta.row_bytes()).expect("fits in memory")
+    }
+
+    /// The physical data (every row, deleted ones included).
+    pub fn physical(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// Physical row numbers of the logical rows, when some rows are deleted.
+    pub fn active_rows(&self) -> Option<Vec<u64>> {
+        self.bitmap.as_ref().map(Bitmap::active_rows)
+    }
+
+    /// Copies the logical array into `dst` (`logical_bytes()` long).
+    pub fn copy_into(&self, dst: &mut [u8]) -> NpkResult<()> {
+        self.check_len(dst.len(), self.logical_bytes())?;
+        let src = self.physical();
+        match &self.bitmap {
+            None => copy_parallel(dst, src),
+            Some(b) => {
+                let row = self.row_bytes();
+                let mut at = 0;
+                b.for_each_run(|start, n| {
+                    let (s, n) = (start as usize * row, n as usize * row);
+                    dst[at..at + n].copy_from_slice(&src[s..s + n]);
+                    at += n;
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The logical array as bytes.
+    pub fn to_bytes(&self) -> NpkResult<Vec<u8>> {
+        let mut out = vec![0u8; self.logical_bytes()];
+        self.copy_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Maps logical indices (negative from the end) to physical rows.
+    pub fn resolve(&self, indices: &[i64]) -> NpkResult<Vec<u64>> {
+        self.require_rows()?;
+        crate::store::resolve_rows(indices, self.logical_rows(), self.bitmap.as_ref())
+    }
+
+    /// Copies the rows `indices` (logical, negative from the end, any order, duplicates)
+    /// into `dst` (`indices.len() * row_bytes()` long).
+    pub fn gather_into(&self, indices: &[i64], dst: &mut [u8]) -> NpkResult<()> {
+        let rows = self.resolve(indices)?;
+        let row = self.row_bytes();
+        self.check_len(dst.len(), rows.len() * row)?;
+        if row == 0 {
+            return Ok(());
+        }
+        let src = self.physical();
+        let copy = |(d, &r): (&mut [u8], &u64)| {
+            let s = r as usize * row;
+            d.copy_from_slice(&src[s..s + row]);
+        };
+        #[cfg(feature = "rayon")]
+        if rows.len() * row >= 4 << 20 {
+            use rayon::prelude::*;
+            dst.par_chunks_mut(row).zip(rows.par_iter()).for_each(copy);
+            return Ok(());
+        }
+        dst.chunks_mut(row).zip(rows.iter()).for_each(copy);
+        Ok(())
+    }
+
+    /// Copies logical rows `start..stop` into `dst`.
+    pub fn range_into(&self, start: u64, stop: u64, dst: &mut [u8]) -> NpkResult<()> {
+        self.require_rows()?;
+        let rows = self.logical_rows();
+        if start > stop || stop > rows {
+            return Err(NpkError::IndexOutOfBounds(stop as i64, rows));
+        }
+        let row = self.row_bytes();
+        self.check_len(dst.len(), (stop - start) as usize * row)?;
+        let src = self.physical();
+        match &self.bitmap {
+            None => copy_parallel(dst, &src[start as usize * row..stop as usize * row]),
+            Some(b) => {
+                for (k, j) in (start..stop).enumerate() {
+                    let s = b.select(j) as usize * row;
+                    dst[k * row..(k + 1) * row].copy_from_slice(&src[s..s + row]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn require_rows(&self) -> NpkResult<()> {
+        if self.is_scalar() {
+            return Err(NpkError::InvalidShape(format!(
+                "array '{}' is 0-d and has no rows",
+                self.meta.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_len(&self, got: usize, need: usize) -> NpkResult<()> {
+        if got != need {
+            return Err(NpkError::InvalidShape(format!(
+                "array '{}': destination is {got} bytes, {need} needed",
+                self.meta.name
+            )));
+        }
+        Ok(())
+    }
+}

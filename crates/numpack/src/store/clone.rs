@@ -1,0 +1,36 @@
+//! `clone`: an independent, compacted copy of an array under a new name.
+
+use super::save::target_file;
+use super::{now_micros, Store};
+use crate::error::{NpkError, NpkResult};
+use crate::format::metadata::ArrayMetadata;
+use crate::format::names;
+use crate::read::snapshot::ArraySnapshot;
+
+impl Store {
+    /// Copies the logical rows of `source` into a new array `target`.
+    pub fn clone_array(&self, source: &str, target: &str) -> NpkResult<()> {
+        names::validate(target)?;
+        self.mutate(|txn| {
+            let a = txn
+                .meta
+                .arrays
+                .get(source)
+                .cloned()
+                .ok_or_else(|| NpkError::ArrayNotFound(source.to_owned()))?;
+            if txn.meta.arrays.contains_key(target) {
+                return Err(NpkError::InvalidOperation(format!(
+                    "Target array '{target}' already exists"
+                )));
+            }
+            let snap = ArraySnapshot::open(txn.dir(), a.clone())?;
+            let bytes = snap.to_bytes()?;
+            let (file, path) = target_file(txn, target);
+            super::commit::write_file(&path, &bytes, false)?;
+            self.mark_dirty(txn.dir().join(&file));
+            let record = ArrayMetadata::new(target, snap.logical_shape(), a.dtype, file, now_micros());
+            txn.meta_mut().arrays.insert(target.to_owned(), record);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! `compact`: rewrite a data file with only its active rows and remove the bitmap.
+
+use super::{now_micros, read_bitmap, Store};
+use crate::error::{NpkError, NpkResult};
+use crate::format::names;
+use crate::read::snapshot::ArraySnapshot;
+
+impl Store {
+    /// Physically removes deleted rows. No-op without deletions.
+    pub fn compact(&self, name: &str) -> NpkResult<()> {
+        self.mutate(|txn| {
+            let a = txn
+                .meta
+                .arrays
+                .get(name)
+                .cloned()
+                .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
+            let Some(bitmap) = read_bitmap(txn.dir(), &a)? else {
+                return Ok(());
+            };
+            let bitmap_file = names::bitmap_file(&a.data_file).expect("bitmap name");
+            txn.stage_remove(&bitmap_file);
+            if bitmap.deleted() == 0 {
+                return Ok(());
+            }
+            let snap = ArraySnapshot::open_with_bitmap(txn.dir(), a.clone(), Some(bitmap))?;
+            let bytes = snap.to_bytes()?;
+            let tmp = txn.stage_file(&a.data_file);
+            super::commit::write_file(&tmp, &bytes, false)?;
+            self.mark_dirty(txn.dir().join(&a.data_file));
+            let r = txn.meta_mut().arrays.get_mut(name).expect("record exists");
+            r.shape[0] = snap.logical_rows();
+            r.size_bytes = bytes.len() as u64;
+            r.last_modified = now_micros();
+            Ok(())
+        })
+    }
+}

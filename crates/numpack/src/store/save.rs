@@ -1,0 +1,144 @@
+//! `save`: create or replace arrays whole.
+
+use super::{commit::Txn, now_micros, Store};
+use crate::dtype::DataType;
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::metadata::ArrayMetadata;
+use crate::format::names;
+use crate::io::write_all_parallel;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// One array to save: little-endian C-order bytes of `shape` elements of `dtype`.
+#[derive(Debug, Clone, Copy)]
+pub struct SaveItem<'a> {
+    /// Array name (any non-empty string without NUL).
+    pub name: &'a str,
+    /// Element type.
+    pub dtype: DataType,
+    /// Shape; empty for a 0-d array.
+    pub shape: &'a [u64],
+    /// `product(shape) * itemsize` bytes.
+    pub data: &'a [u8],
+}
+
+impl SaveItem<'_> {
+    fn check(&self) -> NpkResult<()> {
+        names::validate(self.name)?;
+        let need = self
+            .shape
+            .iter()
+            .try_fold(self.dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| NpkError::InvalidShape(format!("shape {:?} overflows", self.shape)))?;
+        if need != self.data.len() as u64 {
+            return Err(NpkError::InvalidShape(format!(
+                "array '{}': shape {:?} of {} needs {need} bytes, got {}",
+                self.name,
+                self.shape,
+                self.dtype,
+                self.data.len()
+            )));
+        }
+        if self.shape.len() > crate::format::metadata::MAX_NDIM {
+            return Err(NpkError::InvalidShape(format!(
+                "array '{}' has more than {} dimensions",
+                self.name,
+                crate::format::metadata::MAX_NDIM
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A data file name for a new array that no other record uses.
+pub(crate) fn fresh_data_file(txn: &Txn, name: &str) -> String {
+    let taken: HashSet<&str> = txn
+        .meta
+        .arrays
+        .values()
+        .map(|a| a.data_file.as_str())
+        .collect();
+    (0u32..)
+        .map(|salt| names::data_file(&names::stem(name, salt)))
+        .find(|f| !taken.contains(f.as_str()))
+        .expect("some salt is free")
+}
+
+/// Where the bytes of an array saved in `txn` go: the final file for a new array, a staged
+/// temporary for an existing one (renamed over the old file at commit).
+pub(crate) fn target_file(txn: &mut Txn, name: &str) -> (String, PathBuf) {
+    match txn.meta.arrays.get(name).map(|a| a.data_file.clone()) {
+        Some(file) => {
+            if let Some(bitmap) = names::bitmap_file(&file) {
+                txn.stage_remove(&bitmap);
+            }
+            let tmp = txn.stage_file(&file);
+            (file, tmp)
+        }
+        None => {
+            let file = fresh_data_file(txn, name);
+            // A stale bitmap of a killed earlier array must not apply to this one.
+            if let Some(bitmap) = names::bitmap_file(&file) {
+                if txn.dir().join(&bitmap).exists() {
+                    txn.stage_remove(&bitmap);
+                }
+            }
+            let path = txn.dir().join(&file);
+            (file, path)
+        }
+    }
+}
+
+impl Store {
+    /// Creates or replaces arrays whole (new shape and dtype allowed; deleted rows forgotten).
+    /// All items are validated before anything is written; the call is all-or-nothing.
+    pub fn save(&self, items: &[SaveItem<'_>]) -> NpkResult<()> {
+        for it in items {
+            it.check()?;
+        }
+        let mut seen = HashSet::new();
+        for it in items {
+            if !seen.insert(it.name) {
+                return Err(NpkError::InvalidOperation(format!(
+                    "array '{}' given twice",
+                    it.name
+                )));
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.mutate(|txn| {
+            let now = now_micros();
+            let mut jobs: Vec<(PathBuf, &[u8])> = Vec::with_capacity(items.len());
+            for it in items {
+                let (file, path) = target_file(txn, it.name);
+                self.mark_dirty(txn.dir().join(&file));
+                let record = ArrayMetadata::new(it.name, it.shape.to_vec(), it.dtype, file, now);
+                txn.meta_mut().arrays.insert(it.name.to_owned(), record);
+                jobs.push((path, it.data));
+            }
+            let durable = txn.durable();
+            let write = |(path, data): &(PathBuf, &[u8])| -> NpkResult<()> {
+                let f = std::fs::File::create(path).at(path)?;
+                write_all_parallel(&f, data, 0).at(path)?;
+                if durable {
+                    f.sync_all().at(path)?;
+                }
+                Ok(())
+            };
+            #[cfg(feature = "rayon")]
+            {
+                use rayon::prelude::*;
+                if jobs.len() > 1 && items.iter().map(|i| i.data.len()).sum::<usize>() > 8 << 20 {
+                    jobs.par_iter().try_for_each(write)?;
+                } else {
+                    jobs.iter().try_for_each(write)?;
+                }
+            }
+            #[cfg(not(feature = "rayon"))]
+            jobs.iter().try_for_each(write)?;
+            Ok(())
+        })
+    }
+}

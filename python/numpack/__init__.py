@@ -1,0 +1,81 @@
+"""numpack: a store of named NumPy arrays with a Rust core.
+
+Arrays live in a directory (``*.npk``), one data file each; rows can be appended, replaced and
+deleted in place, and arrays can be read eagerly, memory-mapped (``LazyArray``) or streamed.
+
+>>> import numpy as np, tempfile, os
+>>> import numpack
+>>> with numpack.NumPack(os.path.join(tempfile.mkdtemp(), "demo.npk")) as npk:
+...     npk.save({"x": np.zeros((2, 3), dtype=np.float32)})
+...     npk.append({"x": np.ones((1, 3), dtype=np.float32)})
+...     npk.get_shape("x")
+(3, 3)
+"""
+
+from __future__ import annotations
+
+import gc
+
+from .batch import BatchModeContext, WritableBatchMode
+from .exceptions import (
+    ArrayNotFoundError,
+    CorruptStoreError,
+    DependencyError,
+    IndexOutOfRangeError,
+    StoreLockedError,
+)
+from .lazy_array import LazyArray
+from .numpack import NumPack
+
+__version__ = "0.6.0"
+
+__all__ = [
+    "ArrayNotFoundError",
+    "BatchModeContext",
+    "CorruptStoreError",
+    "DependencyError",
+    "IndexOutOfRangeError",
+    "LazyArray",
+    "NumPack",
+    "StoreLockedError",
+    "WritableBatchMode",
+    "__version__",
+    "force_cleanup_windows_handles",
+]
+
+
+def force_cleanup_windows_handles() -> bool:
+    """Run the garbage collector so that unreferenced memory maps release their files.
+
+    Useful on Windows, where a mapped file cannot be deleted; harmless elsewhere.
+
+    Returns
+    -------
+    bool
+        Always ``True``.
+    """
+    gc.collect()
+    return True
+
+
+# Parts written separately; the package works without them.
+try:
+    from .package import get_package_info, pack, unpack
+except ImportError:  # pragma: no cover - depends on the build
+    pass
+else:
+    __all__ += ["get_package_info", "pack", "unpack"]
+
+try:
+    from . import vector_engine
+except ImportError:  # pragma: no cover - depends on the build
+    pass
+else:
+    __all__ += ["vector_engine"]
+
+try:
+    from . import io
+except ImportError:  # pragma: no cover - depends on the build
+    pass
+else:
+    __all__ += ["io"]

@@ -1,0 +1,90 @@
+"""Type stub of the native module ``numpack._core`` (the PyO3 bindings of the engine crate).
+
+The Python package (``numpack.numpack``, ``numpack.lazy_array``, ``numpack.batch``) is the
+public layer; it normalises arguments and calls these primitives.  Every primitive works on
+*logical* rows (rows deleted through the bitmap are invisible) unless it says "physical".
+
+Arrays passed in must already be C-contiguous, native (little-endian) byte order, and one of
+the 14 supported dtypes; the Python layer converts.  Index arrays are 1-d ``int64``;
+negative values count from the logical end.  Errors are raised as the classes of
+``numpack.exceptions`` (``ArrayNotFoundError``, ``IndexOutOfRangeError``,
+``CorruptStoreError``) or as built-in ``ValueError`` / ``TypeError`` / ``OSError``.
+The GIL is released during all file I/O.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class Store:
+    """An open store directory (created if missing).  Several ``Store`` objects, in threads
+    or processes, may open the same directory; every mutation takes the store lock and is
+    all-or-nothing under a crash; reads see other handles' committed changes."""
+
+    def __init__(self, path: str) -> None: ...
+    @property
+    def path(self) -> str: ...
+    def close(self) -> None:
+        """Make everything durable (fsync data, metadata, directory) and release the handle.
+        Idempotent; later calls on this object raise ``ValueError``."""
+    def sync(self) -> None:
+        """fsync data files, metadata and the directory."""
+    # --- writing -------------------------------------------------------------------------
+    def save(self, arrays: list[tuple[str, npt.NDArray[Any]]]) -> None:
+        """Create or replace each array whole (new shape/dtype allowed, bitmap removed)."""
+    def append(self, name: str, array: npt.NDArray[Any]) -> None:
+        """Append rows.  Missing → ArrayNotFoundError; ndim/trailing mismatch → ValueError;
+        dtype mismatch → TypeError; 0-d array stored → ValueError."""
+    def replace(self, name: str, array: npt.NDArray[Any], indices: npt.NDArray[np.int64]) -> None:
+        """Overwrite logical rows ``indices`` with ``array`` rows (``array.shape[0]`` must be
+        ``len(indices)`` or 1 to broadcast).  Out of range → IndexOutOfRangeError."""
+    def drop_rows(self, name: str, indices: npt.NDArray[np.int64]) -> None:
+        """Mark logical rows deleted (duplicates fine).  Out of range → IndexOutOfRangeError.
+        Dropping every row keeps the array with 0 logical rows."""
+    def drop_arrays(self, names: list[str]) -> None:
+        """Delete whole arrays; names that do not exist are skipped."""
+    def compact(self, name: str) -> None:
+        """Physically remove deleted rows (no-op without deletions).  Missing → ArrayNotFoundError."""
+    def clone(self, source: str, target: str) -> None:
+        """Deep, compacted copy.  Missing source → ArrayNotFoundError; existing target → ValueError."""
+    def reset(self) -> None:
+        """Remove every array."""
+    # --- reading -------------------------------------------------------------------------
+    def load(self, name: str) -> npt.NDArray[Any]:
+        """A new, writable, owning C-contiguous array of the logical rows (0-d arrays too)."""
+    def getitem(self, name: str, indices: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+        """Rows in the given order, shape ``(len(indices),) + trailing``."""
+    def read_range(self, name: str, start: int, stop: int) -> npt.NDArray[Any]:
+        """Logical rows ``start..stop`` (0 <= start <= stop <= rows, else IndexOutOfRangeError)."""
+    def view(self, name: str) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64] | None]:
+        """A read-only ndarray over a mmap of the data file with the *physical* shape, and the
+        physical row numbers of the logical rows (``None`` when no row is deleted).  The
+        mapping lives as long as the returned array does, whatever happens to the store."""
+    def writable_view(self, name: str) -> tuple[npt.NDArray[Any], MappedFile]:
+        """A writable ndarray over a shared mmap of the data file (array must have no deleted
+        rows: compact first).  Edits reach the file; ``MappedFile.flush()`` msyncs them."""
+    # --- queries -------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """Array names, sorted."""
+    def has(self, name: str) -> bool: ...
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Logical shape."""
+    def dtype(self, name: str) -> np.dtype[Any]: ...
+    def info(self, name: str) -> dict[str, Any]:
+        """``{'shape': [physical dims], 'logical_shape': [...], 'data_file': str,
+        'last_modified': int (µs), 'size_bytes': int, 'dtype': 'Float32', 'dtype_code': int,
+        'deleted_rows': int, 'file_bytes': int}``."""
+    def modify_time(self, name: str) -> int | None: ...
+    def total_size(self) -> int: ...
+
+class MappedFile:
+    """Owner of a writable shared mapping handed out by ``Store.writable_view``."""
+
+    def flush(self) -> None:
+        """msync the mapping to the file."""
+
+def dtype_code(dtype: np.dtype[Any]) -> int:
+    """The format's dtype code (0..13) of a NumPy dtype; ValueError('Unsupported dtype: <name>')."""

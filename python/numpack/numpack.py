@@ -1,0 +1,557 @@
+"""``NumPack``: the store handle (open/close, context manager, save/load/append/...).
+
+The class normalises arguments, validates every entry before anything is written, and calls
+``numpack._core.Store``, which does the I/O.  Inside ``batch_mode`` the reads and writes go
+through the batch cache of ``numpack.batch``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from ._indexing import (
+    RowSpec,
+    check_array,
+    check_buffer_size,
+    check_name,
+    check_names,
+    check_rows,
+    le_dtype,
+    parse_drop_indexes,
+    parse_getitem_indexes,
+    parse_replace_indexes,
+    resolve_rows,
+    row_batches,
+    select_rows,
+    storable,
+)
+from .batch import BatchModeContext, WritableBatchMode
+from .lazy_array import LazyArray
+
+__all__ = ["NumPack"]
+
+_NOT_OPEN = "NumPack instance is not opened or has been closed; call open() or use a with block"
+_STRICT = "NumPack is in strict context mode: use it inside a 'with NumPack(...) as npk:' block"
+
+
+class NumPack:
+    """A directory of named NumPy arrays with in-place append, replace and row deletion.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        The store directory.  The constructor does not touch the file system.
+    drop_if_exists : bool, default False
+        On the first ``open()`` only, delete whatever exists at ``filename``.
+    strict_context_mode : bool, default False
+        Data methods raise ``RuntimeError`` unless called inside a ``with`` block.
+    warn_no_context : bool or None, default None
+        Emit a ``UserWarning`` recommending the context manager; ``None`` means true on
+        Windows only.  Never emitted in strict context mode.
+    force_gc_on_close : bool, default False
+        Run ``gc.collect()`` in ``close()``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from numpack import NumPack
+    >>> with NumPack(os.path.join(tempfile.mkdtemp(), "data.npk")) as npk:
+    ...     npk.save({"x": np.arange(6).reshape(3, 2)})
+    ...     npk.load("x").shape
+    (3, 2)
+    """
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        drop_if_exists: bool = False,
+        strict_context_mode: bool = False,
+        warn_no_context: bool | None = None,
+        force_gc_on_close: bool = False,
+    ) -> None:
+        self._path = Path(filename)
+        self._drop_if_exists = bool(drop_if_exists)
+        self._strict = bool(strict_context_mode)
+        self._force_gc = bool(force_gc_on_close)
+        self._store: _core.Store | None = None
+        self._opened = False
+        self._closed = False
+        self._context_entered = False
+        self._batch: BatchModeContext | None = None
+        if warn_no_context is None:
+            warn_no_context = sys.platform == "win32"
+        if warn_no_context and not self._strict:
+            warnings.warn(
+                "NumPack used without a context manager: prefer 'with NumPack(...) as npk:' so "
+                "that files are closed promptly",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the store, creating the directory if needed.  No-op when already open.
+
+        ``drop_if_exists`` is applied on the first call only.  Works again after ``close()``.
+        """
+        if self.is_opened:
+            return
+        if self._drop_if_exists:
+            if self._path.is_symlink() or self._path.is_file():
+                self._path.unlink()
+            elif self._path.is_dir():
+                shutil.rmtree(self._path)
+            self._drop_if_exists = False
+        self._path.mkdir(parents=True, exist_ok=True)
+        self._store = _core.Store(str(self._path))
+        self._opened = True
+        self._closed = False
+
+    def close(self, force_gc: bool | None = None) -> None:
+        """Flush pending batch-mode arrays, make everything durable and release the store.
+
+        Idempotent.  Errors from the final write propagate.
+
+        Parameters
+        ----------
+        force_gc : bool or None, optional
+            Run ``gc.collect()`` afterwards; ``None`` uses ``force_gc_on_close``.
+        """
+        if self.is_opened:
+            store = self._store
+            try:
+                if self._batch is not None:
+                    self._batch._flush(clear=True)
+            finally:
+                self._store = None
+                self._closed = True
+                if store is not None:
+                    store.close()
+        if force_gc or (force_gc is None and self._force_gc):
+            gc.collect()
+
+    def __enter__(self) -> NumPack:
+        self.open()
+        self._context_entered = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.close()
+        finally:
+            self._context_entered = False
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing sensible to do in a finaliser
+            pass
+
+    @property
+    def is_opened(self) -> bool:
+        """True while the store is open."""
+        return self._opened and not self._closed
+
+    @property
+    def is_closed(self) -> bool:
+        """True before the first ``open()`` and after ``close()``."""
+        return not self.is_opened
+
+    @property
+    def path(self) -> Path:
+        """The store directory."""
+        return self._path
+
+    def _open_store(self) -> _core.Store:
+        """The open ``numpack._core.Store`` (no strict-mode check: for internal callers)."""
+        if not self.is_opened or self._store is None:
+            raise RuntimeError(_NOT_OPEN)
+        return self._store
+
+    def _core_store(self) -> _core.Store:
+        """The open ``numpack._core.Store``, after the open / strict-mode checks."""
+        store = self._open_store()
+        if self._strict and not self._context_entered:
+            raise RuntimeError(_STRICT)
+        return store
+
+    def _write(self, items: list[tuple[str, npt.NDArray[Any]]]) -> None:
+        """Save validated arrays to disk now, in one ``Store.save`` call."""
+        if items:
+            self._open_store().save([(name, storable(value)) for name, value in items])
+
+    def _cached(self, name: str) -> npt.NDArray[Any] | None:
+        return None if self._batch is None else self._batch._cache.get(name)
+
+    def _settle(self, names: list[str]) -> None:
+        if self._batch is not None:
+            self._batch._settle(names)
+
+    def _dtype_shape(self, store: _core.Store, name: str) -> tuple[np.dtype[Any], tuple[int, ...]]:
+        cached = self._cached(name)
+        if cached is not None:
+            return le_dtype(cached.dtype), tuple(cached.shape)
+        return store.dtype(name), tuple(store.shape(name))
+
+    def __repr__(self) -> str:
+        if not self.is_opened or self._store is None:
+            return f"NumPack({self._path}, status=closed)"
+        try:
+            return f"NumPack({self._path}, arrays={len(self._store.names())})"
+        except Exception:  # noqa: BLE001 - repr must not raise
+            return f"NumPack({self._path}, status=opened)"
+
+    # --- writing -------------------------------------------------------------------------
+
+    def save(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        """Store each array under its name, replacing an existing array of that name whole.
+
+        Any of the 14 dtypes, any number of dimensions (0-d and empty included) and any memory
+        layout is accepted; values are stored little-endian in C order.  Every entry is
+        validated before anything is written.
+
+        Parameters
+        ----------
+        arrays : dict of str to numpy.ndarray
+
+        Raises
+        ------
+        ValueError
+            If ``arrays`` is not a dict or a dtype is not supported.
+        TypeError
+            If a key is not a str or a value is not an ndarray.
+        """
+        store = self._core_store()
+        if not isinstance(arrays, dict):
+            raise ValueError("arrays must be a dictionary")
+        items = [(name, check_array(name, value)) for name, value in arrays.items()]
+        if self._batch is not None:
+            self._batch._save(items)
+        elif items:
+            store.save([(name, storable(value)) for name, value in items])
+
+    def append(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        """Append rows (axis 0) to existing arrays, in place.
+
+        Parameters
+        ----------
+        arrays : dict of str to numpy.ndarray
+            Rows to append; same ndim, trailing dimensions and dtype as the stored array.
+
+        Raises
+        ------
+        ArrayNotFoundError
+            If an array does not exist (append never creates arrays).
+        TypeError
+            If a dtype differs from the stored one (no casting; byte order is converted).
+        ValueError
+            If ``arrays`` is not a dict, or ndim / trailing dimensions differ.
+        """
+        store = self._core_store()
+        if not isinstance(arrays, dict):
+            raise ValueError("arrays must be a dictionary")
+        items = []
+        for name, value in arrays.items():
+            check_array(name, value)
+            dtype, shape = self._dtype_shape(store, name)
+            check_rows(name, value, dtype, shape, "append to")
+            items.append((name, value))
+        self._settle([name for name, _ in items])
+        for name, value in items:
+            if value.shape[0]:
+                store.append(name, storable(value))
+
+    def replace(self, arrays: dict[str, npt.NDArray[Any]], indexes: Any) -> None:
+        """Overwrite logical rows in place.
+
+        Parameters
+        ----------
+        arrays : dict of str to numpy.ndarray
+            New rows: ``len(indexes)`` rows, or a single row (or one row without the row axis)
+            that is broadcast to every index.
+        indexes : int, list of int, numpy.ndarray or slice
+            Logical rows; negatives count from the end; slices may have any step.  A bool
+            ndarray is a mask over the logical rows.
+
+        Raises
+        ------
+        ValueError
+            For another index type, a wrong number of rows, ndim or trailing dimensions.
+        IndexOutOfRangeError
+            If an index is out of range.
+        TypeError
+            If a dtype differs from the stored one.
+        """
+        store = self._core_store()
+        if not isinstance(arrays, dict):
+            raise ValueError("arrays must be a dictionary")
+        spec = parse_replace_indexes(indexes)
+        items = []
+        for name, value in arrays.items():
+            check_array(name, value)
+            dtype, shape = self._dtype_shape(store, name)
+            if shape and value.ndim == len(shape) - 1:
+                value = value.reshape((1, *value.shape))
+            check_rows(name, value, dtype, shape, "replace rows of")
+            rows = resolve_rows(spec, shape[0], name)
+            if value.shape[0] not in (len(rows), 1):
+                raise ValueError(
+                    f"Cannot replace rows of array '{name}': got {value.shape[0]} rows of values "
+                    f"for {len(rows)} indexes"
+                )
+            items.append((name, value, rows))
+        self._settle([name for name, _, _ in items])
+        for name, value, rows in items:
+            if len(rows) and value.shape[0]:
+                store.replace(name, storable(value), rows)
+
+    def drop(self, array_name: str | list[str], indexes: Any = None) -> None:
+        """Delete whole arrays, or logical rows of arrays.
+
+        Parameters
+        ----------
+        array_name : str or list of str
+        indexes : int, list, tuple, numpy.ndarray, slice or None, default None
+            ``None`` deletes the arrays whole; names that do not exist are skipped silently.
+            Otherwise the logical rows to delete (negatives from the end, slices of any step,
+            a bool ndarray is a mask); the arrays must exist.
+
+        Raises
+        ------
+        ArrayNotFoundError
+            If ``indexes`` is given and an array does not exist.
+        IndexOutOfRangeError
+            If an index is out of range.
+        ValueError
+            For another index type.
+        """
+        store = self._core_store()
+        names = check_names(array_name)
+        if indexes is None:
+            if self._batch is not None:
+                self._batch._discard(names)
+            store.drop_arrays(names)
+            return
+        spec: RowSpec = parse_drop_indexes(indexes)
+        plan = []
+        for name in names:
+            shape = self._dtype_shape(store, name)[1]
+            if not shape:
+                raise ValueError(f"Cannot drop rows of array '{name}': it is 0-d")
+            plan.append((name, resolve_rows(spec, shape[0], name)))
+        self._settle(names)
+        for name, rows in plan:
+            if len(rows):
+                store.drop_rows(name, rows)
+
+    def update(self, array_name: str) -> None:
+        """Compact an array: physically remove its deleted rows (no-op without deletions).
+
+        Raises ``ArrayNotFoundError`` if the array does not exist.
+        """
+        store = self._core_store()
+        self._settle([check_name(array_name)])
+        store.compact(array_name)
+
+    def clone(self, source_name: str, target_name: str) -> None:
+        """Copy an array under a new name (an independent, compacted copy).
+
+        Raises ``ArrayNotFoundError`` if the source does not exist and ``ValueError`` if the
+        target already exists.
+        """
+        store = self._core_store()
+        self._settle([check_name(source_name), check_name(target_name)])
+        store.clone(source_name, target_name)
+
+    def reset(self) -> None:
+        """Remove every array (pending batch-mode arrays included)."""
+        store = self._core_store()
+        if self._batch is not None:
+            self._batch._discard(list(self._batch._cache))
+        store.reset()
+
+    # --- reading -------------------------------------------------------------------------
+
+    def load(self, array_name: str, lazy: bool = False) -> npt.NDArray[Any] | LazyArray:
+        """Load an array.
+
+        Parameters
+        ----------
+        array_name : str
+        lazy : bool, default False
+            Return a memory-mapped ``LazyArray`` instead of an in-memory ndarray.  Ignored in
+            ``batch_mode``, where the cached ndarray is returned.
+
+        Returns
+        -------
+        numpy.ndarray or LazyArray
+            The logical rows; an eager ndarray is writable and independent of the file.
+
+        Raises
+        ------
+        ArrayNotFoundError
+            If the array does not exist.
+        """
+        store = self._core_store()
+        check_name(array_name)
+        if self._batch is not None:
+            return self._batch._load(array_name)
+        if lazy:
+            return LazyArray(store, array_name)
+        return store.load(array_name)
+
+    def __getitem__(self, array_name: str) -> npt.NDArray[Any]:
+        """``npk[name]`` is ``npk.load(name)``."""
+        return cast("npt.NDArray[Any]", self.load(array_name))
+
+    def getitem(self, array_name: str, indexes: Any) -> npt.NDArray[Any]:
+        """Return selected logical rows as a new ndarray (the row axis is always kept).
+
+        Parameters
+        ----------
+        array_name : str
+        indexes : int, list, tuple, numpy.ndarray or slice
+            An int gives shape ``(1, ...)``; a list/tuple/int array gives the rows in order
+            (duplicates allowed); a bool ndarray is a mask; a slice (any step) selects like NumPy.
+
+        Raises
+        ------
+        ArrayNotFoundError
+            If the array does not exist.
+        IndexOutOfRangeError
+            If an index is out of range.
+        TypeError
+            For another index type.
+        """
+        store = self._core_store()
+        check_name(array_name)
+        spec = parse_getitem_indexes(indexes)
+        return select_rows(store, array_name, spec, self._cached(array_name))
+
+    def stream_load(
+        self, array_name: str, buffer_size: int | None = None
+    ) -> Iterator[npt.NDArray[Any]]:
+        """Iterate over the logical rows in batches of at most ``buffer_size`` rows.
+
+        The batches come from a snapshot taken at call time, so iteration keeps working after
+        the store is closed.
+
+        Parameters
+        ----------
+        array_name : str
+        buffer_size : int or None, default None
+            Rows per batch; ``None`` means 1.
+
+        Raises
+        ------
+        ArrayNotFoundError
+            If the array does not exist (raised by this call, not by the first ``next()``).
+        ValueError
+            If ``buffer_size <= 0``.
+        TypeError
+            If ``buffer_size`` is not an int, or the array is 0-d.
+        """
+        store = self._core_store()
+        check_name(array_name)
+        size = check_buffer_size(buffer_size)
+        cached = self._cached(array_name)
+        if cached is not None:
+            phys, active = cached, None
+        else:
+            phys, active = store.view(array_name)
+        if phys.ndim == 0:
+            raise TypeError(f"Cannot stream array '{array_name}': it is 0-d")
+        return row_batches(phys, active, size)
+
+    # --- queries -------------------------------------------------------------------------
+
+    def get_shape(self, array_name: str) -> tuple[int, ...]:
+        """Logical shape of an array (deleted rows excluded); ``ArrayNotFoundError`` if missing."""
+        store = self._core_store()
+        return self._dtype_shape(store, check_name(array_name))[1]
+
+    def get_member_list(self) -> list[str]:
+        """Sorted names of the arrays (including arrays saved in an open ``batch_mode``)."""
+        store = self._core_store()
+        names = set(store.names())
+        if self._batch is not None:
+            names.update(self._batch._cache)
+        return sorted(names)
+
+    def has_array(self, array_name: str) -> bool:
+        """Whether an array of that name exists."""
+        store = self._core_store()
+        return self._cached(check_name(array_name)) is not None or store.has(array_name)
+
+    def get_modify_time(self, array_name: str) -> int | None:
+        """Last modification of an array in microseconds since the epoch; ``None`` if missing."""
+        return self._core_store().modify_time(check_name(array_name))
+
+    def get_metadata(self) -> dict[str, Any]:
+        """Describe the arrays on disk.
+
+        Returns
+        -------
+        dict
+            ``{'arrays': {name: {'shape', 'data_file', 'last_modified', 'size_bytes',
+            'dtype'}}, 'total_size', 'base_dir', 'total_arrays'}``; shapes are logical,
+            ``size_bytes`` counts the data file's rows (deleted ones included).
+        """
+        store = self._core_store()
+        arrays = {}
+        for name in store.names():
+            info = store.info(name)
+            arrays[name] = {
+                "shape": list(info["logical_shape"]),
+                "data_file": info["data_file"],
+                "last_modified": info["last_modified"],
+                "size_bytes": info["size_bytes"],
+                "dtype": info["dtype"],
+            }
+        return {
+            "arrays": arrays,
+            "total_size": store.total_size(),
+            "base_dir": str(self._path),
+            "total_arrays": len(arrays),
+        }
+
+    def get_io_stats(self) -> dict[str, Any]:
+        """I/O counters; numpack keeps none, so ``{'stats_available': False}``."""
+        return {"stats_available": False}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.get_member_list())
+
+    def __len__(self) -> int:
+        return len(self.get_member_list())
+
+    def __contains__(self, array_name: object) -> bool:
+        return isinstance(array_name, str) and self.has_array(array_name)
+
+    # --- batch modes ---------------------------------------------------------------------
+
+    def batch_mode(self, memory_limit: int | None = None) -> BatchModeContext:
+        """Cache loaded and saved arrays in memory and write them when the block exits.
+
+        See ``numpack.batch.BatchModeContext``.
+        """
+        return BatchModeContext(self, memory_limit)
+
+    def writable_batch_mode(self) -> WritableBatchMode:
+        """Hand out writable arrays mapped onto the data files.
+
+        See ``numpack.batch.WritableBatchMode``.
+        """
+        return WritableBatchMode(self)
