@@ -26,6 +26,11 @@ pub mod core {
     }
 }
 
+/// The project README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme_doctests {}
+
 /// `use numpack::prelude::*;` brings the everyday types.
 pub mod prelude {
     pub use crate::dtype::{DataType, NpkElement};

@@ -1,0 +1,34 @@
+# One entry point for developers and CI (.ci/run calls `make test`).
+PY ?= python3
+UV := $(PY) -m uv
+
+.PHONY: deps dev test test-rust test-python lint fmt bench
+
+deps:
+	$(PY) -m pip install -q uv
+	$(UV) pip install --system -q maturin numpy pytest pytest-timeout hypothesis "dask[array]" distributed ruff mypy
+
+# Editable install of the package with a fast (non-LTO) build of the native module.
+dev:
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e . --config-settings=build-args="--profile=dev"
+
+test: deps dev test-rust test-python
+
+test-rust:
+	cargo test -p numpack
+
+test-python:
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(PY) -m ruff check python tests benchmarks
+	$(PY) -m ruff format --check python tests benchmarks
+
+fmt:
+	cargo fmt --all
+	$(PY) -m ruff format python tests benchmarks
+
+bench:
+	$(PY) benchmarks/storage_bench.py
