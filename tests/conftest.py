@@ -33,6 +33,10 @@ DTYPES = [
 ]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: spawns processes (Dask process scheduler, concurrent writers)")
+
+
 def random_array(shape, dtype, seed=0):
     """A C-contiguous array of ``shape`` and ``dtype`` with varied values (full integer
     range, signed floats, complex with both parts, booleans), never NaN."""

@@ -24,6 +24,8 @@ ARRAYS = {
     "m2_dropped": (random_array((12, 5), np.int64, seed=1), [0, 5, 11]),
     "v1": (random_array((15,), np.float32, seed=2), None),
     "v1_dropped": (random_array((15,), np.float32, seed=2), [1, 2, 14, 7]),
+    "m2_big": (random_array((150, 5), np.uint16, seed=4),
+               sorted(np.random.default_rng(4).choice(150, 40, replace=False).tolist())),
     "c3": (random_array((6, 4, 3), np.complex64, seed=3), None),
     "c3_dropped": (random_array((6, 4, 3), np.complex64, seed=3), [2]),
 }
@@ -70,6 +72,9 @@ KEYS_2D = [
     (slice(None, None, -2), slice(None, None, -1)), (Ellipsis, None), (None,), None,
     (Ellipsis, slice(1, 3)), (1, Ellipsis), (), (slice(None), np.array([True, False, True, False, True])),
     lambda n: (rows_mask(n), 2), lambda n: (rows_mask(n), slice(1, 3)), (np.int64(1), np.int64(4)),
+    lambda n: np.arange(n * 5).reshape(n, 5) % 4 == 0, (Ellipsis, [0, 2]), ([-1, 0], -1), np.array(2),
+    (None, slice(None, None, -3), None), lambda n: (None, rows_mask(n)), (slice(1, None), Ellipsis, None),
+    (np.array([[0, 1], [2, 3]]),), (np.array([[0, 1], [2, 3]]), slice(None, 2)),
 ]
 KEYS_1D = [
     0, 4, -1, -11, np.int64(3),
@@ -82,6 +87,9 @@ KEYS_3D = [
     (1, Ellipsis, 2), (slice(None), None, 1), (Ellipsis, None), (slice(None), slice(None), [2, 0]),
     (0, 1, 2), (Ellipsis, 1, slice(None)), (-1,), ([0, -1], 1), (Ellipsis, -1), (None, Ellipsis, None),
     lambda n: (rows_mask(n), 0), (slice(None), [3, 0], [2, 1]), (1, slice(None, None, -1), Ellipsis),
+    ([0, 1], slice(None), [2, 0]), (np.array([1, 2])[:, None], slice(1, 3), np.array([0, 2])),
+    lambda n: np.arange(n * 4).reshape(n, 4) % 3 == 0, lambda n: (np.arange(n * 4).reshape(n, 4) % 3 == 0, 1),
+    (slice(None, None, -1), 2, [0, 0, 1]), (Ellipsis, np.array([True, False, True])),
 ]
 
 CASES = [
@@ -89,7 +97,7 @@ CASES = [
     for base, keys in (("m2", KEYS_2D), ("v1", KEYS_1D), ("c3", KEYS_3D))
     for name in (base, base + "_dropped")
     for key in keys
-]
+] + [("m2_big", key) for key in KEYS_2D + [slice(60, 140, 7), [64, 63, 65, 109, -1], lambda n: np.arange(n) % 64 == 0]]
 
 
 def key_id(key):
@@ -160,6 +168,16 @@ def test_asarray_is_logical(lazies, name):
     assert mine.flags.writeable
     mine[...] = 0
     np.testing.assert_array_equal(np.asarray(lazy), expected)
+
+
+@pytest.mark.parametrize("name", ["m2_dropped", "c3"])
+def test_array_protocol_direct(lazies, name):
+    lazy, expected = lazies[name], logical(name)
+    for kwargs in ({}, {"dtype": None}, {"copy": True}, {"dtype": np.complex128, "copy": None}):
+        got = lazy.__array__(**kwargs)
+        want = expected.astype(kwargs.get("dtype") or expected.dtype)
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("name", list(ARRAYS))
@@ -422,6 +440,11 @@ def test_zero_dim_lazy(npk):
     assert result.shape == () and result.dtype == np.float32 and result == 2.5
     with pytest.raises(TypeError):
         len(lazy)
+    for key in ((), Ellipsis, None):
+        got = lazy[key]
+        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        assert got.shape == np.asarray(np.float32(2.5))[key].shape
+        np.testing.assert_array_equal(got, np.asarray(np.float32(2.5))[key])
 
 
 def test_empty_lazy(npk):
@@ -447,6 +470,17 @@ def test_pickle_round_trip(lazies, name):
         assert clone.shape == expected.shape and clone.dtype == expected.dtype
         np.testing.assert_array_equal(np.asarray(clone), expected)
         np.testing.assert_array_equal(clone[1], expected[1])
+
+
+def test_pickle_holds_no_data(lazy_store):
+    big = np.zeros((20000, 10), dtype=np.float64)
+    lazy_store.save({"pickle_big": big})
+    try:
+        payload = pickle.dumps(lazy_store.load("pickle_big", lazy=True))
+        assert len(payload) < 10_000  # store path + array name, not 1.6 MB of rows
+        np.testing.assert_array_equal(np.asarray(pickle.loads(payload)), big)
+    finally:
+        lazy_store.drop("pickle_big")
 
 
 def test_pickle_after_store_closed(store_path):

@@ -323,8 +323,10 @@ def test_load_lazy_positional_and_getitem_dunder(npk):
     assert isinstance(npk.load("x", True), numpack.LazyArray)
     assert isinstance(npk.load("x", False), np.ndarray)
     assert_same(npk["x"], arr)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="missing"):
         npk["missing"]
+    with pytest.raises(ArrayNotFoundError, match="missing"):
+        npk.load("missing")
 
 
 def test_save_empty_dict_is_noop(npk):
@@ -458,6 +460,22 @@ def test_append_dtype_mismatch_is_type_error(npk, stored, given):
         npk.append({"x": np.ones((2, 2), dtype=given)})
     assert_same(npk.load("x"), arr)
     assert (npk.get_shape("x")) == (3, 2)
+
+
+def test_append_and_replace_write_in_place(store_path):
+    """API.md: append and replace work in place (the data file is not rewritten)."""
+    arr = np.arange(3000, dtype=np.float64).reshape(1000, 3)
+    with NumPack(store_path) as npk:
+        npk.save({"x": arr})
+        data = store_path / "data_x.npkd"
+        inode = os.stat(data).st_ino
+        npk.append({"x": np.ones((2, 3))})
+        assert os.stat(data).st_ino == inode
+        npk.replace({"x": np.zeros((1, 3))}, 500)
+        assert os.stat(data).st_ino == inode
+    expected = np.concatenate([arr, np.ones((2, 3))])
+    expected[500] = 0
+    assert data.read_bytes() == le_bytes(expected)
 
 
 def test_append_refreshes_modify_time(npk):
@@ -1052,6 +1070,46 @@ def test_get_metadata(npk, dtypes):
     assert meta["total_size"] == sum(info["size_bytes"] for info in meta["arrays"].values())
 
 
+def test_get_metadata_of_empty_store(npk):
+    meta = npk.get_metadata()
+    assert meta["arrays"] == {} and meta["total_size"] == 0
+    assert npk.get_member_list() == [] and len(npk) == 0 and list(npk) == []
+
+
+def test_many_arrays(store_path):
+    arrays = {f"arr_{i:03d}": np.full((i % 5 + 1, 2), i, dtype=np.int16) for i in range(300)}
+    with NumPack(store_path) as npk:
+        npk.save(arrays)
+    with NumPack(store_path) as npk:
+        assert npk.get_member_list() == sorted(arrays)
+        for name in ("arr_000", "arr_123", "arr_299"):
+            assert_same(npk.load(name), arrays[name])
+
+
+def test_large_array(store_path):
+    arr = np.arange(6_000_000, dtype=np.float32).reshape(1_500_000, 4)
+    with NumPack(store_path) as npk:
+        npk.save({"big": arr})
+        idx = np.random.default_rng(0).integers(-len(arr), len(arr), 1000)
+        assert_same(npk.getitem("big", idx), arr[idx])
+        npk.drop("big", np.arange(0, len(arr), 3))
+        logical = np.delete(arr, np.arange(0, len(arr), 3), axis=0)
+        lazy = npk.load("big", lazy=True)
+        assert lazy.shape == logical.shape
+        assert_same(lazy[idx // 2], logical[idx // 2])
+        assert_same(npk.load("big"), logical)
+        npk.append({"big": arr[:10]})
+        npk.update("big")
+    with NumPack(store_path) as npk:
+        assert_same(npk.load("big"), np.concatenate([logical, arr[:10]]))
+
+
+def test_stream_load_float_buffer_is_type_error(npk):
+    npk.save({"x": np.arange(6)})
+    with pytest.raises(TypeError):
+        list(npk.stream_load("x", 2.5))
+
+
 def test_get_io_stats(store_path):
     npk = NumPack(store_path)
     assert isinstance(npk.get_io_stats(), dict)
@@ -1183,9 +1241,16 @@ def test_drop_if_exists_on_regular_file(store_path):
 def test_open_on_regular_file_is_os_error(store_path):
     store_path.write_bytes(b"not a store")
     npk = NumPack(store_path)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match=str(store_path.name)):
         npk.open()
     assert store_path.read_bytes() == b"not a store"
+
+
+def test_open_below_regular_file_is_os_error(tmp_path):
+    (tmp_path / "file").write_bytes(b"x")
+    npk = NumPack(tmp_path / "file" / "store.npk")
+    with pytest.raises(OSError, match="file"):
+        npk.open()
 
 
 class _PathLike:
@@ -1281,6 +1346,48 @@ def test_process_killed_without_close_leaves_consistent_store(store_path):
         assert any(a.shape == x.shape and np.array_equal(a, x) for x in allowed), a
         if npk.has_array("b"):
             assert_same(npk.load("b"), np.arange(7, dtype=np.float32))
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_during_writes_leaves_consistent_store(store_path):
+    """FORMAT.md: every mutating call is all-or-nothing under a crash at any instant."""
+    with NumPack(store_path) as npk:
+        npk.save({"log": np.zeros((0, 2), dtype=np.int64)})
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, sys
+        from numpack import NumPack
+        npk = NumPack({str(store_path)!r})
+        npk.open()
+        i = 0
+        while True:
+            npk.append({{"log": np.array([[i, i * 7]], dtype=np.int64)}})
+            npk.save({{f"s{{i % 5}}": np.full((2000,), i, dtype=np.int64)}})
+            if i == 20:
+                print("running", flush=True)
+            i += 1
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+    with NumPack(store_path) as npk:
+        log = npk.load("log")
+        n = len(log)
+        assert n >= 21
+        assert_same(log, np.stack([np.arange(n), np.arange(n) * 7], axis=1).astype(np.int64))
+        for name in npk.get_member_list():
+            if name != "log":
+                arr = npk.load(name)
+                assert arr.shape == (2000,) and arr.dtype == np.int64
+                assert (arr == arr[0]).all() and int(arr[0]) % 5 == int(name[1:])
+        npk.append({"log": np.array([[-1, -1]], dtype=np.int64)})  # the store is writable again
+        assert npk.get_shape("log") == (n + 1, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1393,9 +1500,25 @@ def test_metadata_follows_format(store_path, dtypes):
         assert (store_path / rec["data_file"]).read_bytes() == le_bytes(arr)
 
 
+def test_metadata_replaced_atomically_and_no_temp_files_left(store_path):
+    with NumPack(store_path) as npk:
+        npk.save({"a": np.arange(3)})
+    meta = store_path / "metadata.npkm"
+    inode = os.stat(meta).st_ino
+    with NumPack(store_path) as npk:
+        npk.save({"b": np.arange(4)})
+        npk.drop("a", [0])
+    assert os.stat(meta).st_ino != inode  # written as a temporary file renamed over the old one
+    assert set(read_metadata(store_path)["arrays"]) == {"a", "b"}
+    for p in store_path.iterdir():
+        assert ".tmp" not in p.name, p.name
+        known = p.name == "metadata.npkm" or (p.name.startswith(("data_", "deleted_")) and p.suffix in (".npkd", ".npkb"))
+        assert known or p.name.startswith(".numpack"), p.name
+
+
 def test_reads_store_written_per_format(store_path):
     """A store laid out by hand as the published package writes it (incl. a bitmap, a
-    0-d array, an optional block section and a foreign extra file) is read correctly."""
+    0-d array and a foreign extra file) is read correctly."""
     store_path.mkdir()
     a = np.arange(24, dtype=np.float32).reshape(8, 3)
     b = np.array([True, False, True])
@@ -1409,10 +1532,9 @@ def test_reads_store_written_per_format(store_path):
     active[[1, 6]] = False
     (store_path / "deleted_a.npkb").write_bytes(encode_bitmap(active))
     (store_path / "notes.txt").write_bytes(b"not part of the store")
-    block = struct.pack("<BQQI", 0, 0, 0, 0)
     records = [
         encode_record("a", a.shape, "data_a.npkd", a.nbytes, 10),
-        encode_record("b", b.shape, "data_b.npkd", b.nbytes, 0, block_section=block),
+        encode_record("b", b.shape, "data_b.npkd", b.nbytes, 0),
         encode_record("c", c.shape, "data_c.npkd", c.nbytes, 11),
         encode_record("d", d.shape, "data_d.npkd", d.nbytes, 13),
     ]
@@ -1432,6 +1554,95 @@ def test_reads_store_written_per_format(store_path):
     with NumPack(store_path) as npk:
         assert_same(npk.load("a"), expected_a)
         assert_same(npk.load("d"), d)
+
+
+def test_uncompressed_record_with_block_section_is_read(store_path):
+    """FORMAT.md: a reader parses the optional block section to skip it; here it describes no
+    blocks and the data is uncompressed, so the arrays read normally."""
+    store_path.mkdir()
+    a = np.arange(6, dtype=np.int16)
+    b = np.arange(4, dtype=np.float64)
+    (store_path / "data_a.npkd").write_bytes(le_bytes(a))
+    (store_path / "data_b.npkd").write_bytes(le_bytes(b))
+    block = struct.pack("<BQQI", 0, 0, 0, 0)
+    records = [
+        encode_record("a", a.shape, "data_a.npkd", a.nbytes, 6, block_section=block),
+        encode_record("b", b.shape, "data_b.npkd", b.nbytes, 11),
+    ]
+    write_metadata(store_path, records, a.nbytes + b.nbytes)
+    with NumPack(store_path) as npk:
+        assert npk.get_member_list() == ["a", "b"]
+        assert_same(npk.load("a"), a)
+        assert_same(npk.load("b"), b)
+
+
+def test_bitmap_shorter_than_data_marks_extra_rows_active(store_path):
+    """FORMAT.md: rows appended after a deletion are active even before the bitmap is rewritten."""
+    store_path.mkdir()
+    a = np.arange(10, dtype=np.int64)
+    (store_path / "data_a.npkd").write_bytes(le_bytes(a))
+    active = np.ones(8, dtype=bool)
+    active[2] = False
+    (store_path / "deleted_a.npkb").write_bytes(encode_bitmap(active))
+    write_metadata(store_path, [encode_record("a", a.shape, "data_a.npkd", a.nbytes, 8)], a.nbytes)
+    expected = np.delete(a, 2)
+    with NumPack(store_path) as npk:
+        assert npk.get_shape("a") == (9,)
+        assert_same(npk.load("a"), expected)
+        assert_same(np.asarray(npk.load("a", lazy=True)), expected)
+        npk.drop("a", [-1])
+        assert_same(npk.load("a"), expected[:-1])
+    with NumPack(store_path) as npk:
+        assert_same(npk.load("a"), expected[:-1])
+
+
+def test_compressed_record_is_rejected_clearly(store_path):
+    store_path.mkdir()
+    (store_path / "data_z.npkd").write_bytes(b"\x28\xb5\x2f\xfd garbage")
+    (store_path / "data_ok.npkd").write_bytes(le_bytes(np.arange(3, dtype=np.int32)))
+    rec = encode_record("z", (4,), "data_z.npkd", 32, 11)
+    # compression algorithm byte sits 8+8+1 bytes after the data file name
+    fixed = len(rec) - 39
+    rec = rec[: fixed + 17] + b"\x01" + rec[fixed + 18 :]
+    ok = encode_record("ok", (3,), "data_ok.npkd", 12, 7)
+    write_metadata(store_path, [rec, ok], 44)
+    npk = NumPack(store_path)
+    with pytest.raises(ValueError) as info:
+        npk.open()
+        npk.load("z")
+    assert "z" in str(info.value)
+    npk.close()
+
+
+@pytest.mark.parametrize("data_file", ["../outside.npkd", "/tmp/../{outside}", "sub/../../outside.npkd"])
+def test_data_file_outside_store_is_refused(tmp_path, data_file):
+    store = tmp_path / "store.npk"
+    store.mkdir()
+    outside = tmp_path / "outside.npkd"
+    secret = np.arange(4, dtype=np.int64)
+    outside.write_bytes(le_bytes(secret))
+    data_file = data_file.format(outside=outside)
+    write_metadata(store, [encode_record("x", (4,), data_file, 32, 8)], 32)
+    npk = NumPack(store)
+    with pytest.raises(ValueError):
+        npk.open()
+        npk.load("x")
+    try:
+        if npk.is_opened:
+            npk.drop("x")
+    except ValueError:
+        pass
+    npk.close()
+    assert outside.read_bytes() == le_bytes(secret)  # never read as an array, never deleted
+
+
+def test_size_bytes_disagreeing_with_shape_is_corrupt(store_path):
+    store_path.mkdir()
+    a = np.arange(6, dtype=np.float32)
+    (store_path / "data_a.npkd").write_bytes(le_bytes(a) + b"\x00" * 8)
+    write_metadata(store_path, [encode_record("a", a.shape, "data_a.npkd", a.nbytes + 8, 10)], a.nbytes + 8)
+    with pytest.raises(CorruptStoreError):
+        _open_and_read(store_path)
 
 
 def test_data_file_longer_than_metadata_is_ignored_then_truncated(store_path):

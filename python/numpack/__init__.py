@@ -67,14 +67,14 @@ else:
     __all__ += ["get_package_info", "pack", "unpack"]
 
 try:
-    from . import vector_engine
+    from . import vector_engine  # type: ignore[attr-defined,unused-ignore]
 except ImportError:  # pragma: no cover - depends on the build
     pass
 else:
     __all__ += ["vector_engine"]
 
 try:
-    from . import io
+    from . import io  # type: ignore[attr-defined,unused-ignore]
 except ImportError:  # pragma: no cover - depends on the build
     pass
 else:

@@ -28,8 +28,9 @@ class Store:
     @property
     def path(self) -> str: ...
     def close(self) -> None:
-        """Make everything durable (fsync data, metadata, directory) and release the handle.
-        Idempotent; later calls on this object raise ``ValueError``."""
+        """Make everything written through this handle durable (fsync data, metadata,
+        directory; free when nothing was written) and release it.  Idempotent; later calls on
+        this object raise ``ValueError``."""
     def sync(self) -> None:
         """fsync data files, metadata and the directory."""
     # --- writing -------------------------------------------------------------------------
@@ -47,9 +48,9 @@ class Store:
     def drop_arrays(self, names: list[str]) -> None:
         """Delete whole arrays; names that do not exist are skipped."""
     def compact(self, name: str) -> None:
-        """Physically remove deleted rows (no-op without deletions).  Missing → ArrayNotFoundError."""
+        """Physically remove deleted rows (no-op without deletions); missing → ArrayNotFoundError."""
     def clone(self, source: str, target: str) -> None:
-        """Deep, compacted copy.  Missing source → ArrayNotFoundError; existing target → ValueError."""
+        """Deep, compacted copy; missing source → ArrayNotFoundError, existing target → ValueError."""
     def reset(self) -> None:
         """Remove every array."""
     # --- reading -------------------------------------------------------------------------
@@ -62,7 +63,8 @@ class Store:
     def view(self, name: str) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64] | None]:
         """A read-only ndarray over a mmap of the data file with the *physical* shape, and the
         physical row numbers of the logical rows (``None`` when no row is deleted).  The
-        mapping lives as long as the returned array does, whatever happens to the store."""
+        mapping lives as long as the returned array does, whatever happens to the store.
+        The array's ``base`` is a ``MappedFile`` (``advise`` works on it) unless it is empty."""
     def writable_view(self, name: str) -> tuple[npt.NDArray[Any], MappedFile]:
         """A writable ndarray over a shared mmap of the data file (array must have no deleted
         rows: compact first).  Edits reach the file; ``MappedFile.flush()`` msyncs them."""
@@ -85,6 +87,8 @@ class MappedFile:
 
     def flush(self) -> None:
         """msync the mapping to the file."""
+    def advise(self, hint: str) -> None:
+        """Kernel access hint for the mapping: 'sequential', 'random' or 'willneed'."""
 
 def dtype_code(dtype: np.dtype[Any]) -> int:
     """The format's dtype code (0..13) of a NumPy dtype; ValueError('Unsupported dtype: <name>')."""

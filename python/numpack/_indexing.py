@@ -359,9 +359,10 @@ def normalize_key(key: object, shape: tuple[int, ...]) -> tuple[list[Any], list[
     """Validate a NumPy-style key against the logical ``shape``.
 
     Returns the key as a list of components (ints normalised to non-negative, lists turned into
-    arrays) and, for each component, the first axis it applies to and how many axes it covers.  Raises ``TypeError`` for
-    invalid types, ``IndexOutOfRangeError`` for out-of-range ints, ``ValueError`` for bool masks
-    of the wrong length and ``IndexError`` for too many indices or two ellipses.
+    arrays) and, for each component, the first axis it applies to and how many axes it covers.
+    Raises ``TypeError`` for invalid types, ``IndexOutOfRangeError`` for out-of-range ints,
+    ``ValueError`` for bool masks of the wrong length and ``IndexError`` for too many indices or
+    two ellipses.
     """
     items = key if isinstance(key, tuple) else (key,)
     comps = [_component(item) for item in items]

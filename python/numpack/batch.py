@@ -229,6 +229,6 @@ class WritableBatchMode:
         """No-op, kept for compatibility: edits to loaded arrays are already in the files."""
 
     def flush(self) -> None:
-        """msync every mapping handed out so far."""
+        """Flush (msync) every mapping handed out so far."""
         for mapped in self._files:
             mapped.flush()

@@ -8,11 +8,12 @@ and lets NumPy do the rest on the map; every result is a new ndarray, never a vi
 
 from __future__ import annotations
 
+import contextlib
 import math
-import mmap
 import operator
+import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,16 +24,18 @@ from ._indexing import check_mask_length, take
 __all__ = ["LazyArray"]
 
 _WARMUP_ADVICE = {
-    "sequential": "MADV_SEQUENTIAL",
-    "random": "MADV_RANDOM",
-    "boolean": "MADV_WILLNEED",
-    "heavy": "MADV_WILLNEED",
+    "sequential": "sequential",
+    "random": "random",
+    "boolean": "willneed",
+    "heavy": "willneed",
 }
 _ITER_CHUNK_BYTES = 1 << 20
 
 
 def _reopen_lazy(path: str, name: str) -> LazyArray:
     """Rebuild a pickled ``LazyArray`` by opening the store at ``path`` again."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"NumPack store not found: {path}")
     store = _core.Store(path)
     try:
         return LazyArray(store, name)
@@ -77,7 +80,7 @@ class LazyArray:
         self._phys: npt.NDArray[Any] = phys
         self._active: npt.NDArray[np.int64] | None = active
         self._name = name
-        self._path = store.path
+        self._path = os.path.abspath(store.path)
         rows = phys.shape[:1] if active is None else (len(active),)
         self._shape: tuple[int, ...] = (*rows, *phys.shape[1:])
 
@@ -119,7 +122,7 @@ class LazyArray:
         return self.size * self.itemsize
 
     @property
-    def T(self) -> npt.NDArray[Any]:  # noqa: N802 - NumPy's name
+    def T(self) -> npt.NDArray[Any]:
         """The transposed array, materialised as an ndarray."""
         return self._materialize().T
 
@@ -131,7 +134,9 @@ class LazyArray:
             return np.array(self._phys, copy=True)
         return self._phys[self._active]
 
-    def __array__(self, dtype: npt.DTypeLike = None, copy: bool | None = None) -> npt.NDArray[Any]:
+    def __array__(
+        self, dtype: npt.DTypeLike | None = None, copy: bool | None = None
+    ) -> npt.NDArray[Any]:
         """NumPy 2 array protocol: always a new array of the logical rows.
 
         Parameters
@@ -151,7 +156,9 @@ class LazyArray:
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """Materialise ``LazyArray`` operands, then run the ufunc on ndarrays."""
         out = kwargs.get("out")
-        if out is not None and any(isinstance(o, LazyArray) for o in out):
+        if (out is not None and any(isinstance(o, LazyArray) for o in out)) or (
+            method == "at" and isinstance(inputs[0], LazyArray)
+        ):
             raise TypeError("LazyArray is read-only and cannot be used as a ufunc output")
         args = [_unwrap(x) for x in inputs]
         return getattr(ufunc, method)(*args, **kwargs)
@@ -174,7 +181,7 @@ class LazyArray:
         """Return the logical array cast to ``dtype`` as a new ndarray."""
         return self.__array__(dtype)
 
-    def reshape(self, *shape: Any, order: str = "C") -> npt.NDArray[Any]:
+    def reshape(self, *shape: Any, order: Literal["C", "F", "A"] = "C") -> npt.NDArray[Any]:
         """Return the logical array with a new shape, as an ndarray.
 
         Parameters
@@ -204,7 +211,8 @@ class LazyArray:
             -1 not in dims and known != self.size
         ):
             raise ValueError(f"Cannot reshape array of size {self.size} into shape {tuple(dims)}")
-        return self._materialize().reshape(dims, order=order)  # type: ignore[call-overload]
+        result: npt.NDArray[Any] = self._materialize().reshape(dims, order=order)
+        return result
 
     # --- indexing ------------------------------------------------------------------------
 
@@ -308,16 +316,12 @@ class LazyArray:
         """
         if not isinstance(hint, str):
             return
-        advice = getattr(mmap, _WARMUP_ADVICE.get(hint, ""), None)
-        base: Any = self._phys
-        while base is not None and not hasattr(base, "madvise"):
-            base = getattr(base, "base", None)
-        if advice is None or base is None:
+        advice = _WARMUP_ADVICE.get(hint)
+        base: Any = getattr(self._phys, "base", None)
+        if advice is None or not hasattr(base, "advise"):
             return
-        try:
-            base.madvise(advice)
-        except (OSError, ValueError):
-            pass
+        with contextlib.suppress(OSError, ValueError):
+            base.advise(advice)
 
     # --- lifecycle, pickling, repr -------------------------------------------------------
 

@@ -7,6 +7,7 @@ through the batch cache of ``numpack.batch``.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import shutil
@@ -154,10 +155,9 @@ class NumPack:
             self._context_entered = False
 
     def __del__(self) -> None:
-        try:
+        # Nothing sensible can be done with an error in a finaliser.
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001 - nothing sensible to do in a finaliser
-            pass
 
     @property
     def is_opened(self) -> bool:
@@ -210,7 +210,7 @@ class NumPack:
             return f"NumPack({self._path}, status=closed)"
         try:
             return f"NumPack({self._path}, arrays={len(self._store.names())})"
-        except Exception:  # noqa: BLE001 - repr must not raise
+        except Exception:  # repr must not raise
             return f"NumPack({self._path}, status=opened)"
 
     # --- writing -------------------------------------------------------------------------
@@ -225,6 +225,7 @@ class NumPack:
         Parameters
         ----------
         arrays : dict of str to numpy.ndarray
+            Arrays by name.
 
         Raises
         ------
@@ -323,6 +324,7 @@ class NumPack:
         Parameters
         ----------
         array_name : str or list of str
+            Name(s) of the arrays.
         indexes : int, list, tuple, numpy.ndarray, slice or None, default None
             ``None`` deletes the arrays whole; names that do not exist are skipped silently.
             Otherwise the logical rows to delete (negatives from the end, slices of any step,
@@ -390,6 +392,7 @@ class NumPack:
         Parameters
         ----------
         array_name : str
+            Name of the array.
         lazy : bool, default False
             Return a memory-mapped ``LazyArray`` instead of an in-memory ndarray.  Ignored in
             ``batch_mode``, where the cached ndarray is returned.
@@ -422,6 +425,7 @@ class NumPack:
         Parameters
         ----------
         array_name : str
+            Name of the array.
         indexes : int, list, tuple, numpy.ndarray or slice
             An int gives shape ``(1, ...)``; a list/tuple/int array gives the rows in order
             (duplicates allowed); a bool ndarray is a mask; a slice (any step) selects like NumPy.
@@ -451,6 +455,7 @@ class NumPack:
         Parameters
         ----------
         array_name : str
+            Name of the array.
         buffer_size : int or None, default None
             Rows per batch; ``None`` means 1.
 
@@ -536,6 +541,11 @@ class NumPack:
 
     def __len__(self) -> int:
         return len(self.get_member_list())
+
+    def __bool__(self) -> bool:
+        # Always true (as upstream, which had no __len__): ``if npk:`` must not depend on the
+        # number of arrays or raise on a closed store.
+        return True
 
     def __contains__(self, array_name: object) -> bool:
         return isinstance(array_name, str) and self.has_array(array_name)

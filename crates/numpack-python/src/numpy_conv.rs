@@ -162,6 +162,24 @@ enum Mapping {
 
 #[pymethods]
 impl MappedFile {
+    /// Access hint for the kernel: "sequential", "random" or "willneed".
+    fn advise(&self, hint: &str) -> PyResult<()> {
+        let hint = match hint {
+            "sequential" => numpack::AccessHint::Sequential,
+            "random" => numpack::AccessHint::Random,
+            "willneed" => numpack::AccessHint::WillNeed,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown hint {other:?}: use 'sequential', 'random' or 'willneed'"
+                )))
+            }
+        };
+        match &self.map {
+            Mapping::Read(s) => s.advise(hint).map_err(crate::errors::to_py),
+            Mapping::Empty | Mapping::Write(_) => Ok(()),
+        }
+    }
+
     /// msync the mapping to the file (a no-op for read-only mappings).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         match &self.map {

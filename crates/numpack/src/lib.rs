@@ -14,7 +14,7 @@ pub use error::{NpkError, NpkResult};
 pub use format::metadata::ArrayMetadata;
 pub use ndarray;
 pub use parallel_io::{ArrayView, ParallelIO};
-pub use read::snapshot::ArraySnapshot;
+pub use read::snapshot::{AccessHint, ArraySnapshot};
 pub use read::stream::StreamIterator;
 pub use store::Store;
 

@@ -4,7 +4,18 @@ use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::metadata::ArrayMetadata;
 use crate::io::copy_parallel;
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Advice, Mmap, MmapOptions};
+
+/// How a mapped array is about to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessHint {
+    /// Front to back: read ahead aggressively.
+    Sequential,
+    /// Scattered rows: no read-ahead.
+    Random,
+    /// Soon, all of it: prefetch now.
+    WillNeed,
+}
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +45,8 @@ impl ArraySnapshot {
         bitmap: Option<Bitmap>,
     ) -> NpkResult<Self> {
         let path = dir.join(&meta.data_file);
-        if meta.compression != 0 || meta.block_info.is_some() {
+        let blocks = meta.block_info.as_ref().is_some_and(|b| b.enabled != 0);
+        if meta.compression != 0 || blocks {
             return Err(NpkError::InvalidMetadata(format!(
                 "array '{}' is stored compressed (algorithm {}), which this version cannot read",
                 meta.name, meta.compression
@@ -69,6 +81,19 @@ impl ArraySnapshot {
             map,
             bitmap,
         })
+    }
+
+    /// Tells the kernel how the mapping will be read (prefetch or not).
+    pub fn advise(&self, hint: AccessHint) -> NpkResult<()> {
+        let Some(map) = &self.map else {
+            return Ok(());
+        };
+        let advice = match hint {
+            AccessHint::Sequential => Advice::Sequential,
+            AccessHint::Random => Advice::Random,
+            AccessHint::WillNeed => Advice::WillNeed,
+        };
+        map.advise(advice).at(&self.path)
     }
 
     /// Path of the data file.

@@ -249,6 +249,7 @@ impl Store {
         let mut txn = Txn::new(&self.dir, meta, self.durable);
         let out = f(&mut txn)?;
         let (meta, fd) = txn.commit()?;
+        self.mark_dirty(self.meta_path());
         match fd {
             Some(fd) => {
                 self.install(meta, Some(fd))?;
@@ -282,7 +283,7 @@ impl Store {
     }
 
     /// Makes everything written through this handle durable: fsync of the data and bitmap
-    /// files, the metadata and the directory.
+    /// files, the metadata and the directory. Free when this handle wrote nothing.
     pub fn sync(&self) -> NpkResult<()> {
         let files: Vec<PathBuf> = self
             .dirty
@@ -290,6 +291,9 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .drain()
             .collect();
+        if files.is_empty() {
+            return Ok(());
+        }
         for p in files.iter().chain(std::iter::once(&self.meta_path())) {
             match File::open(p) {
                 Ok(f) => f.sync_all().at(p)?,
