@@ -6,10 +6,9 @@ Tests are written against the contract in ``API.md`` / ``FORMAT.md``; they use t
 
 from __future__ import annotations
 
+import numpack
 import numpy as np
 import pytest
-
-import numpack
 
 #: The 14 dtypes the store supports, in the order of their format codes (FORMAT.md).
 DTYPES = [
@@ -34,7 +33,9 @@ DTYPES = [
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: spawns processes (Dask process scheduler, concurrent writers)")
+    config.addinivalue_line(
+        "markers", "slow: spawns processes (Dask process scheduler, concurrent writers)"
+    )
 
 
 def random_array(shape, dtype, seed=0):

@@ -8,10 +8,9 @@ import threading
 
 import numpy as np
 import pytest
-
 from numpack import NumPack
 
-ROWS_PER_WRITER = 60
+ROWS_PER_WRITER = 200
 
 
 def append_rows(path, writer, rows, start_event):
@@ -23,7 +22,7 @@ def append_rows(path, writer, rows, start_event):
 
 
 def save_arrays(path, writer, count):
-    """Worker: create ``count`` arrays of its own, each with a new NumPack instance half of the time."""
+    """Worker: create ``count`` arrays of its own, reopening its NumPack every other array."""
     npk = NumPack(path)
     npk.open()
     try:
@@ -116,7 +115,7 @@ def test_threads_with_own_instances_create_different_arrays(store_path):
                     npk.save({f"t{k}_{j}": np.arange(j + 1, dtype=np.float64) + k * 100})
                     got = npk.load(f"t{k}_{j}")
                     np.testing.assert_array_equal(got, np.arange(j + 1, dtype=np.float64) + k * 100)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
@@ -131,7 +130,9 @@ def test_threads_with_own_instances_create_different_arrays(store_path):
         assert set(npk.get_member_list()) == expected
         for k in range(4):
             for j in range(8):
-                np.testing.assert_array_equal(npk.load(f"t{k}_{j}"), np.arange(j + 1, dtype=np.float64) + k * 100)
+                np.testing.assert_array_equal(
+                    npk.load(f"t{k}_{j}"), np.arange(j + 1, dtype=np.float64) + k * 100
+                )
         np.testing.assert_array_equal(npk.load("base"), np.arange(3))
 
 
@@ -148,7 +149,7 @@ def test_threads_with_own_instances_append_to_one_array(store_path):
             with NumPack(store_path) as npk:
                 for i in range(40):
                     npk.append({"log": np.array([[k, i]], dtype=np.int32)})
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]

@@ -10,10 +10,9 @@ import subprocess
 import sys
 import textwrap
 
+import numpack
 import numpy as np
 import pytest
-
-import numpack
 from conftest import random_array
 from numpack import NumPack
 from numpack.exceptions import ArrayNotFoundError
@@ -24,8 +23,10 @@ ARRAYS = {
     "m2_dropped": (random_array((12, 5), np.int64, seed=1), [0, 5, 11]),
     "v1": (random_array((15,), np.float32, seed=2), None),
     "v1_dropped": (random_array((15,), np.float32, seed=2), [1, 2, 14, 7]),
-    "m2_big": (random_array((150, 5), np.uint16, seed=4),
-               sorted(np.random.default_rng(4).choice(150, 40, replace=False).tolist())),
+    "m2_big": (
+        random_array((150, 5), np.uint16, seed=4),
+        sorted(np.random.default_rng(4).choice(150, 40, replace=False).tolist()),
+    ),
     "c3": (random_array((6, 4, 3), np.complex64, seed=3), None),
     "c3_dropped": (random_array((6, 4, 3), np.complex64, seed=3), [2]),
 }
@@ -60,36 +61,116 @@ def rows_mask(n):
 
 # A key may be a callable of the logical row count (for boolean masks).
 KEYS_2D = [
-    0, 3, -1, -9, np.int64(2), np.int32(-2),
-    slice(None), slice(2, 7), slice(None, None, 2), slice(None, None, -1), slice(-3, None),
-    slice(7, 2, -2), slice(100, None), slice(None, -100), slice(1, 100, 3), slice(-1, -10, -3),
+    0,
+    3,
+    -1,
+    -9,
+    np.int64(2),
+    np.int32(-2),
+    slice(None),
+    slice(2, 7),
+    slice(None, None, 2),
+    slice(None, None, -1),
+    slice(-3, None),
+    slice(7, 2, -2),
+    slice(100, None),
+    slice(None, -100),
+    slice(1, 100, 3),
+    slice(-1, -10, -3),
     slice(5, 5),
-    [0, 2, 2, 1], [-1, 0], np.array([3, 1]), np.array([], dtype=np.intp), [],
-    rows_mask, lambda n: np.zeros(n, dtype=bool), lambda n: list(rows_mask(n)),
-    (2, 1), (slice(2, 4), slice(1, 3)), ([0, 2], slice(None, 4)), (Ellipsis, 1),
-    (slice(None), 1), (None, 1), (1, None), (Ellipsis,), (slice(None), [4, 0]),
-    ([1, 3], [0, 2]), (np.array([[1], [3]]), np.array([0, 2, 4])), (-1, -1),
-    (slice(None, None, -2), slice(None, None, -1)), (Ellipsis, None), (None,), None,
-    (Ellipsis, slice(1, 3)), (1, Ellipsis), (), (slice(None), np.array([True, False, True, False, True])),
-    lambda n: (rows_mask(n), 2), lambda n: (rows_mask(n), slice(1, 3)), (np.int64(1), np.int64(4)),
-    lambda n: np.arange(n * 5).reshape(n, 5) % 4 == 0, (Ellipsis, [0, 2]), ([-1, 0], -1), np.array(2),
-    (None, slice(None, None, -3), None), lambda n: (None, rows_mask(n)), (slice(1, None), Ellipsis, None),
-    (np.array([[0, 1], [2, 3]]),), (np.array([[0, 1], [2, 3]]), slice(None, 2)),
+    [0, 2, 2, 1],
+    [-1, 0],
+    np.array([3, 1]),
+    np.array([], dtype=np.intp),
+    [],
+    rows_mask,
+    lambda n: np.zeros(n, dtype=bool),
+    lambda n: list(rows_mask(n)),
+    (2, 1),
+    (slice(2, 4), slice(1, 3)),
+    ([0, 2], slice(None, 4)),
+    (Ellipsis, 1),
+    (slice(None), 1),
+    (None, 1),
+    (1, None),
+    (Ellipsis,),
+    (slice(None), [4, 0]),
+    ([1, 3], [0, 2]),
+    (np.array([[1], [3]]), np.array([0, 2, 4])),
+    (-1, -1),
+    (slice(None, None, -2), slice(None, None, -1)),
+    (Ellipsis, None),
+    (None,),
+    None,
+    (Ellipsis, slice(1, 3)),
+    (1, Ellipsis),
+    (),
+    (slice(None), np.array([True, False, True, False, True])),
+    lambda n: (rows_mask(n), 2),
+    lambda n: (rows_mask(n), slice(1, 3)),
+    (np.int64(1), np.int64(4)),
+    lambda n: np.arange(n * 5).reshape(n, 5) % 4 == 0,
+    (Ellipsis, [0, 2]),
+    ([-1, 0], -1),
+    np.array(2),
+    (None, slice(None, None, -3), None),
+    lambda n: (None, rows_mask(n)),
+    (slice(1, None), Ellipsis, None),
+    (np.array([[0, 1], [2, 3]]),),
+    (np.array([[0, 1], [2, 3]]), slice(None, 2)),
 ]
 KEYS_1D = [
-    0, 4, -1, -11, np.int64(3),
-    slice(None), slice(2, 9), slice(None, None, 3), slice(None, None, -1), slice(9, 1, -3), slice(50, None),
-    [0, 5, 5, -2], np.array([], dtype=np.intp), [], rows_mask, lambda n: np.ones(n, dtype=bool),
-    (Ellipsis,), (None,), (Ellipsis, None), (3,), ([1, 2],), None, (), (slice(None, None, -4),),
+    0,
+    4,
+    -1,
+    -11,
+    np.int64(3),
+    slice(None),
+    slice(2, 9),
+    slice(None, None, 3),
+    slice(None, None, -1),
+    slice(9, 1, -3),
+    slice(50, None),
+    [0, 5, 5, -2],
+    np.array([], dtype=np.intp),
+    [],
+    rows_mask,
+    lambda n: np.ones(n, dtype=bool),
+    (Ellipsis,),
+    (None,),
+    (Ellipsis, None),
+    (3,),
+    ([1, 2],),
+    None,
+    (),
+    (slice(None, None, -4),),
 ]
 KEYS_3D = [
-    0, -1, slice(1, 4), slice(None, None, -2), [4, 0, 4], rows_mask,
-    (1, Ellipsis, 2), (slice(None), None, 1), (Ellipsis, None), (slice(None), slice(None), [2, 0]),
-    (0, 1, 2), (Ellipsis, 1, slice(None)), (-1,), ([0, -1], 1), (Ellipsis, -1), (None, Ellipsis, None),
-    lambda n: (rows_mask(n), 0), (slice(None), [3, 0], [2, 1]), (1, slice(None, None, -1), Ellipsis),
-    ([0, 1], slice(None), [2, 0]), (np.array([1, 2])[:, None], slice(1, 3), np.array([0, 2])),
-    lambda n: np.arange(n * 4).reshape(n, 4) % 3 == 0, lambda n: (np.arange(n * 4).reshape(n, 4) % 3 == 0, 1),
-    (slice(None, None, -1), 2, [0, 0, 1]), (Ellipsis, np.array([True, False, True])),
+    0,
+    -1,
+    slice(1, 4),
+    slice(None, None, -2),
+    [4, 0, 4],
+    rows_mask,
+    (1, Ellipsis, 2),
+    (slice(None), None, 1),
+    (Ellipsis, None),
+    (slice(None), slice(None), [2, 0]),
+    (0, 1, 2),
+    (Ellipsis, 1, slice(None)),
+    (-1,),
+    ([0, -1], 1),
+    (Ellipsis, -1),
+    (None, Ellipsis, None),
+    lambda n: (rows_mask(n), 0),
+    (slice(None), [3, 0], [2, 1]),
+    (1, slice(None, None, -1), Ellipsis),
+    ([0, 1], slice(None), [2, 0]),
+    (np.array([1, 2])[:, None], slice(1, 3), np.array([0, 2])),
+    lambda n: np.arange(n * 4).reshape(n, 4) % 3 == 0,
+    lambda n: (np.arange(n * 4).reshape(n, 4) % 3 == 0, 1),
+    (slice(None, None, -1), 2, [0, 0, 1]),
+    (Ellipsis, np.array([True, False, True])),
 ]
 
 CASES = [
@@ -97,7 +178,15 @@ CASES = [
     for base, keys in (("m2", KEYS_2D), ("v1", KEYS_1D), ("c3", KEYS_3D))
     for name in (base, base + "_dropped")
     for key in keys
-] + [("m2_big", key) for key in KEYS_2D + [slice(60, 140, 7), [64, 63, 65, 109, -1], lambda n: np.arange(n) % 64 == 0]]
+] + [
+    ("m2_big", key)
+    for key in [
+        *KEYS_2D,
+        slice(60, 140, 7),
+        [64, 63, 65, 109, -1],
+        lambda n: np.arange(n) % 64 == 0,
+    ]
+]
 
 
 def key_id(key):
@@ -157,7 +246,13 @@ def test_properties(lazies, name):
 @pytest.mark.parametrize("name", list(ARRAYS))
 def test_asarray_is_logical(lazies, name):
     lazy, expected = lazies[name], logical(name)
-    for result in (np.asarray(lazy), np.array(lazy), np.array(lazy, copy=True), lazy.copy(), copy.copy(lazy)):
+    for result in (
+        np.asarray(lazy),
+        np.array(lazy),
+        np.array(lazy, copy=True),
+        lazy.copy(),
+        copy.copy(lazy),
+    ):
         assert isinstance(result, np.ndarray)
         assert result.dtype == expected.dtype and result.shape == expected.shape
         np.testing.assert_array_equal(result, expected)
@@ -193,10 +288,22 @@ def test_iteration_yields_rows(lazies, name):
 # --------------------------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, key", [
-    ("m2", 12), ("m2", -13), ("m2", [0, 12]), ("m2", np.array([100])), ("m2_dropped", 9),
-    ("m2_dropped", -10), ("m2_dropped", [9]), ("v1_dropped", 11), ("m2", (0, 5)), ("m2", (slice(None), [5])),
-], ids=key_id)
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("m2", 12),
+        ("m2", -13),
+        ("m2", [0, 12]),
+        ("m2", np.array([100])),
+        ("m2_dropped", 9),
+        ("m2_dropped", -10),
+        ("m2_dropped", [9]),
+        ("v1_dropped", 11),
+        ("m2", (0, 5)),
+        ("m2", (slice(None), [5])),
+    ],
+    ids=key_id,
+)
 def test_index_out_of_range(lazies, name, key):
     with pytest.raises(IndexError):
         lazies[name][key]
@@ -237,7 +344,15 @@ def test_lazy_load_missing(lazy_store):
 # --------------------------------------------------------------------------------------------
 # operators and ufuncs
 # --------------------------------------------------------------------------------------------
-ARITH = [operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.mod, operator.pow]
+ARITH = [
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.floordiv,
+    operator.mod,
+    operator.pow,
+]
 COMPARE = [operator.lt, operator.le, operator.gt, operator.ge, operator.eq, operator.ne]
 BITWISE = [operator.and_, operator.or_, operator.xor, operator.lshift, operator.rshift]
 
@@ -291,7 +406,9 @@ def test_float_operators(op_store, op):
     check_same_result(op(lazy, lazy), op(arr, arr))
 
 
-@pytest.mark.parametrize("op", [operator.and_, operator.or_, operator.xor, operator.eq, operator.ne])
+@pytest.mark.parametrize(
+    "op", [operator.and_, operator.or_, operator.xor, operator.eq, operator.ne]
+)
 def test_bool_operators(op_store, op):
     npk, data = op_store
     arr, lazy = data["bools"], npk.load("bools", lazy=True)
@@ -317,7 +434,7 @@ def test_bitwise_on_floats_is_type_error(op_store):
         with pytest.raises(TypeError):
             op(lazy, 1)
     with pytest.raises(TypeError):
-        ~lazy
+        _ = ~lazy
 
 
 def test_inplace_operator_rebinds_and_leaves_disk_alone(op_store):
@@ -361,6 +478,12 @@ def test_reshape(lazies, name):
         np.testing.assert_array_equal(lazy.reshape((3, -1)), expected.reshape(3, -1))
 
 
+def test_reshape_non_integer_dims(lazies):
+    for bad in (("a", -1), (2.5, 24)):
+        with pytest.raises((TypeError, ValueError)):
+            lazies["m2"].reshape(bad)
+
+
 @pytest.mark.parametrize("shape", [(7,), (-1, -1), (0,), (2, -3), (61,)], ids=str)
 def test_reshape_invalid(lazies, shape):
     with pytest.raises(ValueError):
@@ -385,7 +508,7 @@ def test_batched_helpers(lazies, name):
     assert gathered.shape == expected[idx].shape
     np.testing.assert_array_equal(gathered, expected[idx])
     empty = lazy.vectorized_gather([])
-    assert empty.shape == (0,) + expected.shape[1:]
+    assert empty.shape == (0, *expected.shape[1:])
 
     rows = lazy.mega_batch_get_rows(idx, 4)
     assert isinstance(rows, list) and len(rows) == len(idx)
@@ -393,7 +516,11 @@ def test_batched_helpers(lazies, name):
         np.testing.assert_array_equal(np.asarray(got).reshape(expected.shape[1:]), expected[i])
 
     mask = rows_mask(n)
-    for method in ("parallel_boolean_index", "boolean_index_production", "boolean_index_adaptive_algorithm"):
+    for method in (
+        "parallel_boolean_index",
+        "boolean_index_production",
+        "boolean_index_adaptive_algorithm",
+    ):
         got = getattr(lazy, method)(mask)
         assert isinstance(got, np.ndarray)
         assert got.shape == expected[mask].shape
@@ -430,6 +557,17 @@ def test_lazy_reflects_rows_at_creation(npk):
     expected = np.concatenate([arr[2:], np.full((3, 2), -1, dtype=np.int32)])
     assert fresh.shape == expected.shape
     np.testing.assert_array_equal(np.asarray(fresh), expected)
+
+
+def test_lazy_context_manager_and_close(npk):
+    arr = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    npk.save({"x": arr})
+    lazy = npk.load("x", lazy=True)
+    with lazy as entered:
+        assert entered is lazy
+        np.testing.assert_array_equal(entered[1], arr[1])
+    lazy.close()
+    np.testing.assert_array_equal(np.asarray(lazy), arr)  # still usable after close()
 
 
 def test_zero_dim_lazy(npk):
@@ -540,7 +678,11 @@ def dask_store(tmp_path_factory):
     with NumPack(path) as npk:
         npk.save({"ints": ints, "floats": floats, "dropped": ints})
         npk.drop("dropped", slice(0, 600, 7))
-    return path, {"ints": ints, "floats": floats, "dropped": np.delete(ints, np.arange(0, 600, 7), axis=0)}
+    return path, {
+        "ints": ints,
+        "floats": floats,
+        "dropped": np.delete(ints, np.arange(0, 600, 7), axis=0),
+    }
 
 
 @pytest.mark.parametrize("name", ["ints", "dropped", "floats"])
@@ -552,7 +694,9 @@ def test_dask_threads(dask_store, name):
         lazy = npk.load(name, lazy=True)
         d = da.from_array(lazy, chunks=(64, -1))
         assert d.shape == expected.shape and d.dtype == expected.dtype
-        total = d.sum(dtype=np.float64 if expected.dtype.kind == "f" else None).compute(scheduler="threads")
+        total = d.sum(dtype=np.float64 if expected.dtype.kind == "f" else None).compute(
+            scheduler="threads"
+        )
         if expected.dtype.kind == "f":
             np.testing.assert_allclose(total, expected.sum(dtype=np.float64), rtol=1e-9)
         else:
@@ -573,7 +717,9 @@ def test_dask_processes(dask_store, name):
         lazy = npk.load(name, lazy=True)
         d = da.from_array(lazy, chunks=(100, -1))
         assert d.sum().compute(scheduler="processes", num_workers=2) == expected.sum()
-        np.testing.assert_array_equal(d.max(axis=0).compute(scheduler="processes", num_workers=2), expected.max(axis=0))
+        np.testing.assert_array_equal(
+            d.max(axis=0).compute(scheduler="processes", num_workers=2), expected.max(axis=0)
+        )
 
 
 def test_dask_after_store_closed(dask_store):

@@ -8,11 +8,10 @@ import shutil
 import tempfile
 
 import numpy as np
+from conftest import DTYPES, random_array
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-from conftest import DTYPES, random_array
 from numpack import NumPack
 
 NAMES = ["a", "b", "c", "d/e", "ü"]
@@ -37,7 +36,12 @@ def row_keys(n, data, *, unique=False):
         stop = data.draw(st.none() | st.integers(-n - 2, n + 2))
         step = data.draw(st.none() | st.integers(-3, 3).filter(bool))
         return slice(start, stop, step)
-    items = st.lists(st.integers(-n, n - 1), min_size=1, max_size=n + 2, unique_by=(lambda i: i % n) if unique else None)
+    items = st.lists(
+        st.integers(-n, n - 1),
+        min_size=1,
+        max_size=n + 2,
+        unique_by=(lambda i: i % n) if unique else None,
+    )
     values = data.draw(items)
     return values if kind == "list" else np.array(values, dtype=np.int64)
 
@@ -70,10 +74,15 @@ class NumPackMachine(RuleBasedStateMachine):
         return bool(self.names_with_rows(min_rows))
 
     # --- writes ------------------------------------------------------------------------------
-    @rule(name=st.sampled_from(NAMES), dtype=st.sampled_from(DTYPES), trailing=st.sampled_from(TRAILING),
-          rows=st.integers(0, 6), seed=SEEDS)
+    @rule(
+        name=st.sampled_from(NAMES),
+        dtype=st.sampled_from(DTYPES),
+        trailing=st.sampled_from(TRAILING),
+        rows=st.integers(0, 6),
+        seed=SEEDS,
+    )
     def save(self, name, dtype, trailing, rows, seed):
-        arr = random_array((rows,) + trailing, dtype, seed)
+        arr = random_array((rows, *trailing), dtype, seed)
         self.npk.save({name: arr})
         self.model[name] = arr.copy()
 
@@ -88,7 +97,7 @@ class NumPackMachine(RuleBasedStateMachine):
     def append(self, data, rows, seed):
         name = data.draw(st.sampled_from(self.names_with_rows()))
         current = self.model[name]
-        new = random_array((rows,) + current.shape[1:], current.dtype, seed)
+        new = random_array((rows, *current.shape[1:]), current.dtype, seed)
         self.npk.append({name: new})
         self.model[name] = np.concatenate([current, new])
 
@@ -109,7 +118,7 @@ class NumPackMachine(RuleBasedStateMachine):
         if len(positions) == 0:
             return
         count = 1 if broadcast else len(positions)
-        values = random_array((count,) + current.shape[1:], current.dtype, seed)
+        values = random_array((count, *current.shape[1:]), current.dtype, seed)
         self.npk.replace({name: values}, key)
         updated = current.copy()
         updated[positions] = values
@@ -199,7 +208,13 @@ class NumPackMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(self.names_with_rows(1)))
         expected = self.model[name]
         key = row_keys(expected.shape[0], data)
-        want = expected[[key]] if isinstance(key, int) else expected[np.asarray(key, dtype=np.intp)] if isinstance(key, list) else expected[key]
+        want = (
+            expected[[key]]
+            if isinstance(key, int)
+            else expected[np.asarray(key, dtype=np.intp)]
+            if isinstance(key, list)
+            else expected[key]
+        )
         assert_same(self.npk.getitem(name, key), want)
 
     @precondition(lambda self: self.has_rows())

@@ -48,9 +48,9 @@ class Store:
     def drop_arrays(self, names: list[str]) -> None:
         """Delete whole arrays; names that do not exist are skipped."""
     def compact(self, name: str) -> None:
-        """Physically remove deleted rows (no-op without deletions); missing → ArrayNotFoundError."""
+        """Physically remove deleted rows (no-op without any); missing → ArrayNotFoundError."""
     def clone(self, source: str, target: str) -> None:
-        """Deep, compacted copy; missing source → ArrayNotFoundError, existing target → ValueError."""
+        """Deep compacted copy; missing source → ArrayNotFoundError; target exists → ValueError."""
     def reset(self) -> None:
         """Remove every array."""
     # --- reading -------------------------------------------------------------------------

@@ -241,11 +241,23 @@ impl Store {
         Ok(self.dir.join(self.array_metadata(name)?.data_file))
     }
 
+    /// The metadata on disk, read under a lock held by the caller. Reuses the copy this
+    /// handle holds when the file is the one it read (the held fd rules out inode reuse).
+    fn locked_metadata(&self) -> NpkResult<MetadataFile> {
+        if let Ok(m) = fs::metadata(self.meta_path()) {
+            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+            if st.meta_id == Some(file_id(&m)) {
+                return Ok((*st.meta).clone());
+            }
+        }
+        Ok(self.read_metadata()?.0)
+    }
+
     /// Runs a mutation under the exclusive lock and commits it.
     pub(crate) fn mutate<R>(&self, f: impl FnOnce(&mut Txn) -> NpkResult<R>) -> NpkResult<R> {
         let _g = self.lock.exclusive()?;
         commit::recover(&self.dir, self.durable)?;
-        let (meta, _, _) = self.read_metadata()?;
+        let meta = self.locked_metadata()?;
         let mut txn = Txn::new(&self.dir, meta, self.durable);
         let out = f(&mut txn)?;
         let (meta, fd) = txn.commit()?;
@@ -267,7 +279,7 @@ impl Store {
     pub(crate) fn locked<R>(&self, f: impl FnOnce(&MetadataFile) -> NpkResult<R>) -> NpkResult<R> {
         let _g = self.lock.exclusive()?;
         commit::recover(&self.dir, self.durable)?;
-        let (meta, _, _) = self.read_metadata()?;
+        let meta = self.locked_metadata()?;
         f(&meta)
     }
 
