@@ -2,7 +2,6 @@
 
 use memmap2::MmapMut;
 use numpack::{ArraySnapshot, DataType};
-use std::sync::Arc;
 use numpy::ndarray::{ArrayViewD, IxDyn};
 use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
 use numpy::{
@@ -11,25 +10,68 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use std::sync::Arc;
 
 /// Calls `$body` with `T` bound to the Rust element type of `$dtype`.
 macro_rules! with_element {
     ($dtype:expr, $T:ident => $body:expr) => {
         match $dtype {
-            DataType::Bool => { type $T = bool; $body }
-            DataType::Uint8 => { type $T = u8; $body }
-            DataType::Uint16 => { type $T = u16; $body }
-            DataType::Uint32 => { type $T = u32; $body }
-            DataType::Uint64 => { type $T = u64; $body }
-            DataType::Int8 => { type $T = i8; $body }
-            DataType::Int16 => { type $T = i16; $body }
-            DataType::Int32 => { type $T = i32; $body }
-            DataType::Int64 => { type $T = i64; $body }
-            DataType::Float16 => { type $T = half::f16; $body }
-            DataType::Float32 => { type $T = f32; $body }
-            DataType::Float64 => { type $T = f64; $body }
-            DataType::Complex64 => { type $T = Complex32; $body }
-            DataType::Complex128 => { type $T = Complex64; $body }
+            DataType::Bool => {
+                type $T = bool;
+                $body
+            }
+            DataType::Uint8 => {
+                type $T = u8;
+                $body
+            }
+            DataType::Uint16 => {
+                type $T = u16;
+                $body
+            }
+            DataType::Uint32 => {
+                type $T = u32;
+                $body
+            }
+            DataType::Uint64 => {
+                type $T = u64;
+                $body
+            }
+            DataType::Int8 => {
+                type $T = i8;
+                $body
+            }
+            DataType::Int16 => {
+                type $T = i16;
+                $body
+            }
+            DataType::Int32 => {
+                type $T = i32;
+                $body
+            }
+            DataType::Int64 => {
+                type $T = i64;
+                $body
+            }
+            DataType::Float16 => {
+                type $T = half::f16;
+                $body
+            }
+            DataType::Float32 => {
+                type $T = f32;
+                $body
+            }
+            DataType::Float64 => {
+                type $T = f64;
+                $body
+            }
+            DataType::Complex64 => {
+                type $T = Complex32;
+                $body
+            }
+            DataType::Complex128 => {
+                type $T = Complex64;
+                $body
+            }
         }
     };
 }
@@ -135,7 +177,11 @@ impl OutBuf {
 }
 
 /// A new, uninitialised C-contiguous array and its buffer (the caller fills every byte).
-pub fn new_array<'py>(py: Python<'py>, dtype: DataType, shape: &[u64]) -> (Bound<'py, PyAny>, OutBuf) {
+pub fn new_array<'py>(
+    py: Python<'py>,
+    dtype: DataType,
+    shape: &[u64],
+) -> (Bound<'py, PyAny>, OutBuf) {
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     let len = dims.iter().product::<usize>() * dtype.size_bytes();
     with_element!(dtype, T => {

@@ -65,7 +65,11 @@ impl PyStore {
         py.detach(|| store.sync()).py_err()
     }
 
-    fn save(&self, py: Python<'_>, arrays: Vec<(String, Bound<'_, PyUntypedArray>)>) -> PyResult<()> {
+    fn save(
+        &self,
+        py: Python<'_>,
+        arrays: Vec<(String, Bound<'_, PyUntypedArray>)>,
+    ) -> PyResult<()> {
         let store = self.get()?;
         let inputs = arrays
             .iter()
@@ -87,7 +91,8 @@ impl PyStore {
     fn append(&self, py: Python<'_>, name: &str, array: Bound<'_, PyUntypedArray>) -> PyResult<()> {
         let store = self.get()?;
         let i = input(&array)?;
-        py.detach(|| store.append(name, i.dtype, &i.shape, i.bytes)).py_err()
+        py.detach(|| store.append(name, i.dtype, &i.shape, i.bytes))
+            .py_err()
     }
 
     fn replace(
@@ -104,7 +109,12 @@ impl PyStore {
             .py_err()
     }
 
-    fn drop_rows(&self, py: Python<'_>, name: &str, indices_arr: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
+    fn drop_rows(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        indices_arr: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
         let store = self.get()?;
         let idx = indices(&indices_arr);
         py.detach(|| store.drop_rows(name, &idx)).py_err()
@@ -156,7 +166,13 @@ impl PyStore {
         Ok(arr)
     }
 
-    fn read_range<'py>(&self, py: Python<'py>, name: &str, start: u64, stop: u64) -> PyResult<Bound<'py, PyAny>> {
+    fn read_range<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        start: u64,
+        stop: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let snap = self.snapshot(py, name)?;
         let mut shape = snap.logical_shape();
         if shape.is_empty() {
@@ -164,11 +180,15 @@ impl PyStore {
         }
         shape[0] = stop.saturating_sub(start);
         if start > stop || stop > snap.logical_rows() {
-            return Err(numpack::NpkError::IndexOutOfBounds(stop as i64, snap.logical_rows()))
-                .py_err();
+            return Err(numpack::NpkError::IndexOutOfBounds(
+                stop as i64,
+                snap.logical_rows(),
+            ))
+            .py_err();
         }
         let (arr, mut buf) = new_array(py, snap.meta.dtype, &shape);
-        py.detach(|| snap.range_into(start, stop, buf.bytes())).py_err()?;
+        py.detach(|| snap.range_into(start, stop, buf.bytes()))
+            .py_err()?;
         Ok(arr)
     }
 
@@ -180,7 +200,10 @@ impl PyStore {
         });
         let map = (!snap.physical().is_empty()).then(|| MappingKind::Read(Arc::clone(&snap)));
         let (arr, _) = mapped_array(py, snap.meta.dtype, &snap.meta.shape, map)?;
-        PyTuple::new(py, [arr, active.unwrap_or_else(|| py.None().into_bound(py))])
+        PyTuple::new(
+            py,
+            [arr, active.unwrap_or_else(|| py.None().into_bound(py))],
+        )
     }
 
     fn writable_view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {
@@ -199,7 +222,13 @@ impl PyStore {
                 .read(true)
                 .write(true)
                 .open(&path)
-                .map_err(|e| PyOSError::new_err((e.raw_os_error().unwrap_or(0), e.to_string(), path.display().to_string())))?;
+                .map_err(|e| {
+                    PyOSError::new_err((
+                        e.raw_os_error().unwrap_or(0),
+                        e.to_string(),
+                        path.display().to_string(),
+                    ))
+                })?;
             // SAFETY: the file holds at least `size` committed bytes (checked when the
             // snapshot was opened) and numpack never shrinks committed bytes in place.
             let m = unsafe { memmap2::MmapOptions::new().len(size).map_mut(&file) }
@@ -254,7 +283,10 @@ impl PyStore {
 
     fn modify_time(&self, py: Python<'_>, name: &str) -> PyResult<Option<u64>> {
         let store = self.get()?;
-        Ok(py.detach(|| store.array_metadata(name)).ok().map(|m| m.last_modified))
+        Ok(py
+            .detach(|| store.array_metadata(name))
+            .ok()
+            .map(|m| m.last_modified))
     }
 
     fn total_size(&self, py: Python<'_>) -> PyResult<u64> {

@@ -12,7 +12,10 @@ pub fn write_all_parallel(file: &File, data: &[u8], offset: u64) -> io::Result<(
     #[cfg(feature = "rayon")]
     if data.len() >= PARALLEL_BYTES {
         use rayon::prelude::*;
-        let chunk = data.len().div_ceil(rayon::current_num_threads().max(1)).max(1 << 20);
+        let chunk = data
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(1 << 20);
         return data
             .par_chunks(chunk)
             .enumerate()
@@ -26,7 +29,10 @@ pub fn copy_parallel(dst: &mut [u8], src: &[u8]) {
     #[cfg(feature = "rayon")]
     if src.len() >= PARALLEL_BYTES {
         use rayon::prelude::*;
-        let chunk = src.len().div_ceil(rayon::current_num_threads().max(1)).max(1 << 20);
+        let chunk = src
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(1 << 20);
         dst.par_chunks_mut(chunk)
             .zip(src.par_chunks(chunk))
             .for_each(|(d, s)| d.copy_from_slice(s));

@@ -106,7 +106,10 @@ impl ParallelIO {
 
     /// Saves arrays (creating or replacing them whole); parallel when large.
     /// The `DataType` of each tuple must be `T`'s.
-    pub fn save_arrays<T: NpkElement>(&self, arrays: &[(String, ArrayD<T>, DataType)]) -> NpkResult<()> {
+    pub fn save_arrays<T: NpkElement>(
+        &self,
+        arrays: &[(String, ArrayD<T>, DataType)],
+    ) -> NpkResult<()> {
         for (name, _, dtype) in arrays {
             if *dtype != T::DTYPE {
                 return Err(NpkError::InvalidDtype(format!(
@@ -115,8 +118,10 @@ impl ParallelIO {
                 )));
             }
         }
-        let data: Vec<(Cow<'_, [T]>, Vec<u64>)> =
-            arrays.iter().map(|(_, a, _)| (bytes_of(a), shape_of(a))).collect();
+        let data: Vec<(Cow<'_, [T]>, Vec<u64>)> = arrays
+            .iter()
+            .map(|(_, a, _)| (bytes_of(a), shape_of(a)))
+            .collect();
         let items: Vec<SaveItem<'_>> = arrays
             .iter()
             .zip(&data)
@@ -184,8 +189,13 @@ impl ParallelIO {
         indexes: &[i64],
     ) -> NpkResult<()> {
         let values = bytes_of(data);
-        self.store
-            .replace(name, T::DTYPE, &shape_of(data), T::as_bytes(&values), indexes)
+        self.store.replace(
+            name,
+            T::DTYPE,
+            &shape_of(data),
+            T::as_bytes(&values),
+            indexes,
+        )
     }
 
     /// Deep copy of `source` (logical rows) as `target`.

@@ -20,7 +20,7 @@ impl Bitmap {
     /// A bitmap of `rows` active rows.
     pub fn all_active(rows: u64) -> Self {
         let mut words = vec![u64::MAX; words_for(rows)];
-        if rows % 64 != 0 {
+        if !rows.is_multiple_of(64) {
             if let Some(last) = words.last_mut() {
                 *last = (1u64 << (rows % 64)) - 1;
             }
@@ -95,7 +95,11 @@ impl Bitmap {
                 let tz = bits.trailing_zeros();
                 let ones = (bits >> tz).trailing_ones();
                 push(base + u64::from(tz), u64::from(ones));
-                bits &= if tz + ones >= 64 { 0 } else { u64::MAX << (tz + ones) };
+                bits &= if tz + ones >= 64 {
+                    0
+                } else {
+                    u64::MAX << (tz + ones)
+                };
             }
         }
         if let Some((s, l)) = run {
@@ -179,7 +183,7 @@ impl Bitmap {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
-        if rows % 64 != 0 {
+        if !rows.is_multiple_of(64) {
             if let Some(last) = words.last_mut() {
                 *last &= (1u64 << (rows % 64)) - 1;
             }

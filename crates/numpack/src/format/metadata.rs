@@ -150,11 +150,15 @@ impl MetadataFile {
         let mut r = Reader { bytes, pos: 0 };
         let magic = r.u32()?;
         if magic != MAGIC {
-            return Err(format!("bad magic 0x{magic:08X} (expected 0x{MAGIC:08X}, 'NPKB')"));
+            return Err(format!(
+                "bad magic 0x{magic:08X} (expected 0x{MAGIC:08X}, 'NPKB')"
+            ));
         }
         let version = r.u32()?;
         if version != VERSION {
-            return Err(format!("unsupported metadata version {version} (expected {VERSION})"));
+            return Err(format!(
+                "unsupported metadata version {version} (expected {VERSION})"
+            ));
         }
         let _total = r.u64()?;
         let count = r.u32()? as usize;
@@ -280,11 +284,15 @@ impl Reader<'_> {
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn string(&mut self) -> Result<String, String> {
@@ -331,10 +339,14 @@ mod tests {
     fn absurd_counts_and_shapes_fail_without_allocating() {
         let mut bytes = sample().encode();
         bytes[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(MetadataFile::decode(&bytes).unwrap_err().contains("does not fit"));
+        assert!(MetadataFile::decode(&bytes)
+            .unwrap_err()
+            .contains("does not fit"));
         let mut m = sample();
         m.arrays.get_mut("x").unwrap().shape = vec![u64::MAX, u64::MAX];
-        assert!(MetadataFile::decode(&m.encode()).unwrap_err().contains("overflows"));
+        assert!(MetadataFile::decode(&m.encode())
+            .unwrap_err()
+            .contains("overflows"));
     }
 
     #[test]
@@ -350,6 +362,8 @@ mod tests {
         // dtype byte: 20 + (4+1) + 4 + 8 + (4+11) + 8 + 8 = 68
         assert_eq!(bytes[68], 1);
         bytes[68] = 99;
-        assert!(MetadataFile::decode(&bytes).unwrap_err().contains("unknown dtype code 99"));
+        assert!(MetadataFile::decode(&bytes)
+            .unwrap_err()
+            .contains("unknown dtype code 99"));
     }
 }

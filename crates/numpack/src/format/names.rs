@@ -86,7 +86,15 @@ mod tests {
     #[test]
     fn hostile_names_become_safe_files() {
         let long = "x".repeat(1000);
-        for name in ["../x", "a/b", "/abs", "名前", ".hidden", long.as_str(), "a\\b"] {
+        for name in [
+            "../x",
+            "a/b",
+            "/abs",
+            "名前",
+            ".hidden",
+            long.as_str(),
+            "a\\b",
+        ] {
             let f = data_file(&stem(name, 0));
             assert!(is_safe_data_file(&f), "{f}");
             assert!(f.len() < 100, "{f}");

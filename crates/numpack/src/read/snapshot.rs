@@ -113,7 +113,9 @@ impl ArraySnapshot {
 
     /// Logical rows (physical rows minus deleted ones; 1 for a 0-d array).
     pub fn logical_rows(&self) -> u64 {
-        self.bitmap.as_ref().map_or(self.meta.rows(), Bitmap::active)
+        self.bitmap
+            .as_ref()
+            .map_or(self.meta.rows(), Bitmap::active)
     }
 
     /// Logical shape.

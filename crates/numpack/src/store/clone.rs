@@ -28,7 +28,8 @@ impl Store {
             let (file, path) = target_file(txn, target);
             super::commit::write_file(&path, &bytes, false)?;
             self.mark_dirty(txn.dir().join(&file));
-            let record = ArrayMetadata::new(target, snap.logical_shape(), a.dtype, file, now_micros());
+            let record =
+                ArrayMetadata::new(target, snap.logical_shape(), a.dtype, file, now_micros());
             txn.meta_mut().arrays.insert(target.to_owned(), record);
             Ok(())
         })

@@ -112,7 +112,8 @@ impl Txn {
             .and_then(|n| n.to_str())
             .expect("utf-8 temp name")
             .to_owned();
-        self.steps.push(Step::Rename(tmp_name, final_name.to_owned()));
+        self.steps
+            .push(Step::Rename(tmp_name, final_name.to_owned()));
         tmp
     }
 
@@ -356,10 +357,12 @@ impl<'a> Cursor<'a> {
         self.take(1).map(|s| s[0])
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|s| u32::from_le_bytes(s.try_into().expect("4")))
+        self.take(4)
+            .map(|s| u32::from_le_bytes(s.try_into().expect("4")))
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|s| u64::from_le_bytes(s.try_into().expect("8")))
+        self.take(8)
+            .map(|s| u64::from_le_bytes(s.try_into().expect("8")))
     }
     /// A bare file name (no separator, no NUL, not `.`/`..`).
     fn name(&mut self) -> Option<String> {

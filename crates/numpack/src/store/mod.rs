@@ -49,6 +49,9 @@ pub struct OpenOptions {
     pub durable: bool,
 }
 
+/// A decoded metadata file, the open file it came from and its `(dev, ino)`.
+type MetadataRead = (MetadataFile, Option<File>, Option<(u64, u64)>);
+
 /// What a handle last read of `metadata.npkm`.
 #[derive(Debug, Default)]
 struct State {
@@ -127,8 +130,8 @@ impl Store {
         self.dir.join(METADATA)
     }
 
-    /// Reads and decodes `metadata.npkm` (empty when absent).
-    fn read_metadata(&self) -> NpkResult<(MetadataFile, Option<File>, Option<(u64, u64)>)> {
+    /// Reads and decodes `metadata.npkm` (empty when absent), with the open file and its id.
+    fn read_metadata(&self) -> NpkResult<MetadataRead> {
         let path = self.meta_path();
         let mut f = match File::open(&path) {
             Ok(f) => f,
@@ -145,7 +148,10 @@ impl Store {
             if !names::is_safe_data_file(&a.data_file) {
                 return Err(NpkError::corrupt(
                     &path,
-                    format!("array '{}': unsafe data file name {:?}", a.name, a.data_file),
+                    format!(
+                        "array '{}': unsafe data file name {:?}",
+                        a.name, a.data_file
+                    ),
                 ));
             }
         }
@@ -328,7 +334,11 @@ impl Store {
             }
             // Orphans of killed saves too, so a later array never inherits a stale file.
             for entry in fs::read_dir(txn.dir()).at(txn.dir())? {
-                let n = entry.at(txn.dir())?.file_name().to_string_lossy().into_owned();
+                let n = entry
+                    .at(txn.dir())?
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned();
                 let ours = (n.starts_with("data_") && n.ends_with(".npkd"))
                     || (n.starts_with("deleted_") && n.ends_with(".npkb"));
                 if ours && !files.contains(&n) {

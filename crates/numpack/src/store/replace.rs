@@ -48,7 +48,11 @@ impl Store {
                 return Ok(());
             }
             let path = self.dir().join(&a.data_file);
-            let f = OpenOptions::new().read(true).write(true).open(&path).at(&path)?;
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .at(&path)?;
             let len = f.metadata().at(&path)?.len();
             if len < a.size_bytes {
                 return Err(NpkError::corrupt(
@@ -73,7 +77,8 @@ impl Store {
             // Later duplicates win, as with NumPy's `a[idx] = v`.
             for (k, &r) in rows.iter().enumerate() {
                 let src = if n == 1 { 0 } else { k * row };
-                f.write_all_at(&data[src..src + row], r * row as u64).at(&path)?;
+                f.write_all_at(&data[src..src + row], r * row as u64)
+                    .at(&path)?;
             }
             if self.durable() {
                 f.sync_all().at(&path)?;
