@@ -12,7 +12,7 @@ deps:
 dev:
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e . --config-settings=build-args="--profile=dev"
 
-test: deps dev test-rust test-python
+test: deps dev test-rust test-python lint
 
 test-rust:
 	cargo test -p numpack
