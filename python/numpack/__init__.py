@@ -58,14 +58,11 @@ def force_cleanup_windows_handles() -> bool:
     return True
 
 
-# Parts written separately; the package works without them.
-try:
-    from .package import get_package_info, pack, unpack
-except ImportError:  # pragma: no cover - depends on the build
-    pass
-else:
-    __all__ += ["get_package_info", "pack", "unpack"]
+from .package import get_package_info, pack, unpack
 
+__all__ += ["get_package_info", "pack", "unpack"]
+
+# Parts written separately; the package works without them.
 try:
     from . import vector_engine  # type: ignore[attr-defined,unused-ignore]
 except ImportError:  # pragma: no cover - depends on the build

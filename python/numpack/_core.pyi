@@ -92,3 +92,23 @@ class MappedFile:
 
 def dtype_code(dtype: np.dtype[Any]) -> int:
     """The format's dtype code (0..13) of a NumPy dtype; ValueError('Unsupported dtype: <name>')."""
+
+# --- .npkg packages ------------------------------------------------------------------------
+def pack(
+    source: str,
+    target: str,
+    compression: bool = True,
+    level: int = 3,
+    shuffle: bool = False,
+    progress: Any = None,
+) -> None:
+    """Pack a store into a package file (temp + fsync + rename; store lock held)."""
+
+def unpack(
+    source: str, target: str, overwrite: bool = False, verify: bool = True, progress: Any = None
+) -> None:
+    """Unpack a package into a store directory (temp directory renamed into place)."""
+
+def package_info(source: str) -> dict[str, Any]:
+    """``{'version', 'compression', 'checksum', 'files': [{'name', 'original_size',
+    'compressed_size', 'actual_size', 'shuffle'}]}``."""

@@ -5,7 +5,8 @@
 
 use numpack::NpkError;
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyTypeError, PyValueError,
+    PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use std::io::ErrorKind;
@@ -54,6 +55,7 @@ pub fn to_py(e: NpkError) -> PyErr {
             "IndexOutOfRangeError",
             format!("Index {i} is out of bounds for {rows} rows"),
         ),
+        NpkError::Checksum { .. } => PyRuntimeError::new_err(e.to_string()),
         NpkError::Corrupt { .. } => numpack_error(py, "CorruptStoreError", e.to_string()),
         NpkError::InvalidDtype(m) => PyTypeError::new_err(m),
         NpkError::InvalidShape(m)

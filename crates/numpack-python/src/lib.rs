@@ -2,6 +2,7 @@
 
 mod errors;
 mod numpy_conv;
+mod package;
 mod store;
 
 use pyo3::prelude::*;
@@ -13,5 +14,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyStore>()?;
     m.add_class::<numpy_conv::MappedFile>()?;
     m.add_function(wrap_pyfunction!(numpy_conv::dtype_code, m)?)?;
+    m.add_function(wrap_pyfunction!(package::pack, m)?)?;
+    m.add_function(wrap_pyfunction!(package::unpack, m)?)?;
+    m.add_function(wrap_pyfunction!(package::package_info, m)?)?;
     Ok(())
 }

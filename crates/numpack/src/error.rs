@@ -41,6 +41,14 @@ pub enum NpkError {
     /// A row index outside the logical rows of an array.
     #[error("Index {0} out of bounds (rows: {1})")]
     IndexOutOfBounds(i64, u64),
+    /// A package's checksum does not match its contents.
+    #[error("Checksum verification failed for {path}: {reason}")]
+    Checksum {
+        /// The package.
+        path: PathBuf,
+        /// Stored and computed values.
+        reason: String,
+    },
     /// A store file is corrupt or truncated.
     #[error("Corrupt store file {path}: {reason}")]
     Corrupt {

@@ -5,6 +5,7 @@ pub mod dtype;
 pub mod error;
 pub mod format;
 pub mod io;
+pub mod package;
 pub mod parallel_io;
 pub mod read;
 pub mod store;

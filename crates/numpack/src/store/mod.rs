@@ -121,6 +121,12 @@ impl Store {
         Ok(store)
     }
 
+    /// Holds the store's shared lock: no writer (thread or process) commits while the guard
+    /// lives, so files read meanwhile form one consistent state.
+    pub fn read_lock(&self) -> NpkResult<lock::LockGuard<'_>> {
+        self.lock.shared()
+    }
+
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.dir

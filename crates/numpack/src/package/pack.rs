@@ -1,0 +1,198 @@
+//! Writing a package from a store, one member at a time through bounded buffers.
+
+use super::shuffle::{shuffle, BLOCK};
+use super::{chain_checksum, Progress, MAGIC, VERSION, VERSION_SHUFFLE};
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::metadata::MetadataFile;
+use crate::format::names;
+use crate::store::commit::{sync_dir, METADATA};
+use crate::store::Store;
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// How to pack.
+#[derive(Debug, Clone, Copy)]
+pub struct PackOptions {
+    /// zstd-compress each member (kept raw when that does not make it smaller).
+    pub compress: bool,
+    /// zstd level.
+    pub level: i32,
+    /// Byte-shuffle numeric data files by item size before compressing (version 3).
+    pub shuffle: bool,
+    /// zstd worker threads (0 = single-threaded).
+    pub threads: u32,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            compress: true,
+            level: 3,
+            shuffle: false,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        }
+    }
+}
+
+struct Member {
+    name: String,
+    path: PathBuf,
+    size: u64,
+    item: u8,
+}
+
+/// The members of a consistent snapshot: the metadata, each array's committed data bytes and
+/// its bitmap, sorted by name. Call with the store's read lock held.
+fn members(dir: &Path) -> NpkResult<Vec<Member>> {
+    let meta_path = dir.join(METADATA);
+    let bytes = fs::read(&meta_path).at(&meta_path)?;
+    let meta = MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(&meta_path, r))?;
+    let mut out = vec![Member {
+        name: METADATA.to_owned(),
+        path: meta_path,
+        size: bytes.len() as u64,
+        item: 0,
+    }];
+    for a in meta.arrays.values() {
+        if !names::is_safe_data_file(&a.data_file) {
+            return Err(NpkError::corrupt(dir.join(METADATA), format!("unsafe data file {:?}", a.data_file)));
+        }
+        let path = dir.join(&a.data_file);
+        let len = fs::metadata(&path).at(&path)?.len();
+        if len < a.size_bytes {
+            return Err(NpkError::corrupt(&path, format!("data file is {len} bytes, metadata says {}", a.size_bytes)));
+        }
+        out.push(Member {
+            name: a.data_file.clone(),
+            path,
+            size: a.size_bytes,
+            item: a.dtype.size_bytes() as u8,
+        });
+        if let Some(b) = names::bitmap_file(&a.data_file) {
+            let path = dir.join(&b);
+            if let Ok(m) = fs::metadata(&path) {
+                out.push(Member { name: b, path, size: m.len(), item: 0 });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Fills `buf` from `r` as far as possible; returns the bytes read (short only at the end).
+fn fill<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Packs the store in `dir` into `target` (written to a temporary file, fsynced, renamed).
+/// The store's lock is held while reading, so the package is one consistent state.
+pub fn pack(dir: &Path, target: &Path, opts: &PackOptions, progress: Progress<'_>) -> NpkResult<()> {
+    let store = Store::open(dir)?;
+    let _guard = store.read_lock()?;
+    let members = members(dir)?;
+    let total: u64 = members.iter().map(|m| m.size).sum();
+    let version = if opts.shuffle && opts.compress { VERSION_SHUFFLE } else { VERSION };
+    let tmp = crate::store::commit::tmp_path(target.parent().unwrap_or(Path::new(".")), "package.npkg");
+    let result = (|| -> NpkResult<()> {
+        let file = File::create(&tmp).at(&tmp)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let w = |out: &mut BufWriter<File>, b: &[u8]| out.write_all(b).at(&tmp);
+        w(&mut out, MAGIC)?;
+        w(&mut out, &version.to_le_bytes())?;
+        w(&mut out, &[u8::from(opts.compress)])?;
+        w(&mut out, &(members.len() as u32).to_le_bytes())?;
+        let mut checksum = 0u32;
+        let mut done = 0u64;
+        let mut raw = vec![0u8; BLOCK];
+        let mut shuffled = vec![0u8; BLOCK];
+        for m in &members {
+            w(&mut out, &(m.name.len() as u32).to_le_bytes())?;
+            w(&mut out, m.name.as_bytes())?;
+            w(&mut out, &m.size.to_le_bytes())?;
+            let sizes_at = out.stream_position().at(&tmp)?;
+            w(&mut out, &0u64.to_le_bytes())?;
+            let item = if version == VERSION_SHUFFLE && m.item > 1 { m.item } else { 0 };
+            if version == VERSION_SHUFFLE {
+                w(&mut out, &[item])?;
+                w(&mut out, &(BLOCK as u32).to_le_bytes())?;
+            }
+            let start = out.stream_position().at(&tmp)?;
+            let mut src = File::open(&m.path).at(&m.path)?.take(m.size);
+            let mut crc = crc32fast::Hasher::new();
+            let mut stored = 0u64;
+            if opts.compress && m.size > 0 {
+                let mut enc = zstd::stream::write::Encoder::new(&mut out, opts.level).at(&tmp)?;
+                if opts.threads > 1 {
+                    enc.multithread(opts.threads).at(&tmp)?;
+                }
+                loop {
+                    let n = fill(&mut src, &mut raw).at(&m.path)?;
+                    if n == 0 {
+                        break;
+                    }
+                    crc.update(&raw[..n]);
+                    if item > 1 {
+                        shuffle(&raw[..n], &mut shuffled[..n], usize::from(item));
+                        enc.write_all(&shuffled[..n]).at(&tmp)?;
+                    } else {
+                        enc.write_all(&raw[..n]).at(&tmp)?;
+                    }
+                    done += n as u64;
+                    progress(done, total);
+                }
+                enc.finish().at(&tmp)?;
+                stored = out.stream_position().at(&tmp)? - start;
+            }
+            if stored == 0 || stored >= m.size {
+                // Raw is smaller (or compression is off): store the bytes as they are.
+                out.seek(SeekFrom::Start(start)).at(&tmp)?;
+                let mut src = File::open(&m.path).at(&m.path)?.take(m.size);
+                crc = crc32fast::Hasher::new();
+                let compressed_before = stored > 0;
+                loop {
+                    let n = fill(&mut src, &mut raw).at(&m.path)?;
+                    if n == 0 {
+                        break;
+                    }
+                    crc.update(&raw[..n]);
+                    w(&mut out, &raw[..n])?;
+                    if !compressed_before {
+                        done += n as u64;
+                        progress(done, total);
+                    }
+                }
+                stored = 0;
+                if version == VERSION_SHUFFLE && item > 1 {
+                    let end = out.stream_position().at(&tmp)?;
+                    out.seek(SeekFrom::Start(sizes_at + 8)).at(&tmp)?;
+                    w(&mut out, &[0u8])?;
+                    out.seek(SeekFrom::Start(end)).at(&tmp)?;
+                }
+            }
+            let end = out.stream_position().at(&tmp)?;
+            out.seek(SeekFrom::Start(sizes_at)).at(&tmp)?;
+            w(&mut out, &stored.to_le_bytes())?;
+            out.seek(SeekFrom::Start(end)).at(&tmp)?;
+            checksum = chain_checksum(checksum, crc.finalize());
+        }
+        w(&mut out, &checksum.to_le_bytes())?;
+        let end = out.stream_position().at(&tmp)?;
+        let file = out.into_inner().map_err(|e| NpkError::io(&tmp, e.into_error()))?;
+        file.set_len(end).at(&tmp)?;
+        file.sync_all().at(&tmp)?;
+        fs::rename(&tmp, target).at(target)?;
+        sync_dir(target.parent().unwrap_or(Path::new(".")))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

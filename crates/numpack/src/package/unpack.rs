@@ -1,0 +1,152 @@
+//! Extracting a package into a temporary directory, checking everything, then renaming it
+//! into place.
+
+use super::entry::{read_info, Entry};
+use super::shuffle::unshuffle;
+use super::{chain_checksum, Progress};
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::metadata::MetadataFile;
+use crate::store::commit::{sync_dir, METADATA};
+use std::fs::{self, File};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const CHUNK: usize = 1 << 20;
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// Removes a half-built directory unless disarmed.
+struct TempDir(Option<PathBuf>);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// Writes one member to `dst`, checking its sizes; returns its bytes' CRC32 (and, for
+/// version 1, chains the running checksum over the raw bytes).
+fn extract(src: &Path, e: &Entry, dst: &Path, v1: &mut crc32fast::Hasher, progress: &mut dyn FnMut(u64)) -> NpkResult<u32> {
+    let bad = |why: String| NpkError::corrupt(src, format!("member {:?}: {why}", e.name));
+    let mut f = File::open(src).at(src)?;
+    f.seek(SeekFrom::Start(e.offset)).at(src)?;
+    let payload = BufReader::with_capacity(CHUNK, f).take(e.stored_size());
+    let mut reader: Box<dyn Read> = if e.compressed_size == 0 {
+        Box::new(payload)
+    } else {
+        let mut payload = payload;
+        let mut head = [0u8; 4];
+        super::entry::read_exact(&mut payload, &mut head, src)?;
+        let chained = std::io::Cursor::new(head).chain(payload);
+        if head == ZSTD_MAGIC {
+            Box::new(zstd::stream::read::Decoder::new(chained).at(src)?)
+        } else {
+            // The published package writes zlib under the same compression byte.
+            Box::new(flate2::read::ZlibDecoder::new(chained))
+        }
+    };
+    let mut out = std::io::BufWriter::with_capacity(CHUNK, File::create_new(dst).at(dst)?);
+    let mut crc = crc32fast::Hasher::new();
+    let block = if e.shuffle > 1 { e.shuffle_block as usize } else { CHUNK };
+    let mut buf = vec![0u8; block.max(1)];
+    let mut plain = vec![0u8; if e.shuffle > 1 { block } else { 0 }];
+    let mut left = e.original_size;
+    while left > 0 {
+        let want = (left.min(block as u64)) as usize;
+        let mut n = 0;
+        while n < want {
+            match reader.read(&mut buf[n..want]) {
+                Ok(0) => return Err(bad(format!("ends {} bytes before its declared size", left - n as u64))),
+                Ok(k) => n += k,
+                Err(err) => return Err(bad(format!("cannot be decoded: {err}"))),
+            }
+        }
+        let bytes: &[u8] = if e.shuffle > 1 {
+            if want % usize::from(e.shuffle) != 0 {
+                return Err(bad("shuffled block is not a whole number of items".into()));
+            }
+            unshuffle(&buf[..want], &mut plain[..want], usize::from(e.shuffle));
+            &plain[..want]
+        } else {
+            &buf[..want]
+        };
+        crc.update(bytes);
+        v1.update(bytes);
+        out.write_all(bytes).at(dst)?;
+        left -= want as u64;
+        progress(want as u64);
+    }
+    let mut extra = [0u8; 1];
+    match reader.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => return Err(bad("decompresses past its declared size".into())),
+        Err(err) => return Err(bad(format!("cannot be decoded: {err}"))),
+    }
+    let file = out.into_inner().map_err(|err| NpkError::io(dst, err.into_error()))?;
+    file.sync_all().at(dst)?;
+    Ok(crc.finalize())
+}
+
+/// Unpacks `source` into the store directory `target`. Everything is written into a temporary
+/// directory beside `target` and renamed into place only when every member decoded to its
+/// declared size, the metadata decodes, and (with `verify`) the checksum matches. An existing
+/// `target` is replaced only with `overwrite`, and only by a complete store.
+pub fn unpack(source: &Path, target: &Path, overwrite: bool, verify: bool, progress: Progress<'_>) -> NpkResult<()> {
+    let info = read_info(source)?;
+    let exists_err = || {
+        NpkError::io(target, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "target exists (pass overwrite=True to replace it)"))
+    };
+    if target.exists() && !overwrite {
+        return Err(exists_err());
+    }
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).at(parent)?;
+    let tmp = crate::store::commit::tmp_path(parent, "unpack");
+    fs::create_dir(&tmp).at(&tmp)?;
+    let mut guard = TempDir(Some(tmp.clone()));
+    let total: u64 = info.entries.iter().map(|e| e.original_size).sum();
+    let mut done = 0u64;
+    let mut checksum = 0u32;
+    let mut v1 = crc32fast::Hasher::new();
+    for e in &info.entries {
+        let crc = extract(source, e, &tmp.join(&e.name), &mut v1, &mut |n| {
+            done += n;
+            progress(done, total);
+        })?;
+        checksum = chain_checksum(checksum, crc);
+    }
+    if info.version == 1 {
+        checksum = v1.finalize();
+    }
+    if verify && checksum != info.checksum {
+        return Err(NpkError::Checksum {
+            path: source.to_owned(),
+            reason: format!("stored 0x{:08x}, computed 0x{checksum:08x}", info.checksum),
+        });
+    }
+    let meta_path = tmp.join(METADATA);
+    match fs::read(&meta_path) {
+        Ok(bytes) => {
+            MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(source, format!("metadata.npkm in the package: {r}")))?;
+        }
+        Err(_) => return Err(NpkError::corrupt(source, "the package holds no metadata.npkm".to_owned())),
+    }
+    sync_dir(&tmp)?;
+    if target.exists() {
+        if !overwrite {
+            return Err(exists_err());
+        }
+        let old = crate::store::commit::tmp_path(parent, "replaced");
+        fs::rename(target, &old).at(target)?;
+        if let Err(err) = fs::rename(&tmp, target) {
+            let _ = fs::rename(&old, target);
+            return Err(NpkError::io(target, err));
+        }
+        let _ = fs::remove_dir_all(&old);
+    } else {
+        fs::rename(&tmp, target).at(target)?;
+    }
+    guard.0 = None;
+    sync_dir(parent)
+}

@@ -1,0 +1,174 @@
+"""``.npkg`` packages: a whole store in one file (``pack``, ``unpack``, ``get_package_info``).
+
+The byte layout is the published NumPack version 2 (version 3 with ``shuffle=True``), so
+packages move both ways.  The work is done in Rust, streaming member by member through bounded
+buffers; this module only resolves paths and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import _core
+
+__all__ = ["get_package_info", "pack", "unpack"]
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def pack(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str] | None = None,
+    compression: bool = True,
+    overwrite: bool = False,
+    *,
+    level: int = 3,
+    shuffle: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Pack the store directory ``source`` into one ``.npkg`` file.
+
+    Parameters
+    ----------
+    source : path-like
+        The store directory (must hold ``metadata.npkm``).
+    target : path-like, optional
+        The package file; default ``<source>.npkg`` beside the store.  ``.npkg`` is appended
+        when the name has no suffix.
+    compression : bool, default True
+        zstd-compress each member (members that do not shrink are stored raw).
+    overwrite : bool, default False
+        Replace an existing target.
+    level : int, default 3
+        zstd level.
+    shuffle : bool, default False
+        Byte-shuffle numeric data by item size before compressing: a markedly better ratio
+        for floating-point data.  Writes format version 3, which older readers reject.
+    progress : callable, optional
+        Called as ``progress(bytes_done, bytes_total)``.
+
+    Returns
+    -------
+    pathlib.Path
+        The package written.  The store lock is held while reading, so the package is one
+        consistent state of the store; the file is written to a temporary name, fsynced and
+        renamed.
+
+    Raises
+    ------
+    ValueError
+        ``source`` is missing, not a directory, or has no ``metadata.npkm``.
+    FileExistsError
+        ``target`` exists and ``overwrite`` is false.
+    """
+    src = Path(source)
+    if not src.exists():
+        raise ValueError(f"Source path does not exist: {src}")
+    if not src.is_dir():
+        raise ValueError(f"Source path is not a directory: {src}")
+    if not (src / "metadata.npkm").is_file():
+        raise ValueError(f"Not a NumPack store (no metadata.npkm): {src}")
+    if target is None:
+        dst = src.parent / f"{src.name}.npkg"
+    else:
+        dst = Path(target)
+        if not dst.suffix:
+            dst = dst.with_name(dst.name + ".npkg")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"Target file already exists: {dst} (pass overwrite=True)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    _core.pack(str(src), str(dst), bool(compression), int(level), bool(shuffle), progress)
+    return dst
+
+
+def _default_target(src: Path) -> Path:
+    stem = src.stem
+    return src.parent / (stem if stem.endswith(".npk") else f"{stem}.npk")
+
+
+def unpack(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    verify: bool = True,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Unpack a ``.npkg`` file into a store directory.
+
+    Everything is written into a temporary directory beside the target and renamed into place
+    only when every member decoded to its declared size and (with ``verify``) the checksum
+    matched: a failed unpack leaves nothing behind and never touches an existing target.
+
+    Parameters
+    ----------
+    source : path-like
+        The package file.
+    target : path-like, optional
+        The store directory; default: ``x.npkg`` → ``x.npk``, ``data.npk.npkg`` → ``data.npk``.
+    overwrite : bool, default False
+        Replace an existing target (only by a complete, checked store).
+    verify : bool, default True
+        Check the CRC32 checksum.
+    progress : callable, optional
+        Called as ``progress(bytes_done, bytes_total)``.
+
+    Returns
+    -------
+    pathlib.Path
+        The store directory.
+
+    Raises
+    ------
+    ValueError
+        Missing source, not a package (``Invalid .npkg file``), unsupported version, hostile
+        or malformed members (``CorruptStoreError``, a ``ValueError``).
+    FileExistsError
+        ``target`` exists and ``overwrite`` is false.
+    RuntimeError
+        ``Checksum verification failed``.
+    """
+    src = Path(source)
+    if not src.is_file():
+        raise ValueError(f"Package file does not exist or is not a file: {src}")
+    dst = Path(target) if target is not None else _default_target(src)
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"Target already exists: {dst} (pass overwrite=True)")
+    _core.unpack(str(src), str(dst), bool(overwrite), bool(verify), progress)
+    return dst
+
+
+def get_package_info(source: str | os.PathLike[str]) -> dict[str, Any]:
+    """Describe a package without extracting it.
+
+    Returns
+    -------
+    dict
+        ``version``, ``compression`` (int), ``compression_name`` (``'zstd'`` or ``'none'``),
+        ``file_count``, ``files`` (``name``, ``original_size``, ``compressed_size``,
+        ``actual_size``), ``total_original_size``, ``total_compressed_size`` (bytes stored)
+        and ``compression_ratio`` (stored / original, 1.0 for an empty package).
+    """
+    src = Path(source)
+    if not src.is_file():
+        raise ValueError(f"Package file does not exist or is not a file: {src}")
+    info = _core.package_info(str(src))
+    files = [
+        {k: f[k] for k in ("name", "original_size", "compressed_size", "actual_size")}
+        for f in info["files"]
+    ]
+    original = sum(f["original_size"] for f in files)
+    stored = sum(f["actual_size"] for f in files)
+    return {
+        "version": info["version"],
+        "compression": info["compression"],
+        "compression_name": "zstd" if info["compression"] == 1 else "none",
+        "file_count": len(files),
+        "files": files,
+        "total_original_size": original,
+        "total_compressed_size": stored,
+        "compression_ratio": stored / original if original else 1.0,
+    }
