@@ -112,3 +112,6 @@ def unpack(
 def package_info(source: str) -> dict[str, Any]:
     """``{'version', 'compression', 'checksum', 'files': [{'name', 'original_size',
     'compressed_size', 'actual_size', 'shuffle'}]}``."""
+
+def verify(source: str) -> tuple[list[str], list[str]]:
+    """Check a package file or a store directory: ``(problems, notes)``."""

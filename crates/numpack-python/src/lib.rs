@@ -17,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(package::pack, m)?)?;
     m.add_function(wrap_pyfunction!(package::unpack, m)?)?;
     m.add_function(wrap_pyfunction!(package::package_info, m)?)?;
+    m.add_function(wrap_pyfunction!(package::verify, m)?)?;
     Ok(())
 }

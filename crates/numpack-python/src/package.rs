@@ -85,3 +85,15 @@ pub fn package_info(py: Python<'_>, source: PathBuf) -> PyResult<Bound<'_, PyDic
     d.set_item("files", files)?;
     Ok(d)
 }
+
+/// Checks a package (`*.npkg`: decodes every member, checks sizes and checksum) or a store
+/// directory (every format invariant). Returns `(problems, notes)`; a package error is raised.
+#[pyfunction]
+pub fn verify(py: Python<'_>, source: PathBuf) -> PyResult<(Vec<String>, Vec<String>)> {
+    if source.is_file() {
+        py.detach(|| package::verify(&source)).py_err()?;
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let r = py.detach(|| numpack::store::verify::verify_dir(&source));
+    Ok((r.problems, r.notes))
+}

@@ -104,7 +104,8 @@ pub fn read_info(path: &Path) -> NpkResult<PackageInfo> {
         }
         let mut name = vec![0u8; name_len as usize];
         read_exact(&mut r, &mut name, path)?;
-        let name = String::from_utf8(name).map_err(|_| bad(format!("member {i}: name not UTF-8")))?;
+        let name =
+            String::from_utf8(name).map_err(|_| bad(format!("member {i}: name not UTF-8")))?;
         if !is_member_name(&name) {
             return Err(bad(format!(
                 "member {i}: {name:?} is not a store file name (metadata.npkm, data_*.npkd, deleted_*.npkb)"
@@ -127,7 +128,9 @@ pub fn read_info(path: &Path) -> NpkResult<PackageInfo> {
             }
         }
         if compressed_size > 0 && compression == 0 {
-            return Err(bad(format!("member {name:?} is compressed in an uncompressed package")));
+            return Err(bad(format!(
+                "member {name:?} is compressed in an uncompressed package"
+            )));
         }
         let e = Entry {
             name,

@@ -17,7 +17,7 @@ mod unpack;
 
 pub use entry::{read_info, Entry, PackageInfo};
 pub use pack::{pack, PackOptions};
-pub use unpack::unpack;
+pub use unpack::{unpack, verify};
 
 /// The magic bytes.
 pub const MAGIC: &[u8; 4] = b"NPKG";

@@ -56,12 +56,18 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
     }];
     for a in meta.arrays.values() {
         if !names::is_safe_data_file(&a.data_file) {
-            return Err(NpkError::corrupt(dir.join(METADATA), format!("unsafe data file {:?}", a.data_file)));
+            return Err(NpkError::corrupt(
+                dir.join(METADATA),
+                format!("unsafe data file {:?}", a.data_file),
+            ));
         }
         let path = dir.join(&a.data_file);
         let len = fs::metadata(&path).at(&path)?.len();
         if len < a.size_bytes {
-            return Err(NpkError::corrupt(&path, format!("data file is {len} bytes, metadata says {}", a.size_bytes)));
+            return Err(NpkError::corrupt(
+                &path,
+                format!("data file is {len} bytes, metadata says {}", a.size_bytes),
+            ));
         }
         out.push(Member {
             name: a.data_file.clone(),
@@ -72,7 +78,12 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
         if let Some(b) = names::bitmap_file(&a.data_file) {
             let path = dir.join(&b);
             if let Ok(m) = fs::metadata(&path) {
-                out.push(Member { name: b, path, size: m.len(), item: 0 });
+                out.push(Member {
+                    name: b,
+                    path,
+                    size: m.len(),
+                    item: 0,
+                });
             }
         }
     }
@@ -94,13 +105,26 @@ fn fill<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Packs the store in `dir` into `target` (written to a temporary file, fsynced, renamed).
 /// The store's lock is held while reading, so the package is one consistent state.
-pub fn pack(dir: &Path, target: &Path, opts: &PackOptions, progress: Progress<'_>) -> NpkResult<()> {
+pub fn pack(
+    dir: &Path,
+    target: &Path,
+    opts: &PackOptions,
+    progress: Progress<'_>,
+) -> NpkResult<()> {
     let store = Store::open(dir)?;
     let _guard = store.read_lock()?;
     let members = members(dir)?;
     let total: u64 = members.iter().map(|m| m.size).sum();
-    let version = if opts.shuffle && opts.compress { VERSION_SHUFFLE } else { VERSION };
-    let tmp = crate::store::commit::tmp_path(target.parent().unwrap_or(Path::new(".")), "package.npkg");
+    let version = if opts.shuffle && opts.compress {
+        VERSION_SHUFFLE
+    } else {
+        VERSION
+    };
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = crate::store::commit::tmp_path(parent, "package.npkg");
     let result = (|| -> NpkResult<()> {
         let file = File::create(&tmp).at(&tmp)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -119,7 +143,11 @@ pub fn pack(dir: &Path, target: &Path, opts: &PackOptions, progress: Progress<'_
             w(&mut out, &m.size.to_le_bytes())?;
             let sizes_at = out.stream_position().at(&tmp)?;
             w(&mut out, &0u64.to_le_bytes())?;
-            let item = if version == VERSION_SHUFFLE && m.item > 1 { m.item } else { 0 };
+            let item = if version == VERSION_SHUFFLE && m.item > 1 {
+                m.item
+            } else {
+                0
+            };
             if version == VERSION_SHUFFLE {
                 w(&mut out, &[item])?;
                 w(&mut out, &(BLOCK as u32).to_le_bytes())?;
@@ -185,11 +213,13 @@ pub fn pack(dir: &Path, target: &Path, opts: &PackOptions, progress: Progress<'_
         }
         w(&mut out, &checksum.to_le_bytes())?;
         let end = out.stream_position().at(&tmp)?;
-        let file = out.into_inner().map_err(|e| NpkError::io(&tmp, e.into_error()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| NpkError::io(&tmp, e.into_error()))?;
         file.set_len(end).at(&tmp)?;
         file.sync_all().at(&tmp)?;
         fs::rename(&tmp, target).at(target)?;
-        sync_dir(target.parent().unwrap_or(Path::new(".")))
+        sync_dir(parent)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -27,7 +27,13 @@ impl Drop for TempDir {
 
 /// Writes one member to `dst`, checking its sizes; returns its bytes' CRC32 (and, for
 /// version 1, chains the running checksum over the raw bytes).
-fn extract(src: &Path, e: &Entry, dst: &Path, v1: &mut crc32fast::Hasher, progress: &mut dyn FnMut(u64)) -> NpkResult<u32> {
+fn extract(
+    src: &Path,
+    e: &Entry,
+    dst: Option<&Path>,
+    v1: &mut crc32fast::Hasher,
+    progress: &mut dyn FnMut(u64),
+) -> NpkResult<u32> {
     let bad = |why: String| NpkError::corrupt(src, format!("member {:?}: {why}", e.name));
     let mut f = File::open(src).at(src)?;
     f.seek(SeekFrom::Start(e.offset)).at(src)?;
@@ -46,9 +52,19 @@ fn extract(src: &Path, e: &Entry, dst: &Path, v1: &mut crc32fast::Hasher, progre
             Box::new(flate2::read::ZlibDecoder::new(chained))
         }
     };
-    let mut out = std::io::BufWriter::with_capacity(CHUNK, File::create_new(dst).at(dst)?);
+    let mut out = match dst {
+        Some(dst) => Some(std::io::BufWriter::with_capacity(
+            CHUNK,
+            File::create_new(dst).at(dst)?,
+        )),
+        None => None,
+    };
     let mut crc = crc32fast::Hasher::new();
-    let block = if e.shuffle > 1 { e.shuffle_block as usize } else { CHUNK };
+    let block = if e.shuffle > 1 {
+        e.shuffle_block as usize
+    } else {
+        CHUNK
+    };
     let mut buf = vec![0u8; block.max(1)];
     let mut plain = vec![0u8; if e.shuffle > 1 { block } else { 0 }];
     let mut left = e.original_size;
@@ -57,7 +73,12 @@ fn extract(src: &Path, e: &Entry, dst: &Path, v1: &mut crc32fast::Hasher, progre
         let mut n = 0;
         while n < want {
             match reader.read(&mut buf[n..want]) {
-                Ok(0) => return Err(bad(format!("ends {} bytes before its declared size", left - n as u64))),
+                Ok(0) => {
+                    return Err(bad(format!(
+                        "ends {} bytes before its declared size",
+                        left - n as u64
+                    )))
+                }
                 Ok(k) => n += k,
                 Err(err) => return Err(bad(format!("cannot be decoded: {err}"))),
             }
@@ -73,7 +94,9 @@ fn extract(src: &Path, e: &Entry, dst: &Path, v1: &mut crc32fast::Hasher, progre
         };
         crc.update(bytes);
         v1.update(bytes);
-        out.write_all(bytes).at(dst)?;
+        if let (Some(out), Some(dst)) = (out.as_mut(), dst) {
+            out.write_all(bytes).at(dst)?;
+        }
         left -= want as u64;
         progress(want as u64);
     }
@@ -83,8 +106,12 @@ fn extract(src: &Path, e: &Entry, dst: &Path, v1: &mut crc32fast::Hasher, progre
         Ok(_) => return Err(bad("decompresses past its declared size".into())),
         Err(err) => return Err(bad(format!("cannot be decoded: {err}"))),
     }
-    let file = out.into_inner().map_err(|err| NpkError::io(dst, err.into_error()))?;
-    file.sync_all().at(dst)?;
+    if let (Some(out), Some(dst)) = (out, dst) {
+        let file = out
+            .into_inner()
+            .map_err(|err| NpkError::io(dst, err.into_error()))?;
+        file.sync_all().at(dst)?;
+    }
     Ok(crc.finalize())
 }
 
@@ -92,15 +119,30 @@ fn extract(src: &Path, e: &Entry, dst: &Path, v1: &mut crc32fast::Hasher, progre
 /// directory beside `target` and renamed into place only when every member decoded to its
 /// declared size, the metadata decodes, and (with `verify`) the checksum matches. An existing
 /// `target` is replaced only with `overwrite`, and only by a complete store.
-pub fn unpack(source: &Path, target: &Path, overwrite: bool, verify: bool, progress: Progress<'_>) -> NpkResult<()> {
+pub fn unpack(
+    source: &Path,
+    target: &Path,
+    overwrite: bool,
+    verify: bool,
+    progress: Progress<'_>,
+) -> NpkResult<()> {
     let info = read_info(source)?;
     let exists_err = || {
-        NpkError::io(target, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "target exists (pass overwrite=True to replace it)"))
+        NpkError::io(
+            target,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "target exists (pass overwrite=True to replace it)",
+            ),
+        )
     };
     if target.exists() && !overwrite {
         return Err(exists_err());
     }
-    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(parent).at(parent)?;
     let tmp = crate::store::commit::tmp_path(parent, "unpack");
     fs::create_dir(&tmp).at(&tmp)?;
@@ -110,7 +152,7 @@ pub fn unpack(source: &Path, target: &Path, overwrite: bool, verify: bool, progr
     let mut checksum = 0u32;
     let mut v1 = crc32fast::Hasher::new();
     for e in &info.entries {
-        let crc = extract(source, e, &tmp.join(&e.name), &mut v1, &mut |n| {
+        let crc = extract(source, e, Some(&tmp.join(&e.name)), &mut v1, &mut |n| {
             done += n;
             progress(done, total);
         })?;
@@ -128,9 +170,16 @@ pub fn unpack(source: &Path, target: &Path, overwrite: bool, verify: bool, progr
     let meta_path = tmp.join(METADATA);
     match fs::read(&meta_path) {
         Ok(bytes) => {
-            MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(source, format!("metadata.npkm in the package: {r}")))?;
+            MetadataFile::decode(&bytes).map_err(|r| {
+                NpkError::corrupt(source, format!("metadata.npkm in the package: {r}"))
+            })?;
         }
-        Err(_) => return Err(NpkError::corrupt(source, "the package holds no metadata.npkm".to_owned())),
+        Err(_) => {
+            return Err(NpkError::corrupt(
+                source,
+                "the package holds no metadata.npkm".to_owned(),
+            ))
+        }
     }
     sync_dir(&tmp)?;
     if target.exists() {
@@ -149,4 +198,24 @@ pub fn unpack(source: &Path, target: &Path, overwrite: bool, verify: bool, progr
     }
     guard.0 = None;
     sync_dir(parent)
+}
+
+/// Decodes every member of `source` without writing anything and checks sizes and checksum.
+pub fn verify(source: &Path) -> NpkResult<()> {
+    let info = read_info(source)?;
+    let mut checksum = 0u32;
+    let mut v1 = crc32fast::Hasher::new();
+    for e in &info.entries {
+        checksum = chain_checksum(checksum, extract(source, e, None, &mut v1, &mut |_| {})?);
+    }
+    if info.version == 1 {
+        checksum = v1.finalize();
+    }
+    if checksum != info.checksum {
+        return Err(NpkError::Checksum {
+            path: source.to_owned(),
+            reason: format!("stored 0x{:08x}, computed 0x{checksum:08x}", info.checksum),
+        });
+    }
+    Ok(())
 }

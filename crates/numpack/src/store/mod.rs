@@ -25,6 +25,7 @@ mod drop;
 pub mod lock;
 mod replace;
 mod save;
+pub mod verify;
 
 pub use save::SaveItem;
 
