@@ -58,7 +58,7 @@ def force_cleanup_windows_handles() -> bool:
     return True
 
 
-from .package import get_package_info, pack, unpack
+from .package import get_package_info, pack, unpack  # noqa: E402
 
 __all__ += ["get_package_info", "pack", "unpack"]
 

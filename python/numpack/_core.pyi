@@ -75,6 +75,8 @@ class Store:
     def shape(self, name: str) -> tuple[int, ...]:
         """Logical shape."""
     def dtype(self, name: str) -> np.dtype[Any]: ...
+    def describe(self, name: str) -> tuple[np.dtype[Any], tuple[int, ...]]:
+        """``(dtype, logical shape)`` in one call, without mapping the data."""
     def info(self, name: str) -> dict[str, Any]:
         """``{'shape': [physical dims], 'logical_shape': [...], 'data_file': str,
         'last_modified': int (µs), 'size_bytes': int, 'dtype': 'Float32', 'dtype_code': int,

@@ -34,7 +34,8 @@ EXAMPLES = {
     "pack": "numpack pack data.npk -o backup/data.npkg --level 6 --shuffle",
     "unpack": "numpack unpack data.npkg -o restored.npk --overwrite",
     "verify": "numpack verify data.npk && numpack verify data.npkg",
-    "convert": "numpack convert emb.parquet data.npk --name emb; numpack convert data.npk:emb out.npy",
+    "convert": "numpack convert emb.parquet data.npk --name emb && "
+    "numpack convert data.npk:emb out.npy",
     "compact": "numpack compact data.npk emb labels",
     "drop": "numpack drop data.npk old_emb",
 }
@@ -226,7 +227,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         fn = importers.get(src.suffix.lower())
         if fn is None:
             raise _Failure(f"{src}: unknown input format {src.suffix!r}")
-        if fn in (npio.from_npy, npio.from_csv, npio.from_txt, npio.from_parquet, npio.from_feather):
+        named = (npio.from_npy, npio.from_csv, npio.from_txt, npio.from_parquet, npio.from_feather)
+        if fn in named:
             fn(str(src), str(dst), array_name=args.name)
         else:
             fn(str(src), str(dst))
@@ -322,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except BrokenPipeError:
         # The reader went away (`numpack info ... | head`): not an error.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the exit-time flush
+        sys.stdout = open(os.devnull, "w")  # silence the flush at exit
         return 0
     except KeyboardInterrupt:
         print("numpack: interrupted", file=sys.stderr)

@@ -203,7 +203,7 @@ class NumPack:
         cached = self._cached(name)
         if cached is not None:
             return le_dtype(cached.dtype), tuple(cached.shape)
-        return store.dtype(name), tuple(store.shape(name))
+        return store.describe(name)
 
     def __repr__(self) -> str:
         if not self.is_opened or self._store is None:

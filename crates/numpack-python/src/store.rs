@@ -254,8 +254,19 @@ impl PyStore {
     }
 
     fn shape<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {
-        let snap = self.snapshot(py, name)?;
-        PyTuple::new(py, snap.logical_shape())
+        let store = self.get()?;
+        let (shape, _) = py.detach(|| store.describe(name)).py_err()?;
+        PyTuple::new(py, shape)
+    }
+
+    fn describe<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+    ) -> PyResult<(Bound<'py, PyArrayDescr>, Bound<'py, PyTuple>)> {
+        let store = self.get()?;
+        let (shape, dtype) = py.detach(|| store.describe(name)).py_err()?;
+        Ok((numpy_dtype(py, dtype), PyTuple::new(py, shape)?))
     }
 
     fn dtype<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArrayDescr>> {

@@ -249,6 +249,31 @@ impl Store {
         Ok(snap)
     }
 
+    /// Logical shape and dtype without mapping the data: from the metadata alone when the
+    /// array has no bitmap (the common case), else from a full snapshot.
+    pub fn describe(&self, name: &str) -> NpkResult<(Vec<u64>, crate::dtype::DataType)> {
+        let meta = self.metadata_file()?;
+        {
+            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = st.arrays.get(name) {
+                if Arc::ptr_eq(&st.meta, &meta) {
+                    return Ok((s.logical_shape(), s.meta.dtype));
+                }
+            }
+        }
+        let rec = meta
+            .arrays
+            .get(name)
+            .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
+        let has_bitmap =
+            names::bitmap_file(&rec.data_file).is_some_and(|b| self.dir.join(b).exists());
+        if rec.shape.is_empty() || !has_bitmap {
+            return Ok((rec.shape.clone(), rec.dtype));
+        }
+        let snap = self.array(name)?;
+        Ok((snap.logical_shape(), snap.meta.dtype))
+    }
+
     /// Path of an array's data file.
     pub fn data_path(&self, name: &str) -> NpkResult<PathBuf> {
         Ok(self.dir.join(self.array_metadata(name)?.data_file))
@@ -319,7 +344,8 @@ impl Store {
         if files.is_empty() {
             return Ok(());
         }
-        for p in files.iter().chain(std::iter::once(&self.meta_path())) {
+        // Every commit marks the metadata dirty, so it is among `files`.
+        for p in &files {
             match File::open(p) {
                 Ok(f) => f.sync_all().at(p)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
