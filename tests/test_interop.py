@@ -32,7 +32,7 @@ def dump(binary: Path, store: Path) -> dict[str, tuple[str, str, float]]:
 def test_python_store_opens_in_rust(interop: Path, tmp_path: Path) -> None:
     store = tmp_path / "py.npk"
     a = np.arange(60, dtype=np.float64).reshape(20, 3)
-    b = (np.arange(7) % 3 == 0)
+    b = np.arange(7) % 3 == 0
     c = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
     with NumPack(store) as npk:
         npk.save({"a": a, "b": b, "c": c})

@@ -26,6 +26,7 @@ from .exceptions import (
 )
 from .lazy_array import LazyArray
 from .numpack import NumPack
+from .package import get_package_info, pack, unpack
 
 __version__ = "0.6.0"
 
@@ -38,6 +39,9 @@ __all__ = [
     "LazyArray",
     "NumPack",
     "StoreLockedError",
+    "get_package_info",
+    "pack",
+    "unpack",
     "WritableBatchMode",
     "__version__",
     "force_cleanup_windows_handles",
@@ -57,10 +61,6 @@ def force_cleanup_windows_handles() -> bool:
     gc.collect()
     return True
 
-
-from .package import get_package_info, pack, unpack  # noqa: E402
-
-__all__ += ["get_package_info", "pack", "unpack"]
 
 # Parts written separately; the package works without them.
 try:
