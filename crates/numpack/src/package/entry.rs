@@ -123,7 +123,7 @@ pub fn read_info(path: &Path) -> NpkResult<PackageInfo> {
             shuffle = c[0];
             shuffle_block = u32_of(&mut r, path)?;
             pos += 5;
-            if shuffle > 16 || (shuffle > 1 && shuffle_block % u32::from(shuffle) != 0) {
+            if shuffle > 16 || (shuffle > 1 && !shuffle_block.is_multiple_of(u32::from(shuffle))) {
                 return Err(bad(format!("member {name:?}: bad shuffle parameters")));
             }
         }

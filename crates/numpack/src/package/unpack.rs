@@ -84,7 +84,7 @@ fn extract(
             }
         }
         let bytes: &[u8] = if e.shuffle > 1 {
-            if want % usize::from(e.shuffle) != 0 {
+            if !want.is_multiple_of(usize::from(e.shuffle)) {
                 return Err(bad("shuffled block is not a whole number of items".into()));
             }
             unshuffle(&buf[..want], &mut plain[..want], usize::from(e.shuffle));
