@@ -145,6 +145,9 @@ impl Txn {
                 let tmp = tmp_path(&self.dir, JOURNAL);
                 write_file(&tmp, &encode_redo(&self.steps), self.durable)?;
                 fs::rename(&tmp, &journal).at(&journal)?;
+                // Committed: from here on the temporaries belong to the journal, and a
+                // failure must leave them for recovery to rename, never delete them.
+                self.tmp_files.clear();
                 if self.durable {
                     sync_dir(&self.dir)?;
                 }

@@ -125,7 +125,7 @@ impl Store {
     /// Holds the store's shared lock: no writer (thread or process) commits while the guard
     /// lives, so files read meanwhile form one consistent state.
     pub fn read_lock(&self) -> NpkResult<lock::LockGuard<'_>> {
-        self.lock.shared()
+        self.shared_lock()
     }
 
     /// The store directory.
@@ -172,11 +172,9 @@ impl Store {
         };
         let meta = Arc::new(meta);
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let old = std::mem::take(&mut st.arrays);
-        st.arrays = old
-            .into_iter()
-            .filter(|(n, s)| meta.arrays.get(n) == Some(&s.meta))
-            .collect();
+        // A record can stay byte-identical while its bitmap changed (two row drops in the
+        // same microsecond), so no opened array survives a metadata change.
+        st.arrays.clear();
         st.meta = Arc::clone(&meta);
         st.meta_id = id;
         st._meta_fd = fd;
@@ -196,9 +194,23 @@ impl Store {
                 return Ok(Arc::clone(&st.meta));
             }
         }
-        let _g = self.lock.shared()?;
+        let _g = self.shared_lock()?;
         let (meta, fd, _) = self.read_metadata()?;
         self.install(meta, fd)
+    }
+
+    /// The shared lock, after finishing a mutation whose writer died (a journal found while
+    /// no writer can be running means it was left behind).
+    fn shared_lock(&self) -> NpkResult<lock::LockGuard<'_>> {
+        loop {
+            let g = self.lock.shared()?;
+            if !self.dir.join(commit::JOURNAL).exists() {
+                return Ok(g);
+            }
+            drop(g);
+            let _x = self.lock.exclusive()?;
+            commit::recover(&self.dir, self.durable)?;
+        }
     }
 
     /// The record of one array.
@@ -232,7 +244,7 @@ impl Store {
             }
         }
         // Open under the shared lock so no writer swaps files between metadata and data.
-        let _g = self.lock.shared()?;
+        let _g = self.shared_lock()?;
         let (fresh, fd, id) = self.read_metadata()?;
         let record = fresh
             .arrays
