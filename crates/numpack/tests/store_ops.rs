@@ -270,7 +270,8 @@ macro_rules! round_trip {
 fn every_dtype_round_trips() {
     let (_d, p) = common::store();
     let io = ParallelIO::new(p).unwrap();
-    round_trip!(io, "bool", bool, DataType::Bool, |k: usize| k % 3 == 0);
+    round_trip!(io, "bool", bool, DataType::Bool, |k: usize| k
+        .is_multiple_of(3));
     round_trip!(io, "u8", u8, DataType::Uint8, |k: usize| k as u8);
     round_trip!(io, "u16", u16, DataType::Uint16, |k: usize| (k * 1000)
         as u16);

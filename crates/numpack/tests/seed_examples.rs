@@ -1,0 +1,210 @@
+//! The published README's Rust examples, compiled unchanged. Complete examples are copied
+//! verbatim; fragments are wrapped in functions that define the variables they use.
+#![allow(unused_variables, unused_imports, clippy::all)]
+
+#[rustfmt::skip]
+mod basic_usage {
+    use numpack::prelude::*;
+    use ndarray::{ArrayD, Array2, IxDyn};
+    use std::path::PathBuf;
+
+    pub fn main() -> NpkResult<()> {
+        // Create or open a NumPack storage
+        let io = ParallelIO::new(PathBuf::from("data.npk"))?;
+        
+        // Save arrays with explicit dtype
+        let data = Array2::<f32>::from_shape_fn((1000, 128), |(r, c)| (r * 128 + c) as f32);
+        io.save_arrays(&[("embeddings".to_string(), data.into_dyn(), DataType::Float32)])?;
+        
+        // Load array back (mmap-based, with automatic cache)
+        let loaded: ArrayD<f32> = io.load_array("embeddings")?;
+        assert_eq!(loaded.shape(), &[1000, 128]);
+        
+        // In-place append (file append mode, no rewrite)
+        let extra = Array2::<f32>::ones((50, 128)).into_dyn();
+        io.append_rows("embeddings", &extra)?;
+        assert_eq!(io.get_shape("embeddings")?, vec![1050, 128]);
+        
+        // Metadata is written on drop, or call sync_metadata() explicitly
+        io.sync_metadata()?;
+        
+        Ok(())
+    }
+}
+
+#[rustfmt::skip]
+mod array_operations {
+    use numpack::prelude::*;
+    use ndarray::Array2;
+    use std::path::PathBuf;
+
+    pub fn example() -> NpkResult<()> {
+        let io = ParallelIO::new(PathBuf::from("data.npk"))?;
+
+        // Save
+        let data = Array2::<f32>::zeros((1000, 128)).into_dyn();
+        io.save_arrays(&[("embeddings".to_string(), data, DataType::Float32)])?;
+
+        // In-place append (no file rewrite, O(new_data) complexity)
+        let extra = Array2::<f32>::ones((100, 128)).into_dyn();
+        io.append_rows("embeddings", &extra)?;
+
+        // Load full array (mmap with LRU cache, invalidated on write)
+        let arr: ndarray::ArrayD<f32> = io.load_array("embeddings")?;
+        assert_eq!(arr.shape(), &[1100, 128]);
+
+        // Random access by index (mmap, contiguous block detection)
+        let rows: ndarray::ArrayD<f32> = io.getitem("embeddings", &[0, 10, -1])?;
+        assert_eq!(rows.shape(), &[3, 128]);
+
+        // Replace rows in-place (pwrite, no file rewrite)
+        let new_rows = Array2::<f32>::from_elem((2, 128), 42.0).into_dyn();
+        io.replace_rows("embeddings", &new_rows, &[0, 1])?;
+
+        // Logical delete + compact
+        io.drop_arrays("embeddings", Some(&[5, 6, 7]))?;
+        io.compact_array("embeddings")?;
+
+        // Clone array
+        io.clone_array("embeddings", "embeddings_backup")?;
+
+        // Query
+        let shape = io.get_shape("embeddings")?;
+        let names = io.list_arrays();
+        let mtime = io.get_modify_time("embeddings");
+
+        // Delete entire array
+        io.drop_arrays("embeddings_backup", None)?;
+
+        io.sync_metadata()?;
+        Ok(())
+    }
+}
+
+#[rustfmt::skip]
+mod streaming_load {
+    use numpack::prelude::*;
+
+    pub fn fragment(io: &ParallelIO) -> NpkResult<()> {
+        // Process large arrays in batches without loading everything into memory
+        let iter: StreamIterator<f32> = io.stream_load("large_data", 10000)?;
+        for batch_result in iter {
+            let batch: ndarray::ArrayD<f32> = batch_result?;
+            // Process batch (up to 10000 rows each)
+            println!("Batch shape: {:?}", batch.shape());
+        }
+        Ok(())
+    }
+}
+
+#[rustfmt::skip]
+mod concurrent_access {
+    use numpack::prelude::*;
+    use ndarray::Array2;
+    use std::path::PathBuf;
+    use std::thread;
+
+    pub fn concurrent_write() -> NpkResult<()> {
+        let dir = "/tmp/numpack_data";
+        std::fs::create_dir_all(dir)?;
+        
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let dir = dir.to_string();
+                thread::spawn(move || {
+                    let io = ParallelIO::new(PathBuf::from(dir))?;
+                    let data = Array2::<f32>::ones((100, 128)).into_dyn();
+                    io.save_arrays(&[(format!("chunk_{}", i), data, DataType::Float32)])?;
+                    io.sync_metadata()?;
+                    Ok::<_, NpkError>(())
+                })
+            })
+            .collect();
+        
+        for h in handles {
+            h.join().unwrap()?;
+        }
+        
+        Ok(())
+    }
+}
+
+#[rustfmt::skip]
+mod performance_tips {
+    use numpack::prelude::*;
+
+    pub fn fragment(io: &ParallelIO, data_a: ndarray::ArrayD<f32>, data_b: ndarray::ArrayD<f32>) -> NpkResult<()> {
+        // 1. Batch saves for multiple arrays (auto-parallel for large data)
+        let arrays: Vec<(String, ndarray::ArrayD<f32>, DataType)> = vec![
+            ("a".to_string(), data_a, DataType::Float32),
+            ("b".to_string(), data_b, DataType::Float32),
+        ];
+        io.save_arrays(&arrays)?;
+
+        // 2. Use append_rows for incremental data (fastest, no rewrite)
+        let new_data = Array2::<f32>::ones((100, 128)).into_dyn();
+        io.append_rows("a", &new_data)?;
+
+        // 3. Use replace_rows for updating existing rows (pwrite, no rewrite)
+        let updated = Array2::<f32>::zeros((3, 128)).into_dyn();
+        io.replace_rows("a", &updated, &[0, 1, 2])?;
+
+        // 4. Use stream_load for large arrays that don't fit in memory
+        let iter: StreamIterator<f32> = io.stream_load("a", 50000)?;
+        for batch in iter {
+            let batch = batch?;
+            // process batch...
+        }
+
+        // 5. Call sync_metadata() once after all operations
+        io.sync_metadata()?;
+
+        // 6. Use compact_array() periodically after many deletions
+        io.drop_arrays("a", Some(&[0, 1, 2]))?;
+        io.compact_array("a")?;
+        Ok(())
+    }
+    use ndarray::Array2;
+}
+
+#[rustfmt::skip]
+mod error_handling {
+    use numpack::core::error::{NpkError, NpkResult};
+    use numpack::ParallelIO;
+
+    pub fn fragment(io: &ParallelIO) -> NpkResult<()> {
+        match io.get_array_metadata("nonexistent") {
+            Ok(meta) => println!("Found: {:?}", meta.shape),
+            Err(NpkError::ArrayNotFound(name)) => println!("Array {} not found", name),
+            Err(e) => eprintln!("Error: {:?}", e),
+        }
+        Ok(())
+    }
+}
+
+use ndarray::Array2;
+use numpack::prelude::*;
+
+#[test]
+fn published_examples_run() {
+    // The examples use relative paths: run them in a scratch working directory.
+    let scratch = tempfile::tempdir().unwrap();
+    std::env::set_current_dir(scratch.path()).unwrap();
+    basic_usage::main().unwrap();
+    array_operations::example().unwrap();
+    let io = ParallelIO::new("data.npk").unwrap();
+    assert_eq!(io.get_shape("embeddings").unwrap(), vec![1097, 128]);
+    let big = Array2::<f32>::from_elem((25_000, 4), 1.0).into_dyn();
+    io.save_arrays(&[("large_data".to_string(), big, DataType::Float32)])
+        .unwrap();
+    streaming_load::fragment(&io).unwrap();
+    let a = Array2::<f32>::from_elem((10, 128), 2.0).into_dyn();
+    performance_tips::fragment(&io, a.clone(), a).unwrap();
+    assert_eq!(io.get_shape("a").unwrap(), vec![107, 128]);
+    error_handling::fragment(&io).unwrap();
+    concurrent_access::concurrent_write().unwrap();
+    let shared = ParallelIO::new("/tmp/numpack_data").unwrap();
+    for i in 0..10 {
+        assert!(shared.has_array(&format!("chunk_{i}")));
+    }
+}
