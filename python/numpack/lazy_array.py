@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from . import _core
 from ._indexing import check_mask_length, take
+from .exceptions import IndexOutOfRangeError
 
 __all__ = ["LazyArray"]
 
@@ -228,6 +229,18 @@ class LazyArray:
         TypeError
             For an invalid index type (str, float, ...).
         """
+        if (
+            type(key) is np.ndarray
+            and self._active is None
+            and key.ndim == 1
+            and key.dtype.kind in "iu"
+            and self._shape
+        ):
+            # Hot path (random row batches): NumPy's own gather on the mapping.
+            try:
+                return self._phys[key]
+            except IndexError as exc:
+                raise IndexOutOfRangeError(str(exc)) from None
         return take(self._phys, self._active, key)
 
     def __len__(self) -> int:

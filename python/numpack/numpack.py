@@ -440,6 +440,14 @@ class NumPack:
             For another index type.
         """
         store = self._core_store()
+        if (
+            type(indexes) is np.ndarray
+            and indexes.dtype == np.int64
+            and indexes.ndim == 1
+            and self._batch is None
+            and type(array_name) is str
+        ):
+            return store.getitem(array_name, indexes)  # hot path: no conversion needed
         check_name(array_name)
         spec = parse_getitem_indexes(indexes)
         return select_rows(store, array_name, spec, self._cached(array_name))
