@@ -26,7 +26,8 @@ class Store:
 
     def __init__(self, path: str) -> None: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> str:
+        """The store directory as an absolute path."""
     def close(self) -> None:
         """Make everything written through this handle durable (fsync data, metadata,
         directory; free when nothing was written) and release it.  Idempotent; later calls on

@@ -81,7 +81,7 @@ class LazyArray:
         self._phys: npt.NDArray[Any] = phys
         self._active: npt.NDArray[np.int64] | None = active
         self._name = name
-        self._path = os.path.abspath(store.path)
+        self._path = store.path  # absolute
         rows = phys.shape[:1] if active is None else (len(active),)
         self._shape: tuple[int, ...] = (*rows, *phys.shape[1:])
 

@@ -39,7 +39,11 @@ impl PyStore {
 impl PyStore {
     #[new]
     fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let shown = path.display().to_string();
+        // Absolute, so that pickled LazyArrays reopen the same store from any directory.
+        let shown = std::path::absolute(&path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string();
         let store = py.detach(|| Store::open(&path)).py_err()?;
         Ok(PyStore {
             inner: RwLock::new(Some(Arc::new(store))),
