@@ -6,9 +6,10 @@ Tests are written against the contract in ``API.md`` / ``FORMAT.md``; they use t
 
 from __future__ import annotations
 
-import numpack
 import numpy as np
 import pytest
+
+import numpack
 
 #: The 14 dtypes the store supports, in the order of their format codes (FORMAT.md).
 DTYPES = [

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import random_array
+
 from numpack import NumPack
 
 

@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from numpack import NumPack
 
 ROWS_PER_WRITER = 200

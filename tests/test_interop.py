@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from numpack import NumPack
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,10 +10,11 @@ import subprocess
 import sys
 import textwrap
 
-import numpack
 import numpy as np
 import pytest
 from conftest import random_array
+
+import numpack
 from numpack import NumPack
 from numpack.exceptions import ArrayNotFoundError
 

@@ -13,10 +13,11 @@ import textwrap
 import time
 import warnings
 
-import numpack
 import numpy as np
 import pytest
 from conftest import DTYPES, random_array
+
+import numpack
 from numpack import NumPack
 from numpack.exceptions import ArrayNotFoundError, CorruptStoreError, IndexOutOfRangeError
 

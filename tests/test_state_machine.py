@@ -12,6 +12,7 @@ from conftest import DTYPES, random_array
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from numpack import NumPack
 
 NAMES = ["a", "b", "c", "d/e", "ü"]
