@@ -118,3 +118,22 @@ def package_info(source: str) -> dict[str, Any]:
 
 def verify(source: str) -> tuple[list[str], list[str]]:
     """Check a package file or a store directory: ``(problems, notes)``."""
+
+# --- vector search (policy and argument checks in numpack.vector_engine) ------------------
+def simd_capabilities() -> str: ...
+def vector_scores(
+    queries: npt.NDArray[Any], candidates: npt.NDArray[Any], metric_name: str
+) -> npt.NDArray[np.float64]:
+    """``(m, n)`` scores; both 2-d C-contiguous float32, float64 or packed-bit uint8."""
+
+def vector_top_k(
+    queries: npt.NDArray[Any], candidates: npt.NDArray[Any], metric_name: str, k: int
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+    """Per query the best ``min(k, n)``: ``(m, k')`` indices and scores, best first."""
+
+def vector_stream_top_k(
+    path: str, name: str, queries_arr: npt.NDArray[Any], metric_name: str, k: int, batch: int
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]: ...
+def vector_stream_scores(
+    path: str, name: str, queries_arr: npt.NDArray[Any], metric_name: str, batch: int
+) -> npt.NDArray[np.float64]: ...

@@ -4,6 +4,7 @@ mod errors;
 mod numpy_conv;
 mod package;
 mod store;
+mod vector;
 
 use pyo3::prelude::*;
 
@@ -18,5 +19,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(package::unpack, m)?)?;
     m.add_function(wrap_pyfunction!(package::package_info, m)?)?;
     m.add_function(wrap_pyfunction!(package::verify, m)?)?;
+    m.add_function(wrap_pyfunction!(vector::simd_capabilities, m)?)?;
+    m.add_function(wrap_pyfunction!(vector::vector_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(vector::vector_top_k, m)?)?;
+    m.add_function(wrap_pyfunction!(vector::vector_stream_top_k, m)?)?;
+    m.add_function(wrap_pyfunction!(vector::vector_stream_scores, m)?)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod package;
 pub mod parallel_io;
 pub mod read;
 pub mod store;
+pub mod vector;
 
 pub use dtype::{DataType, NpkElement};
 pub use error::{NpkError, NpkResult};

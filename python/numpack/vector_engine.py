@@ -1,0 +1,270 @@
+"""Exact similarity search: ``VectorEngine`` (in memory) and ``StreamingVectorEngine`` (from a
+store, batch by batch, logical rows only).
+
+The signatures and result shapes are those of the published NumPack 0.6; where it crashed,
+these return the obvious answer (``k = 0`` or no candidates → empty results, negative ``k`` →
+``ValueError``). Scores are float64; indices uint64. Similarities (``dot``, ``cosine``) rank
+descending, distances ascending; NaN scores rank last.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from .exceptions import ArrayNotFoundError
+
+__all__ = ["MetricType", "StreamingVectorEngine", "VectorEngine"]
+
+MetricType = Literal[
+    "dot", "dot_product", "dotproduct", "inner", "inner_product", "cos", "cosine",
+    "cosine_similarity", "l2", "euclidean", "l2_distance", "l2sq", "l2_squared",
+    "squared_euclidean", "hamming", "jaccard", "kl", "kl_divergence", "js", "js_divergence",
+]  # fmt: skip
+
+_ALIASES = {
+    "dot": "dot", "dot_product": "dot", "dotproduct": "dot", "inner": "dot",
+    "inner_product": "dot", "cos": "cosine", "cosine": "cosine", "cosine_similarity": "cosine",
+    "l2": "l2", "euclidean": "l2", "l2_distance": "l2", "l2sq": "l2sq", "l2_squared": "l2sq",
+    "squared_euclidean": "l2sq", "hamming": "hamming", "jaccard": "jaccard", "kl": "kl",
+    "kl_divergence": "kl", "js": "js", "js_divergence": "js",
+}  # fmt: skip
+_BINARY = ("hamming", "jaccard")
+_SIMILARITY = ("dot", "cosine")
+
+
+def _metric(metric: str) -> str:
+    if not isinstance(metric, str) or metric.lower() not in _ALIASES:
+        raise ValueError(f"Unknown metric: {metric}")
+    return _ALIASES[metric.lower()]
+
+
+def _array(x: Any) -> npt.NDArray[Any]:
+    return x if isinstance(x, np.ndarray) else np.asarray(x)
+
+
+def _prepare(
+    a: npt.NDArray[Any], b: npt.NDArray[Any], metric: str
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Both operands in one kernel type: float32, float64, or packed bits (uint8)."""
+    da, db = a.dtype, b.dtype
+    for d in (da, db):
+        if d.kind not in "biuf":
+            raise TypeError(f"Unsupported dtype: {d}")
+    if metric in _BINARY:
+        if da.kind == "b" and db.kind == "b":
+            return np.packbits(a, axis=-1), np.packbits(b, axis=-1)
+        if da == np.uint8 and db == np.uint8:
+            return _ready(a, np.uint8), _ready(b, np.uint8)
+        raise ValueError(f"Compute error: Unsupported metric '{metric}' for dtype {da}")
+    if np.uint8 in (da, db) or "b" in (da.kind, db.kind):
+        raise ValueError(
+            f"uint8 arrays only support 'hamming' and 'jaccard' metrics, got: {metric}"
+        )
+    if da == db and da == np.int8 and metric not in ("dot", "cosine", "l2", "l2sq"):
+        raise ValueError(f"Compute error: Unsupported metric '{metric}' for dtype int8")
+    if da == db and da in (np.float32, np.float16, np.int8):
+        target: type = np.float32
+    else:
+        target = np.float64  # float64, wider integers and mixed dtypes
+    return _ready(a, target), _ready(b, target)
+
+
+def _ready(x: npt.NDArray[Any], dtype: Any) -> npt.NDArray[Any]:
+    """C-contiguous, aligned, native-order copy (or the array itself when it already is)."""
+    return np.require(x, dtype=dtype, requirements=["C", "A"])
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int, not {type(k).__name__}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    return int(k)
+
+
+class VectorEngine:
+    """In-memory exact search (SIMD-friendly Rust kernels, both cores, GIL released)."""
+
+    def capabilities(self) -> str:
+        """The SIMD level in use, e.g. ``"CPU: AVX-512, AVX2"``."""
+        return _core.simd_capabilities()
+
+    def compute_metric(self, a: Any, b: Any, metric: MetricType | str) -> float:
+        """The metric between two 1-d vectors."""
+        a, b, m = _array(a), _array(b), _metric(metric)
+        if a.ndim != 1 or b.ndim != 1:
+            raise TypeError("Both arrays must be 1D vectors")
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"Vector dimensions don't match: {a.shape[0]} vs {b.shape[0]}")
+        qa, qb = _prepare(a, b, m)
+        return float(_core.vector_scores(qa[None, :], qb[None, :], m)[0, 0])
+
+    def batch_compute(
+        self, query: Any, candidates: Any, metric: MetricType | str
+    ) -> npt.NDArray[np.float64]:
+        """Scores of a query ``(d,)`` → ``(n,)``, or of queries ``(m, d)`` → ``(m, n)``."""
+        q, c, m = _array(query), _array(candidates), _metric(metric)
+        if c.ndim != 2:
+            raise TypeError("Candidates must be a 2D array")
+        if q.ndim not in (1, 2):
+            raise TypeError(f"Query must be 1D or 2D array, got {q.ndim}D")
+        if q.shape[-1] != c.shape[1]:
+            raise ValueError(
+                f"Query dimension {q.shape[-1]} does not match candidates dimension {c.shape[1]}"
+            )
+        qq, cc = _prepare(q.reshape(-1, q.shape[-1]), c, m)
+        out = _core.vector_scores(qq, cc, m)
+        return out[0] if q.ndim == 1 else out
+
+    def top_k_search(
+        self, query: Any, candidates: Any, metric: MetricType | str, k: int
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+        """The ``min(k, n)`` best candidates for a 1-d query, best first."""
+        q, c, m, k = _array(query), _array(candidates), _metric(metric), _check_k(k)
+        if q.ndim != 1:
+            raise TypeError("Query must be a 1D array")
+        if c.ndim != 2:
+            raise TypeError("Candidates must be a 2D array")
+        if q.shape[0] != c.shape[1]:
+            raise ValueError(
+                f"Query dimension {q.shape[0]} does not match candidates dimension {c.shape[1]}"
+            )
+        qq, cc = _prepare(q[None, :], c, m)
+        idx, scores = _core.vector_top_k(qq, cc, m, k)
+        return idx[0], scores[0]
+
+    def multi_query_top_k(
+        self, queries: Any, candidates: Any, metric: MetricType | str, k: int
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+        """Top-k of every query, flattened row-major: shape ``(n_queries * min(k, n),)``."""
+        q, c, m, k = _array(queries), _array(candidates), _metric(metric), _check_k(k)
+        if q.ndim != 2:
+            raise TypeError("Queries must be a 2D array")
+        if c.ndim != 2:
+            raise TypeError("Candidates must be a 2D array")
+        if q.shape[1] != c.shape[1]:
+            raise ValueError(
+                f"Query dimension {q.shape[1]} does not match candidates dimension {c.shape[1]}"
+            )
+        qq, cc = _prepare(q, c, m)
+        idx, scores = _core.vector_top_k(qq, cc, m, k)
+        return idx.reshape(-1), scores.reshape(-1)
+
+    def segmented_top_k_search(
+        self,
+        query: Any,
+        candidates: Any,
+        metric: MetricType | str,
+        global_offset: int,
+        current_indices: npt.NDArray[np.uint64],
+        current_scores: npt.NDArray[np.float64],
+        k: int,
+        is_similarity: bool,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+        """Merge the scores of one candidate batch (labelled ``global_offset + i``) into a
+        running top-k, ranked by the caller's ``is_similarity``."""
+        k = _check_k(k)
+        if not isinstance(current_indices, np.ndarray) or current_indices.dtype != np.uint64:
+            raise TypeError("current_indices must be a uint64 ndarray")
+        if not isinstance(current_scores, np.ndarray) or current_scores.dtype != np.float64:
+            raise TypeError("current_scores must be a float64 ndarray")
+        c = _array(candidates)
+        if c.ndim != 2 or c.shape[0] == 0:
+            return current_indices[:k].copy(), current_scores[:k].copy()
+        scores = self.batch_compute(query, c, metric)
+        idx = np.concatenate(
+            [current_indices, np.arange(c.shape[0], dtype=np.uint64) + global_offset]
+        )
+        sc = np.concatenate([current_scores, scores])
+        key = np.where(np.isnan(sc), np.inf, -sc if is_similarity else sc)
+        order = np.lexsort((idx, key))[:k]
+        return idx[order], sc[order]
+
+
+class StreamingVectorEngine:
+    """Exact search over an array of a store, read batch by batch from its mapping (deleted
+    rows skipped; indices are logical rows). Sees every committed array, also ones written
+    by another open handle."""
+
+    def capabilities(self) -> str:
+        """The SIMD level in use."""
+        return _core.simd_capabilities()
+
+    @staticmethod
+    def _queries(q: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        if q.dtype.kind not in "iuf":
+            raise TypeError(f"Unsupported dtype: {q.dtype}")
+        target = np.float64 if q.dtype == np.float64 else np.float32
+        return _ready(q, target)
+
+    @staticmethod
+    def _source(npk_dir: str | os.PathLike[str], array_name: str, batch_size: int) -> str:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError("batch_size must be an int")
+        if batch_size <= 0:
+            raise ValueError("batch_size must be greater than 0")
+        path = os.fspath(npk_dir)
+        if not os.path.isfile(os.path.join(path, "metadata.npkm")):
+            raise ArrayNotFoundError(f"Array '{array_name}' not found in NumPack")
+        return path
+
+    def streaming_top_k_from_file(
+        self,
+        query: Any,
+        npk_dir: str | os.PathLike[str],
+        array_name: str,
+        metric: MetricType | str,
+        k: int,
+        batch_size: int = 10000,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+        """The ``min(k, rows)`` best logical rows of ``array_name`` for a 1-d query."""
+        q, m, k = _array(query), _metric(metric), _check_k(k)
+        if q.ndim != 1:
+            raise TypeError("Query must be a 1D array")
+        path = self._source(npk_dir, array_name, batch_size)
+        idx, scores = _core.vector_stream_top_k(
+            path, array_name, self._queries(q[None, :]), m, k, int(batch_size)
+        )
+        return idx[0], scores[0]
+
+    def streaming_batch_compute(
+        self,
+        query: Any,
+        npk_dir: str | os.PathLike[str],
+        array_name: str,
+        metric: MetricType | str,
+        batch_size: int = 10000,
+    ) -> npt.NDArray[np.float64]:
+        """Scores against every logical row: ``(rows,)`` for a 1-d query, ``(m, rows)`` for 2-d."""
+        q, m = _array(query), _metric(metric)
+        if q.ndim not in (1, 2):
+            raise TypeError(f"Query must be 1D or 2D array, got {q.ndim}D")
+        path = self._source(npk_dir, array_name, batch_size)
+        out = _core.vector_stream_scores(
+            path, array_name, self._queries(q.reshape(-1, q.shape[-1])), m, int(batch_size)
+        )
+        return out[0] if q.ndim == 1 else out
+
+    def streaming_multi_query_top_k(
+        self,
+        queries: Any,
+        npk_dir: str | os.PathLike[str],
+        array_name: str,
+        metric: MetricType | str,
+        k: int,
+        batch_size: int = 10000,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+        """Top-k of every query, flattened row-major: ``(n_queries * min(k, rows),)``."""
+        q, m, k = _array(queries), _metric(metric), _check_k(k)
+        if q.ndim != 2:
+            raise ValueError("Queries must be a 2D array")
+        path = self._source(npk_dir, array_name, batch_size)
+        idx, scores = _core.vector_stream_top_k(
+            path, array_name, self._queries(q), m, k, int(batch_size)
+        )
+        return idx.reshape(-1), scores.reshape(-1)
