@@ -62,17 +62,6 @@ def force_cleanup_windows_handles() -> bool:
     return True
 
 
-# Parts written separately; the package works without them.
-try:
-    from . import vector_engine  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the build
-    pass
-else:
-    __all__ += ["vector_engine"]
+from . import vector_engine  # noqa: E402  (after the definitions it does not need)
 
-try:
-    from . import io  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the build
-    pass
-else:
-    __all__ += ["io"]
+__all__ += ["vector_engine"]
