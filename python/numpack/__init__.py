@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 
+from . import vector_engine
 from .batch import BatchModeContext, WritableBatchMode
 from .exceptions import (
     ArrayNotFoundError,
@@ -42,6 +43,7 @@ __all__ = [
     "get_package_info",
     "pack",
     "unpack",
+    "vector_engine",
     "WritableBatchMode",
     "__version__",
     "force_cleanup_windows_handles",
@@ -60,8 +62,3 @@ def force_cleanup_windows_handles() -> bool:
     """
     gc.collect()
     return True
-
-
-from . import vector_engine  # noqa: E402  (after the definitions it does not need)
-
-__all__ += ["vector_engine"]
