@@ -13,11 +13,24 @@ pub trait Float: Copy + Send + Sync + 'static {
     fn mul_add(a: Self, b: Self, acc: Self) -> Self;
     /// `a - b`.
     fn sub(a: Self, b: Self) -> Self;
+    /// Σ aᵢbᵢ (overridden where a faster kernel exists).
+    fn dot(a: &[Self], b: &[Self]) -> f64 {
+        dot_lanes(a, b)
+    }
+    /// Σ(aᵢ−bᵢ)².
+    fn l2sq(a: &[Self], b: &[Self]) -> f64 {
+        l2sq_lanes(a, b)
+    }
+    /// (Σ aᵢbᵢ, Σ bᵢ²).
+    fn dot_and_norm(a: &[Self], b: &[Self]) -> (f64, f64) {
+        dot_and_norm_lanes(a, b)
+    }
 }
 
 macro_rules! float {
-    ($t:ty) => {
+    ($t:ty $(, $fast:item)*) => {
         impl Float for $t {
+            $($fast)*
             fn f64(self) -> f64 {
                 self as f64
             }
@@ -33,7 +46,33 @@ macro_rules! float {
         }
     };
 }
-float!(f32);
+float!(
+    f32,
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            return unsafe { avx2::dot(a, b) };
+        }
+        dot_lanes(a, b)
+    },
+    fn l2sq(a: &[f32], b: &[f32]) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            return unsafe { avx2::l2sq(a, b) };
+        }
+        l2sq_lanes(a, b)
+    },
+    fn dot_and_norm(a: &[f32], b: &[f32]) -> (f64, f64) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            return unsafe { avx2::dot_and_norm(a, b) };
+        }
+        dot_and_norm_lanes(a, b)
+    }
+);
 float!(f64);
 
 const LANES: usize = 8;
@@ -56,17 +95,76 @@ fn reduce<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T, T) -> T) -> f64 {
     total
 }
 
+/// (Σ aᵢbᵢ, Σ bᵢ²) in one pass over `b` (cosine against a query whose norm is known).
+pub fn dot_and_norm<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
+    T::dot_and_norm(a, b)
+}
+
+#[inline(always)]
+fn dot_and_norm_lanes<T: Float>(a: &[T], b: &[T]) -> (f64, f64) {
+    let mut d = [T::ZERO; LANES];
+    let mut n = [T::ZERO; LANES];
+    let (ca, ra) = a.split_at(a.len() / LANES * LANES);
+    let (cb, rb) = b.split_at(ca.len());
+    for (x, y) in ca.chunks_exact(LANES).zip(cb.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            d[l] = T::mul_add(x[l], y[l], d[l]);
+            n[l] = T::mul_add(y[l], y[l], n[l]);
+        }
+    }
+    let mut dot: f64 = d.iter().map(|v| v.f64()).sum();
+    let mut norm: f64 = n.iter().map(|v| v.f64()).sum();
+    for (&x, &y) in ra.iter().zip(rb) {
+        dot += T::mul_add(x, y, T::ZERO).f64();
+        norm += T::mul_add(y, y, T::ZERO).f64();
+    }
+    (dot, norm)
+}
+
 /// Σ aᵢbᵢ.
 pub fn dot<T: Float>(a: &[T], b: &[T]) -> f64 {
-    reduce(a, b, T::mul_add)
+    T::dot(a, b)
 }
 
 /// Σ(aᵢ−bᵢ)².
 pub fn l2sq<T: Float>(a: &[T], b: &[T]) -> f64 {
+    T::l2sq(a, b)
+}
+
+#[inline(always)]
+fn dot_lanes<T: Float>(a: &[T], b: &[T]) -> f64 {
+    reduce(a, b, T::mul_add)
+}
+
+#[inline(always)]
+fn l2sq_lanes<T: Float>(a: &[T], b: &[T]) -> f64 {
     reduce(a, b, |x, y, acc| {
         let d = T::sub(x, y);
         T::mul_add(d, d, acc)
     })
+}
+
+/// The lane kernels compiled for AVX2 + FMA, chosen at run time (the default x86-64 target
+/// only has SSE2).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+        super::dot_lanes(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub fn l2sq(a: &[f32], b: &[f32]) -> f64 {
+        super::l2sq_lanes(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dot_and_norm(a: &[f32], b: &[f32]) -> (f64, f64) {
+        super::dot_and_norm_lanes(a, b)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Cosine from a dot product and two squared norms.
@@ -109,7 +207,10 @@ pub fn js<T: Float>(a: &[T], b: &[T]) -> f64 {
 pub fn float_metric<T: Float>(m: Metric, a: &[T], b: &[T]) -> f64 {
     match m {
         Metric::Dot => dot(a, b),
-        Metric::Cosine => cosine_from(dot(a, b), dot(a, a), dot(b, b)),
+        Metric::Cosine => {
+            let (d, nb) = dot_and_norm(a, b);
+            cosine_from(d, dot(a, a), nb)
+        }
         Metric::L2 => l2sq(a, b).sqrt(),
         Metric::L2Sq => l2sq(a, b),
         Metric::Kl => kl(a, b),

@@ -1,7 +1,7 @@
 //! In-memory search: scores of queries against candidates, and per-query top-k computed over
 //! candidate blocks in parallel (bounded memory: one block of scores per thread).
 
-use super::kernels::{bit_metric, float_metric, Float};
+use super::kernels::{bit_metric, cosine_from, dot, dot_and_norm, float_metric, Float};
 use super::metric::Metric;
 use super::topk::{merge, select};
 use crate::error::{NpkError, NpkResult};
@@ -33,7 +33,7 @@ impl Vectors<'_> {
 }
 
 /// Candidate rows per parallel block.
-const BLOCK: usize = 8192;
+const BLOCK: usize = 2048;
 
 fn check(metric: Metric, q: &Vectors<'_>, c: &Vectors<'_>) -> NpkResult<()> {
     let ok = match (q, c) {
@@ -57,6 +57,15 @@ fn check(metric: Metric, q: &Vectors<'_>, c: &Vectors<'_>) -> NpkResult<()> {
 }
 
 fn score_block<T: Float>(metric: Metric, q: &[T], cands: &[T], dim: usize, out: &mut [f64]) {
+    if metric == Metric::Cosine {
+        // The query's norm once, then one fused pass per candidate.
+        let nq = dot(q, q);
+        for (o, c) in out.iter_mut().zip(cands.chunks_exact(dim)) {
+            let (d, nc) = dot_and_norm(q, c);
+            *o = cosine_from(d, nq, nc);
+        }
+        return;
+    }
     for (o, c) in out.iter_mut().zip(cands.chunks_exact(dim)) {
         *o = float_metric(metric, q, c);
     }
@@ -87,6 +96,26 @@ fn score_rows(
             }
         }
         _ => out.fill(f64::NAN),
+    }
+}
+
+/// Squared norms of candidate rows `start..start+len` (float candidates only).
+fn block_norms(c: &Vectors<'_>, dim: usize, start: usize, len: usize) -> Option<Vec<f64>> {
+    let rows = start * dim..(start + len) * dim;
+    match c {
+        Vectors::F32(v) => Some(v[rows].chunks_exact(dim).map(|r| dot(r, r)).collect()),
+        Vectors::F64(v) => Some(v[rows].chunks_exact(dim).map(|r| dot(r, r)).collect()),
+        Vectors::Bits(_) => None,
+    }
+}
+
+/// Squared norm of query row `qi`.
+fn query_norm(q: &Vectors<'_>, dim: usize, qi: usize) -> f64 {
+    let r = qi * dim..(qi + 1) * dim;
+    match q {
+        Vectors::F32(v) => dot(&v[r.clone()], &v[r]),
+        Vectors::F64(v) => dot(&v[r.clone()], &v[r]),
+        Vectors::Bits(_) => f64::NAN,
     }
 }
 
@@ -133,10 +162,20 @@ pub fn top_k(
         let start = bi * BLOCK;
         let len = BLOCK.min(n - start);
         let mut buf = vec![0.0; len];
+        // Several queries: the block's norms once, then only dot products per query.
+        let norms = (metric == Metric::Cosine && m > 1 && dim > 0)
+            .then(|| block_norms(&c, dim, start, len))
+            .flatten();
         (0..m)
             .map(|qi| {
                 if dim == 0 {
                     buf.fill(if metric == Metric::Cosine { 1.0 } else { 0.0 });
+                } else if let Some(nc) = &norms {
+                    score_rows(Metric::Dot, &q, &c, dim, qi, start, &mut buf);
+                    let nq = query_norm(&q, dim, qi);
+                    for (s, &n) in buf.iter_mut().zip(nc) {
+                        *s = cosine_from(*s, nq, n);
+                    }
                 } else {
                     score_rows(metric, &q, &c, dim, qi, start, &mut buf);
                 }
