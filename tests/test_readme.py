@@ -18,4 +18,6 @@ def test_readme_python_block(code: str, tmp_path: Path) -> None:
         exec(compile(code, str(README), "exec"), {})
     finally:
         os.chdir(cwd)
-    assert (tmp_path / "quickstart.npk" / "metadata.npkm").exists()
+    # The blocks carry their own asserts; a block that creates a store must leave it valid.
+    if "quickstart.npk" in code:
+        assert (tmp_path / "quickstart.npk" / "metadata.npkm").exists()
