@@ -44,6 +44,8 @@ impl ArrayView {
     /// Logical row `i` (negative from the end) as an array of the trailing shape.
     pub fn row<T: NpkElement>(&self, i: i64) -> NpkResult<ArrayD<T>> {
         check_type::<T>(&self.meta)?;
+        // Check the index before allocating: the row of an empty array may be huge.
+        self.resolve(&[i])?;
         let mut bytes = vec![0u8; self.row_bytes()];
         self.gather_into(&[i], &mut bytes)?;
         to_array(&self.meta.shape[1..], &bytes)
@@ -153,7 +155,15 @@ impl ParallelIO {
     /// The same rows as raw little-endian bytes.
     pub fn read_rows(&self, name: &str, indexes: &[i64]) -> NpkResult<Vec<u8>> {
         let snap = self.store.array(name)?;
-        let mut out = vec![0u8; indexes.len() * snap.row_bytes()];
+        // On an array without rows every index is out of range: say so before allocating
+        // for its rows, whose size may be huge (e.g. shape (0, 2**46)).
+        if snap.logical_rows() == 0 && !indexes.is_empty() {
+            snap.resolve(indexes)?;
+        }
+        let len = indexes.len().checked_mul(snap.row_bytes()).ok_or_else(|| {
+            NpkError::InvalidShape(format!("{} rows of array '{name}' overflow", indexes.len()))
+        })?;
+        let mut out = vec![0u8; len];
         snap.gather_into(indexes, &mut out)?;
         Ok(out)
     }

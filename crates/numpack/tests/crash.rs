@@ -1,6 +1,7 @@
-//! A child process is killed (SIGKILL) at random moments while it saves, appends, replaces,
-//! drops and compacts; after every kill the reopened store must equal the state after the
-//! last completed operation or after the one in flight.
+//! A child process is killed (SIGKILL) at random moments while it saves, overwrites,
+//! appends, replaces, drops rows, compacts, clones and drops arrays; after every kill the
+//! reopened store must equal the state after the last completed operation or after the one
+//! in flight, pass verification, and accept writes again.
 
 mod common;
 
@@ -8,12 +9,15 @@ use common::Rng;
 use ndarray::{Array2, ArrayD};
 use numpack::prelude::*;
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type Row = [i32; 4];
 type Model = BTreeMap<String, Vec<Row>>;
+
+/// The clone target: a name that is encoded into a safe file name.
+const CLONE: &str = "../c";
 
 #[derive(Debug)]
 enum Op {
@@ -42,24 +46,24 @@ fn next_op(rng: &mut Rng, m: &Model) -> Op {
     }
     let name = if rng.below(2) == 0 { "a" } else { "b" }.to_string();
     let len = m[&name].len() as u64;
-    match rng.below(7) {
+    match rng.below(8) {
         0 => Op::Save(name, rows(rng, 20_000)),
-        1 => Op::Append(name, rows(rng, 2_000)),
-        2 if len > 0 => {
+        1 | 2 => Op::Append(name, rows(rng, 2_000)),
+        3 if len > 0 => {
             let k = 1 + rng.below(200);
             let idx = (0..k).map(|_| rng.below(len) as i64).collect();
             Op::Replace(name, idx, [rng.next() as i32; 4])
         }
-        3 if len > 10 => {
+        4 if len > 10 => {
             let k = 1 + rng.below(len / 4);
             Op::DropRows(
                 name,
                 (0..k).map(|_| rng.below(len) as i64 - len as i64).collect(),
             )
         }
-        4 => Op::Compact(name),
-        5 if !m.contains_key("c") => Op::Clone(name, "c".into()),
-        _ if m.contains_key("c") => Op::DropArray("c".into()),
+        5 => Op::Compact(name),
+        6 if !m.contains_key(CLONE) => Op::Clone(name, CLONE.into()),
+        _ if m.contains_key(CLONE) => Op::DropArray(CLONE.into()),
         _ => Op::Append(name, rows(rng, 100)),
     }
 }
@@ -79,12 +83,15 @@ fn apply_model(m: &mut Model, op: &Op) {
         Op::DropRows(n, idx) => {
             let rows = m.get_mut(n).unwrap();
             let len = rows.len() as i64;
-            let mut js: Vec<usize> = idx.iter().map(|&i| (i + len) as usize).collect();
-            js.sort_unstable();
-            js.dedup();
-            for j in js.into_iter().rev() {
-                rows.remove(j);
+            let mut gone = vec![false; rows.len()];
+            for &i in idx {
+                gone[(i + len) as usize] = true;
             }
+            let mut k = 0;
+            rows.retain(|_| {
+                k += 1;
+                !gone[k - 1]
+            });
         }
         Op::Compact(_) => {}
         Op::Clone(a, b) => {
@@ -123,8 +130,7 @@ fn model_after(seed: u64, ops: u64) -> Model {
     m
 }
 
-fn store_state(p: &Path) -> Model {
-    let io = ParallelIO::new(p).unwrap();
+fn store_state(io: &ParallelIO) -> Model {
     io.list_arrays()
         .into_iter()
         .map(|n| {
@@ -140,7 +146,25 @@ fn store_state(p: &Path) -> Model {
         .collect()
 }
 
-/// The child: runs the sequence forever, recording completed operations.
+/// Progress file: `started` and `completed` operation counts, two u64 written with one pwrite.
+fn write_progress(f: &std::fs::File, started: u64, completed: u64) {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&started.to_le_bytes());
+    b[8..].copy_from_slice(&completed.to_le_bytes());
+    f.write_all_at(&b, 0).unwrap();
+}
+
+fn read_progress(p: &Path) -> (u64, u64) {
+    match std::fs::read(p) {
+        Ok(b) if b.len() == 16 => (
+            u64::from_le_bytes(b[..8].try_into().unwrap()),
+            u64::from_le_bytes(b[8..].try_into().unwrap()),
+        ),
+        _ => (0, 0),
+    }
+}
+
+/// The child: runs the sequence until killed, recording started and completed operations.
 #[test]
 #[ignore = "run by crash::killed_at_random_moments as a child process"]
 fn crash_child() {
@@ -152,54 +176,64 @@ fn crash_child() {
     };
     let dir = Path::new(&dir);
     let seed: u64 = seed.parse().unwrap();
+    let progress = std::fs::File::create(dir.join("progress")).unwrap();
     let io = ParallelIO::new(dir.join("s.npk")).unwrap();
     let mut rng = Rng(seed);
     let mut m = Model::new();
     for k in 1u64.. {
         let op = next_op(&mut rng, &m);
+        write_progress(&progress, k, k - 1);
         apply_store(&io, &op).unwrap();
         apply_model(&mut m, &op);
-        let tmp = dir.join("progress.tmp");
-        std::fs::write(&tmp, k.to_string()).unwrap();
-        std::fs::rename(&tmp, dir.join("progress")).unwrap();
+        write_progress(&progress, k, k);
     }
 }
 
 #[test]
 fn killed_at_random_moments() {
-    let exe = std::env::current_exe().unwrap();
+    let start = Instant::now();
     let mut rng = Rng(0xC0FFEE);
-    let mut landed_mid_op = 0;
+    let mut mid_op = 0;
+    let mut landed_after = 0;
     let mut completed = Vec::new();
     for round in 0..30u64 {
         let dir = tempfile::tempdir().unwrap();
         let seed = 1000 + round;
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("NUMPACK_CRASH_DIR", dir.path())
-            .env("NUMPACK_CRASH_SEED", seed.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(20 + rng.below(120)));
+        // Every third child fsyncs each commit; the guarantees are the same.
+        let durable = if round % 3 == 2 { "1" } else { "0" };
+        let mut child = common::spawn_child(
+            "crash_child",
+            &[
+                ("NUMPACK_CRASH_DIR", dir.path().display().to_string()),
+                ("NUMPACK_CRASH_SEED", seed.to_string()),
+                ("NUMPACK_DURABLE", durable.to_string()),
+            ],
+        );
+        // Wait until the child has started working (so a slow start under load does not
+        // eat the delay), then let it run a random few milliseconds.
+        let progress = dir.path().join("progress");
+        let waiting = Instant::now();
+        while read_progress(&progress).0 == 0 && waiting.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(5 + rng.below(120)));
         child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let k: u64 = std::fs::read_to_string(dir.path().join("progress"))
-            .map(|s| s.parse().unwrap())
-            .unwrap_or(0);
-        let store = dir.path().join("s.npk");
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "round {round}: the child stopped by itself"
+        );
+        let (started, k) = read_progress(&progress);
         completed.push(k);
+        let store = dir.path().join("s.npk");
         if !store.exists() {
             continue;
         }
-        let got = store_state(&store);
+        if started > k {
+            mid_op += 1;
+        }
+        let io = ParallelIO::new(&store).unwrap();
+        let got = store_state(&io);
         let before = model_after(seed, k);
         let after = model_after(seed, k + 1);
         assert!(
@@ -208,25 +242,45 @@ fn killed_at_random_moments() {
             k + 1
         );
         if got == after && got != before {
-            landed_mid_op += 1;
+            landed_after += 1;
         }
-        // The store accepts writes again and leaves no temporary files behind.
-        let io = ParallelIO::new(&store).unwrap();
-        io.save_arrays(&[("z".to_string(), to_array(&[[1, 2, 3, 4]]), DataType::Int32)])
-            .unwrap();
-        drop(io);
-        for e in std::fs::read_dir(&store).unwrap() {
-            let n = e.unwrap().file_name().into_string().unwrap();
+        let report = numpack::store::verify::verify_dir(&store);
+        if store.join("metadata.npkm").exists() {
             assert!(
-                !n.starts_with(".numpack.tmp") && n != ".numpack.journal",
-                "{n} left behind"
+                report.problems.is_empty(),
+                "round {round}: {:?}",
+                report.problems
             );
         }
+        // The store accepts writes again and leaves no temporary files behind.
+        io.save_arrays(&[("z".to_string(), to_array(&[[1, 2, 3, 4]]), DataType::Int32)])
+            .unwrap();
+        if let Some(name) = got.keys().next() {
+            io.append_rows(name, &to_array(&[[5, 6, 7, 8]])).unwrap();
+            io.compact_array(name).unwrap();
+        }
+        drop(io);
+        for n in common::dir_names(&store) {
+            assert!(
+                !n.starts_with(".numpack.tmp") && n != ".numpack.journal",
+                "round {round}: {n} left behind"
+            );
+        }
+        let io = ParallelIO::new(&store).unwrap();
+        assert_eq!(io.list_arrays().len(), got.len() + 1);
     }
-    eprintln!("ops completed before each kill: {completed:?}; {landed_mid_op} kills after an op");
-    // The kills must land during the work, not before it starts.
+    eprintln!(
+        "ops completed before each kill: {completed:?}; {mid_op} kills during an op, \
+         {landed_after} of them after its commit; {:?}",
+        start.elapsed()
+    );
+    // The kills must land during the work, and often in the middle of an operation.
     assert!(
         completed.iter().filter(|&&k| k > 3).count() >= 20,
         "{completed:?}"
+    );
+    assert!(
+        mid_op >= 10,
+        "only {mid_op} kills landed inside an operation"
     );
 }

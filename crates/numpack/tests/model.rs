@@ -1,19 +1,26 @@
-//! Random operation sequences against a plain in-memory model (proptest).
+//! Random sequences of save / append / replace / drop rows / drop array / compact / clone /
+//! reopen against a plain in-memory model (proptest): after every step the store must hold
+//! exactly what the model holds, and every refused operation must change nothing.
 
 mod common;
 
-use ndarray::{Array2, ArrayD};
+use common::{rows_i32, to_rows};
+use ndarray::ArrayD;
 use numpack::prelude::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
-/// The model: array name → rows of 2 i32 each.
-type Model = BTreeMap<String, Vec<[i32; 2]>>;
+const WIDTH: usize = 2;
+
+/// The model: array name → rows.
+type Model = BTreeMap<String, Vec<Vec<i32>>>;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Save(u8, Vec<[i32; 2]>),
-    Append(u8, Vec<[i32; 2]>),
+    /// Saves one array, or two in one call.
+    Save(Vec<(u8, Vec<Vec<i32>>)>),
+    Append(u8, Vec<Vec<i32>>),
+    /// Row `k` of the value goes to index `k` (duplicates: the later wins).
     Replace(u8, Vec<i64>, i32),
     DropRows(u8, Vec<i64>),
     DropArray(u8),
@@ -22,37 +29,38 @@ enum Op {
     Reopen,
 }
 
-fn rows() -> impl Strategy<Value = Vec<[i32; 2]>> {
-    prop::collection::vec(any::<[i32; 2]>(), 0..12)
+fn rows() -> impl Strategy<Value = Vec<Vec<i32>>> {
+    prop::collection::vec(prop::collection::vec(any::<i32>(), WIDTH), 0..12)
+}
+
+/// Mostly in range of a few rows (so duplicates and negatives matter), sometimes not.
+fn indexes() -> impl Strategy<Value = Vec<i64>> {
+    prop::collection::vec(prop_oneof![9 => -4..4i64, 1 => -20..20i64], 0..5)
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..3u8, rows()).prop_map(|(n, r)| Op::Save(n, r)),
-        (0..3u8, rows()).prop_map(|(n, r)| Op::Append(n, r)),
-        (
-            0..3u8,
-            prop::collection::vec(-14..14i64, 0..4),
-            any::<i32>()
-        )
-            .prop_map(|(n, i, v)| Op::Replace(n, i, v)),
-        (0..3u8, prop::collection::vec(-14..14i64, 0..4)).prop_map(|(n, i)| Op::DropRows(n, i)),
-        (0..3u8).prop_map(Op::DropArray),
-        (0..3u8).prop_map(Op::Compact),
-        (0..3u8, 0..3u8).prop_map(|(a, b)| Op::Clone(a, b)),
-        Just(Op::Reopen),
+        3 => prop::collection::vec((0..4u8, rows()), 1..3).prop_map(Op::Save),
+        3 => (0..4u8, rows()).prop_map(|(n, r)| Op::Append(n, r)),
+        3 => (0..4u8, indexes(), any::<i32>()).prop_map(|(n, i, v)| Op::Replace(n, i, v)),
+        3 => (0..4u8, indexes()).prop_map(|(n, i)| Op::DropRows(n, i)),
+        1 => (0..4u8).prop_map(Op::DropArray),
+        2 => (0..4u8).prop_map(Op::Compact),
+        2 => (0..4u8, 0..4u8).prop_map(|(a, b)| Op::Clone(a, b)),
+        1 => Just(Op::Reopen),
     ]
 }
 
+/// Plain, path-like and unicode names.
 fn name(n: u8) -> String {
-    ["a", "b/../c", "名"][n as usize].to_string()
+    ["a", "b/../c", "名", "../d"][n as usize].to_string()
 }
 
-fn to_array(r: &[[i32; 2]]) -> ArrayD<i32> {
-    Array2::from_shape_fn((r.len(), 2), |(i, j)| r[i][j]).into_dyn()
+fn to_array(r: &[Vec<i32>]) -> ArrayD<i32> {
+    rows_i32(r, WIDTH)
 }
 
-/// Resolves logical indices like the store: every index must be in range.
+/// Resolves logical indexes like the store: every index must be in range.
 fn resolve(idx: &[i64], len: usize) -> Option<Vec<usize>> {
     idx.iter()
         .map(|&i| {
@@ -62,33 +70,50 @@ fn resolve(idx: &[i64], len: usize) -> Option<Vec<usize>> {
         .collect()
 }
 
+/// Applies `op` to the store and the model; checks that the store accepts exactly what the
+/// model allows.
 fn apply(io: &ParallelIO, m: &mut Model, op: &Op) {
     match op {
-        Op::Save(n, r) => {
-            io.save_arrays(&[(name(*n), to_array(r), DataType::Int32)])
-                .unwrap();
-            m.insert(name(*n), r.clone());
+        Op::Save(items) => {
+            let arrays: Vec<(String, ArrayD<i32>, DataType)> = items
+                .iter()
+                .map(|(n, r)| (name(*n), to_array(r), DataType::Int32))
+                .collect();
+            let res = io.save_arrays(&arrays);
+            let mut names: Vec<u8> = items.iter().map(|(n, _)| *n).collect();
+            names.sort_unstable();
+            names.dedup();
+            if names.len() < items.len() {
+                assert!(matches!(res, Err(NpkError::InvalidOperation(_))), "{res:?}");
+            } else {
+                res.unwrap();
+                for (n, r) in items {
+                    m.insert(name(*n), r.clone());
+                }
+            }
         }
         Op::Append(n, r) => {
             let res = io.append_rows(&name(*n), &to_array(r));
             match m.get_mut(&name(*n)) {
                 Some(rows) => {
                     res.unwrap();
-                    rows.extend(r);
+                    rows.extend(r.iter().cloned());
                 }
                 None => assert!(matches!(res, Err(NpkError::ArrayNotFound(_)))),
             }
         }
         Op::Replace(n, idx, v) => {
-            let vals = to_array(&vec![[*v, v.wrapping_add(1)]; idx.len()]);
-            let res = io.replace_rows(&name(*n), &vals, idx);
+            let vals: Vec<Vec<i32>> = (0..idx.len() as i32)
+                .map(|k| vec![v.wrapping_add(k), k])
+                .collect();
+            let res = io.replace_rows(&name(*n), &to_array(&vals), idx);
             match m.get_mut(&name(*n)) {
-                None => assert!(res.is_err()),
+                None => assert!(matches!(res, Err(NpkError::ArrayNotFound(_)))),
                 Some(rows) => match resolve(idx, rows.len()) {
                     Some(js) => {
                         res.unwrap();
-                        for j in js {
-                            rows[j] = [*v, v.wrapping_add(1)];
+                        for (k, j) in js.into_iter().enumerate() {
+                            rows[j] = vals[k].clone();
                         }
                     }
                     None => assert!(matches!(res, Err(NpkError::IndexOutOfBounds(..)))),
@@ -118,7 +143,14 @@ fn apply(io: &ParallelIO, m: &mut Model, op: &Op) {
         }
         Op::Compact(n) => {
             let res = io.compact_array(&name(*n));
-            assert_eq!(res.is_ok(), m.contains_key(&name(*n)));
+            if m.contains_key(&name(*n)) {
+                res.unwrap();
+                // Compaction leaves no deleted rows behind.
+                let len = m[&name(*n)].len() as u64;
+                assert_eq!(io.get_array_metadata(&name(*n)).unwrap().shape[0], len);
+            } else {
+                assert!(matches!(res, Err(NpkError::ArrayNotFound(_))));
+            }
         }
         Op::Clone(a, b) => {
             let res = io.clone_array(&name(*a), &name(*b));
@@ -127,7 +159,8 @@ fn apply(io: &ParallelIO, m: &mut Model, op: &Op) {
                     res.unwrap();
                     m.insert(name(*b), rows);
                 }
-                _ => assert!(res.is_err()),
+                (None, _) => assert!(matches!(res, Err(NpkError::ArrayNotFound(_)))),
+                (Some(_), true) => assert!(matches!(res, Err(NpkError::InvalidOperation(_)))),
             }
         }
         Op::Reopen => {}
@@ -138,28 +171,45 @@ fn check(io: &ParallelIO, m: &Model) {
     assert_eq!(io.list_arrays(), m.keys().cloned().collect::<Vec<_>>());
     for (n, rows) in m {
         assert_eq!(io.get_shape(n).unwrap(), vec![rows.len() as u64, 2], "{n}");
-        assert_eq!(io.load_array::<i32>(n).unwrap(), to_array(rows), "{n}");
+        assert!(io.get_array_metadata(n).unwrap().shape[0] >= rows.len() as u64);
+        assert_eq!(&to_rows(&io.load_array::<i32>(n).unwrap()), rows, "{n}");
         if !rows.is_empty() {
-            let got: ArrayD<i32> = io.getitem(n, &[-1, 0]).unwrap();
-            assert_eq!(got, to_array(&[rows[rows.len() - 1], rows[0]]));
+            let got = io.getitem::<i32>(n, &[-1, 0, -1]).unwrap();
+            let last = rows[rows.len() - 1].clone();
+            assert_eq!(to_rows(&got), [last.clone(), rows[0].clone(), last]);
         }
+        let streamed: Vec<Vec<i32>> = io
+            .stream_load::<i32>(n, 5)
+            .unwrap()
+            .flat_map(|b| to_rows(&b.unwrap()))
+            .collect();
+        assert_eq!(&streamed, rows);
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
-    fn store_matches_the_model(ops in prop::collection::vec(op(), 1..25)) {
+    fn store_matches_the_model(ops in prop::collection::vec(op(), 1..=25)) {
         let (_d, p) = common::store();
-        let mut io = ParallelIO::new(p.clone()).unwrap();
+        let mut io = ParallelIO::new(&p).unwrap();
         let mut model = Model::new();
         for op in &ops {
             if matches!(op, Op::Reopen) {
                 drop(io);
-                io = ParallelIO::new(p.clone()).unwrap();
+                io = ParallelIO::new(&p).unwrap();
             }
             apply(&io, &mut model, op);
             check(&io, &model);
+        }
+        // A second handle opened from scratch agrees, and the files pass verification.
+        drop(io);
+        let fresh = ParallelIO::new(&p).unwrap();
+        check(&fresh, &model);
+        // (A store that was never written to has no metadata file yet.)
+        if p.join("metadata.npkm").exists() {
+            let report = numpack::store::verify::verify_dir(&p);
+            prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
         }
     }
 }

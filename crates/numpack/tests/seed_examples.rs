@@ -1,5 +1,7 @@
 //! The published README's Rust examples, compiled unchanged. Complete examples are copied
-//! verbatim; fragments are wrapped in functions that define the variables they use.
+//! verbatim (each in its own module, `pub` added); fragments are wrapped in functions that
+//! define the variables they use (`io`, `data_a`, `data_b`). They use relative paths such as
+//! `data.npk`, so each runs inside a scratch working directory, one at a time.
 #![allow(unused_variables, unused_imports, clippy::all)]
 
 #[rustfmt::skip]
@@ -184,27 +186,124 @@ mod error_handling {
 
 use ndarray::Array2;
 use numpack::prelude::*;
+use std::sync::{Mutex, MutexGuard};
+
+/// The working directory is process-wide: examples that use it run one at a time.
+static CWD: Mutex<()> = Mutex::new(());
+
+/// Holds the lock and a scratch working directory for the duration of one example.
+struct Scratch {
+    _dir: tempfile::TempDir,
+    old: std::path::PathBuf,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Scratch {
+    fn enter() -> Self {
+        let lock = CWD.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::env::current_dir().unwrap();
+        std::env::set_current_dir(dir.path()).unwrap();
+        Scratch {
+            _dir: dir,
+            old,
+            _lock: lock,
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::env::set_current_dir(&self.old);
+    }
+}
 
 #[test]
-fn published_examples_run() {
-    // The examples use relative paths: run them in a scratch working directory.
-    let scratch = tempfile::tempdir().unwrap();
-    std::env::set_current_dir(scratch.path()).unwrap();
+fn basic_usage_runs() {
+    let _s = Scratch::enter();
     basic_usage::main().unwrap();
+    let io = ParallelIO::new("data.npk").unwrap();
+    assert_eq!(io.get_shape("embeddings").unwrap(), vec![1050, 128]);
+    let a = io.load_array::<f32>("embeddings").unwrap();
+    assert_eq!(a[[999, 127]], (999 * 128 + 127) as f32);
+    assert_eq!(a[[1049, 0]], 1.0);
+}
+
+#[test]
+fn array_operations_run() {
+    let _s = Scratch::enter();
     array_operations::example().unwrap();
     let io = ParallelIO::new("data.npk").unwrap();
+    // 1100 rows, 3 dropped and compacted; the backup was cloned then dropped.
     assert_eq!(io.get_shape("embeddings").unwrap(), vec![1097, 128]);
+    assert_eq!(io.list_arrays(), ["embeddings"]);
+    assert_eq!(
+        io.get_array_metadata("embeddings").unwrap().shape,
+        vec![1097, 128]
+    );
+    let rows = io.getitem::<f32>("embeddings", &[0, 1, 2, -1]).unwrap();
+    assert_eq!(rows[[0, 0]], 42.0);
+    assert_eq!(rows[[1, 0]], 42.0);
+    assert_eq!(rows[[2, 0]], 0.0);
+    assert_eq!(rows[[3, 0]], 1.0);
+    // Running it again on the existing store works too (save replaces).
+    array_operations::example().unwrap();
+    assert_eq!(io.get_shape("embeddings").unwrap(), vec![1097, 128]);
+}
+
+#[test]
+fn streaming_load_fragment_runs() {
+    let _s = Scratch::enter();
+    let io = ParallelIO::new("data.npk").unwrap();
     let big = Array2::<f32>::from_elem((25_000, 4), 1.0).into_dyn();
     io.save_arrays(&[("large_data".to_string(), big, DataType::Float32)])
         .unwrap();
     streaming_load::fragment(&io).unwrap();
-    let a = Array2::<f32>::from_elem((10, 128), 2.0).into_dyn();
-    performance_tips::fragment(&io, a.clone(), a).unwrap();
+    let sizes: Vec<usize> = io
+        .stream_load::<f32>("large_data", 10000)
+        .unwrap()
+        .map(|b| b.unwrap().shape()[0])
+        .collect();
+    assert_eq!(sizes, [10000, 10000, 5000]);
+    io.drop_arrays("large_data", None).unwrap();
+    assert!(streaming_load::fragment(&io).is_err(), "missing array");
+}
+
+#[test]
+fn performance_tips_fragment_runs() {
+    let _s = Scratch::enter();
+    let io = ParallelIO::new("data.npk").unwrap();
+    let data_a = Array2::<f32>::from_elem((10, 128), 2.0).into_dyn();
+    let data_b = Array2::<f32>::from_elem((20, 128), 3.0).into_dyn();
+    performance_tips::fragment(&io, data_a, data_b).unwrap();
+    // 10 + 100 rows, 3 dropped and compacted away.
     assert_eq!(io.get_shape("a").unwrap(), vec![107, 128]);
+    assert_eq!(io.get_array_metadata("a").unwrap().shape, vec![107, 128]);
+    assert_eq!(io.get_shape("b").unwrap(), vec![20, 128]);
+    let a = io.load_array::<f32>("a").unwrap();
+    assert_eq!(a[[0, 0]], 2.0);
+    assert_eq!(a[[106, 0]], 1.0);
+}
+
+#[test]
+fn error_handling_fragment_runs() {
+    let _s = Scratch::enter();
+    let io = ParallelIO::new("data.npk").unwrap();
     error_handling::fragment(&io).unwrap();
+    assert!(matches!(
+        io.get_array_metadata("nonexistent"),
+        Err(NpkError::ArrayNotFound(n)) if n == "nonexistent"
+    ));
+}
+
+#[test]
+fn concurrent_access_runs() {
+    // This one uses the absolute path /tmp/numpack_data, as published.
     concurrent_access::concurrent_write().unwrap();
     let shared = ParallelIO::new("/tmp/numpack_data").unwrap();
     for i in 0..10 {
-        assert!(shared.has_array(&format!("chunk_{i}")));
+        let name = format!("chunk_{i}");
+        assert_eq!(shared.get_shape(&name).unwrap(), vec![100, 128]);
+        assert_eq!(shared.load_array::<f32>(&name).unwrap()[[99, 127]], 1.0);
     }
 }

@@ -223,6 +223,13 @@ fn decode_record(r: &mut Reader<'_>) -> Result<ArrayMetadata, String> {
         }
         f => return Err(format!("array '{name}': bad block-info flag {f}")),
     };
+    // NumPy's rule: the non-zero dimensions times the item size must fit even when a zero
+    // dimension makes the array empty, or the size of one row overflows.
+    shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("array '{name}': shape {shape:?} overflows"))?;
     let expected = shape
         .iter()
         .try_fold(dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))

@@ -1,6 +1,6 @@
 //! `drop`: delete rows logically through the bitmap, or whole arrays.
 
-use super::{now_micros, read_bitmap, require_rows, resolve_rows, Store};
+use super::{check_data_len, now_micros, read_bitmap, require_rows, resolve_rows, Store};
 use crate::error::{NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::names;
@@ -17,6 +17,8 @@ impl Store {
                 .cloned()
                 .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
             require_rows(&a)?;
+            // Before the bitmap is sized by the record's row count (see `check_data_len`).
+            check_data_len(txn.dir(), &a)?;
             let mut bitmap =
                 read_bitmap(txn.dir(), &a)?.unwrap_or_else(|| Bitmap::all_active(a.rows()));
             let rows = resolve_rows(indices, bitmap.active(), Some(&bitmap))?;

@@ -411,12 +411,53 @@ pub(crate) fn read_bitmap(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<Bit
     };
     let path = dir.join(file);
     match fs::read(&path) {
-        Ok(bytes) => Bitmap::decode(&bytes, a.rows())
-            .map(Some)
-            .map_err(|r| NpkError::corrupt(&path, r)),
+        Ok(bytes) => {
+            // A 0-d array has no rows to delete (compaction would index its empty shape).
+            if a.shape.is_empty() {
+                return Err(NpkError::corrupt(
+                    &path,
+                    format!("array '{}' is 0-d but has a deletion bitmap", a.name),
+                ));
+            }
+            // The bitmap is extended to every physical row: make sure the rows exist before
+            // allocating for them (a corrupt record may claim 2^50 rows).
+            check_data_len(dir, a)?;
+            Bitmap::decode(&bytes, a.rows())
+                .map(Some)
+                .map_err(|r| NpkError::corrupt(&path, r))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(NpkError::io(path, e)),
     }
+}
+
+/// Most rows a deletion bitmap may cover.
+const MAX_BITMAP_ROWS: u64 = 1 << 36;
+
+/// Fails unless the data file holds at least the `size_bytes` its record promises. Call it
+/// before building anything sized by the record's row count.
+pub(crate) fn check_data_len(dir: &Path, a: &ArrayMetadata) -> NpkResult<()> {
+    let path = dir.join(&a.data_file);
+    let len = fs::metadata(&path).at(&path)?.len();
+    if len < a.size_bytes {
+        return Err(NpkError::corrupt(
+            &path,
+            format!(
+                "data file is {len} bytes but the metadata of array '{}' says {}",
+                a.name, a.size_bytes
+            ),
+        ));
+    }
+    // Zero-width rows take no bytes, so the data file cannot bound their count: cap it
+    // (2^36 rows is an 8 GiB bitmap) instead of trying to allocate petabytes.
+    if a.rows() > MAX_BITMAP_ROWS {
+        return Err(NpkError::InvalidShape(format!(
+            "array '{}' has {} rows, more than a deletion bitmap can cover ({MAX_BITMAP_ROWS})",
+            a.name,
+            a.rows()
+        )));
+    }
+    Ok(())
 }
 
 /// Maps logical indices (negative from the end) to physical rows; out of range is an error.
