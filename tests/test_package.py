@@ -1,11 +1,17 @@
-"""`.npkg` packages: round trips, the published byte layout, hostile packages, fuzzing."""
+"""Tests of ``.npkg`` packages (``numpack.pack``, ``unpack``, ``get_package_info``): round trips,
+the byte layout of REFERENCE §4.1 in both directions (a small writer and reader of our own,
+byte by byte), hostile packages, default names, a seeded fuzz loop and packing a store that
+another process is writing to."""
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import random
+import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -14,265 +20,956 @@ import pytest
 from conftest import DTYPES, random_array
 
 import numpack
-from numpack import NumPack, get_package_info, pack, unpack
+from numpack import NumPack, _core
 from numpack.exceptions import CorruptStoreError
 
+try:  # zstd members are built with `zstandard` when present, else taken from numpack's output
+    import zstandard
+except ImportError:  # pragma: no cover - depends on the environment
+    zstandard = None
 
-def make_store(path: Path) -> dict[str, np.ndarray]:
-    arrays = {
-        f"a_{np.dtype(d).name}": random_array((50, 3), d, seed=i) for i, d in enumerate(DTYPES)
-    }
+# A hang inside the engine (GIL released) is only caught by the thread method.
+pytestmark = pytest.mark.timeout(60, method="thread")
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+# --------------------------------------------------------------------------------------------
+# REFERENCE §4.1: a writer and a reader of our own
+# --------------------------------------------------------------------------------------------
+class Member:
+    """One member to write: ``data`` (original bytes) stored as ``payload`` (None = raw).
+    ``orig``/``comp``/``name_len`` override the declared fields (hostile packages)."""
+
+    def __init__(self, name, data, payload=None, *, orig=None, comp=None, name_len=None,
+                 shuffle=0, block=0):  # fmt: skip
+        self.name = name.encode() if isinstance(name, str) else name
+        self.data = data
+        self.payload = payload
+        self.orig = len(data) if orig is None else orig
+        self.comp = (0 if payload is None else len(payload)) if comp is None else comp
+        self.name_len = len(self.name) if name_len is None else name_len
+        self.shuffle = shuffle
+        self.block = block
+
+
+def checksum(datas, version=2):
+    """Version 1: running CRC32 over every member's bytes; 2 and 3: CRC32 chained over the
+    little-endian CRC32 of each member."""
+    c = 0
+    for data in datas:
+        if version == 1:
+            c = zlib.crc32(data, c)
+        else:
+            c = zlib.crc32(struct.pack("<I", zlib.crc32(data)), c)
+    return c & 0xFFFFFFFF
+
+
+def build(members, version=2, compression=1, crc=None, count=None):
+    """The bytes of a package, following REFERENCE §4.1 field by field."""
+    out = bytearray(b"NPKG")
+    out += struct.pack("<I", version)
+    out += struct.pack("<B", compression)
+    out += struct.pack("<I", len(members) if count is None else count)
+    for m in members:
+        out += struct.pack("<I", m.name_len)
+        out += m.name
+        out += struct.pack("<Q", m.orig)
+        out += struct.pack("<Q", m.comp)
+        if version == 3:
+            out += struct.pack("<BI", m.shuffle, m.block)
+        out += m.data if m.payload is None else m.payload
+    c = checksum([m.data for m in members], version) if crc is None else crc
+    out += struct.pack("<I", c & 0xFFFFFFFF)
+    return bytes(out)
+
+
+def parse(blob):
+    """(version, compression, [member dict], checksum) of a package; asserts the layout."""
+    assert blob[:4] == b"NPKG"
+    version, compression, count = struct.unpack_from("<IBI", blob, 4)
+    pos, members = 13, []
+    for _ in range(count):
+        (n,) = struct.unpack_from("<I", blob, pos)
+        name = blob[pos + 4 : pos + 4 + n].decode()
+        pos += 4 + n
+        orig, comp = struct.unpack_from("<QQ", blob, pos)
+        pos += 16
+        shuffle = block = 0
+        if version == 3:
+            shuffle, block = struct.unpack_from("<BI", blob, pos)
+            pos += 5
+        size = comp or orig
+        members.append(
+            {"name": name, "orig": orig, "comp": comp, "shuffle": shuffle, "block": block,
+             "offset": pos, "payload": blob[pos : pos + size]}
+        )  # fmt: skip
+        pos += size
+    (crc,) = struct.unpack_from("<I", blob, pos)
+    assert pos + 4 == len(blob), "bytes after the checksum"
+    return version, compression, members, crc
+
+
+def zstd_content_size(frame):
+    """The Frame_Content_Size of a zstd frame header (RFC 8878 §3.1.1.1), or None."""
+    assert frame[:4] == ZSTD_MAGIC
+    fhd = frame[4]
+    fcs_flag, single = fhd >> 6, (fhd >> 5) & 1
+    pos = 5 + (0 if single else 1) + [0, 1, 2, 4][fhd & 3]
+    size = [1 if single else 0, 2, 4, 8][fcs_flag]
+    if size == 0:
+        return None
+    value = int.from_bytes(frame[pos : pos + size], "little")
+    return value + 256 if size == 2 else value
+
+
+# --------------------------------------------------------------------------------------------
+# Stores
+# --------------------------------------------------------------------------------------------
+def fill_store(path, big=False):
+    """A store with every dtype, deleted rows, an append, empty and 0-d arrays and a name that
+    is not a plain file name."""
+    arrays = {f"a_{dt.name}": random_array((40, 3), dt, seed=i) for i, dt in enumerate(DTYPES)}
     arrays["empty"] = np.zeros((0, 4), np.float32)
-    arrays["scalar"] = np.array(3.5)
-    with NumPack(path) as npk:
+    arrays["scalar"] = np.array(3.25)
+    arrays["weird/../näme"] = np.arange(5, dtype=np.int16)
+    arrays["zeros"] = np.zeros(5000, np.float64)
+    if big:  # more than one 1 MiB shuffle block, not a whole number of blocks
+        arrays["big"] = random_array((300_001,), np.float64, seed=77)
+        arrays["bigc"] = random_array((70_001,), np.complex128, seed=78)
+    with NumPack(path, drop_if_exists=True) as npk:
         npk.save(arrays)
-        npk.drop("a_float32", [0, 7, -1])
-    arrays["a_float32"] = np.delete(arrays["a_float32"], [0, 7, 49], axis=0)
-    return arrays
+        npk.drop("a_float32", [0, 5, 39])
+        npk.drop("a_int64", [1])
+        npk.drop("a_bool", list(range(40)))
+        npk.append({"a_uint8": random_array((7, 3), np.uint8, seed=99)})
+    return path
 
 
-def assert_store(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def load_all(path):
     with NumPack(path) as npk:
-        assert sorted(npk.get_member_list()) == sorted(arrays)
-        for name, want in arrays.items():
-            got = npk.load(name)
-            assert got.dtype == want.dtype and got.shape == want.shape
-            np.testing.assert_array_equal(got, want)
+        return {name: npk.load(name) for name in npk.get_member_list()}
 
 
-@pytest.mark.parametrize("compression", [True, False])
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_round_trip(tmp_path: Path, compression: bool, shuffle: bool) -> None:
-    arrays = make_store(tmp_path / "s.npk")
-    out = pack(tmp_path / "s.npk", tmp_path / "p", compression=compression, shuffle=shuffle)
-    assert out == tmp_path / "p.npkg"
-    info = get_package_info(out)
+def assert_same_arrays(got, expected):
+    assert sorted(got) == sorted(expected)
+    for name, arr in expected.items():
+        assert got[name].dtype == arr.dtype, name
+        assert got[name].shape == arr.shape, name
+        np.testing.assert_array_equal(got[name], arr, err_msg=name)
+
+
+def store_files(path):
+    """Store file name -> bytes (metadata, data and bitmap files only)."""
+    names = sorted(os.listdir(path))
+    keep = [n for n in names if n == "metadata.npkm" or n.startswith(("data_", "deleted_"))]
+    return {n: (Path(path) / n).read_bytes() for n in keep}
+
+
+def listing(root):
+    """Every path under ``root`` (relative) with a digest of each file."""
+    out = {}
+    for dirpath, _dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        out[rel] = "dir"
+        for f in filenames:
+            p = Path(dirpath) / f
+            out[os.path.join(rel, f)] = hashlib.sha1(p.read_bytes()).hexdigest()
+    return out
+
+
+def assert_valid_store(path):
+    problems, _notes = _core.verify(str(path))
+    assert problems == [], problems
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A filled store (do not modify) and its arrays."""
+    path = fill_store(tmp_path_factory.mktemp("src") / "src.npk")
+    return path, load_all(path)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    """The store files of a small store, plus numpack's zstd payload for each compressible one
+    (the frames our hand-built packages re-use when ``zstandard`` is not installed)."""
+    root = tmp_path_factory.mktemp("members")
+    path = root / "m.npk"
+    with NumPack(path) as npk:
+        npk.save({"a": np.arange(2000, dtype=np.float64), "b": np.arange(50, dtype=np.int32)})
+        npk.drop("b", [3])
+    files = store_files(path)
+    _, _, entries, _ = parse(numpack.pack(path, root / "m.npkg").read_bytes())
+    zstd_payloads = {}
+    for e in entries:
+        assert e["orig"] == len(files[e["name"]])
+        if e["comp"]:
+            assert e["payload"][:4] == ZSTD_MAGIC
+            zstd_payloads[e["name"]] = e["payload"]
+    if zstandard is not None:
+        zstd_payloads = {n: zstandard.compress(d, 3) for n, d in files.items()}
+    return files, zstd_payloads
+
+
+def valid_members(files):
+    """Raw members for every file, sorted by name."""
+    return [Member(n, d) for n, d in sorted(files.items())]
+
+
+# --------------------------------------------------------------------------------------------
+# Round trips
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("compression", [True, False], ids=["zstd", "raw"])
+@pytest.mark.parametrize("shuffle", [False, True], ids=["plain", "shuffle"])
+def test_round_trip(tmp_path, compression, shuffle):
+    src = fill_store(tmp_path / "src.npk", big=True)
+    expected = load_all(src)
+    files = store_files(src)
+    pkg = numpack.pack(src, tmp_path / "p.npkg", compression=compression, shuffle=shuffle)
+    assert isinstance(pkg, Path) and pkg == tmp_path / "p.npkg"
+    info = numpack.get_package_info(pkg)
     assert info["version"] == (3 if shuffle and compression else 2)
     assert info["compression"] == int(compression)
-    assert info["compression_name"] == ("zstd" if compression else "none")
-    names = [f["name"] for f in info["files"]]
-    assert names == sorted(names) and "metadata.npkm" in names
-    assert "deleted_a_float32.npkb" in names
-    assert info["file_count"] == len(names)
-    restored = unpack(out, tmp_path / "r.npk")
-    assert restored == tmp_path / "r.npk"
-    assert_store(restored, arrays)
+    out = numpack.unpack(pkg, tmp_path / "out.npk")
+    assert out == tmp_path / "out.npk"
+    assert store_files(out) == files
+    assert_same_arrays(load_all(out), expected)
+    assert_valid_store(out)
+    left = ["src.npk", "p.npkg", "out.npk"]
+    if compression:
+        raw = numpack.get_package_info(numpack.pack(src, tmp_path / "r.npkg", compression=False))
+        assert info["total_compressed_size"] < raw["total_compressed_size"]
+        left.append("r.npkg")
+    assert sorted(os.listdir(tmp_path)) == sorted(left)
 
 
-def test_default_names_and_existing_targets(tmp_path: Path) -> None:
-    make_store(tmp_path / "data.npk")
-    out = pack(tmp_path / "data.npk")
-    assert out == tmp_path / "data.npk.npkg"
-    with pytest.raises(FileExistsError):
-        pack(tmp_path / "data.npk")
-    pack(tmp_path / "data.npk", overwrite=True)
-    with pytest.raises(FileExistsError):
-        unpack(out, tmp_path / "data.npk")
-    (tmp_path / "x.npkg").write_bytes(out.read_bytes())
-    assert unpack(tmp_path / "x.npkg") == tmp_path / "x.npk"
-    assert unpack(out, tmp_path / "data.npk", overwrite=True) == tmp_path / "data.npk"
-    with pytest.raises(ValueError):
-        pack(tmp_path / "missing")
-    (tmp_path / "plain").mkdir()
-    with pytest.raises(ValueError, match=r"metadata\.npkm"):
-        pack(tmp_path / "plain")
-    with pytest.raises(ValueError):
-        unpack(tmp_path / "missing.npkg")
+def test_shuffle_improves_ratio_on_floats(tmp_path):
+    path = tmp_path / "f.npk"
+    rng = np.random.default_rng(1)
+    with NumPack(path) as npk:
+        npk.save({"emb": rng.standard_normal((20_000, 16)).astype(np.float32)})
+    plain = numpack.get_package_info(numpack.pack(path, tmp_path / "a.npkg"))
+    shuf = numpack.get_package_info(numpack.pack(path, tmp_path / "b.npkg", shuffle=True))
+    assert shuf["total_compressed_size"] < 0.95 * plain["total_compressed_size"]
+    assert [f["name"] for f in shuf["files"]] == [f["name"] for f in plain["files"]]
 
 
-# --- hand-built packages in the published layout ------------------------------------------
+def test_empty_store_round_trip(tmp_path):
+    path = tmp_path / "e.npk"
+    with NumPack(path) as npk:
+        npk.save({"x": np.ones(3)})
+        npk.drop("x")
+    pkg = numpack.pack(path)
+    assert [f["name"] for f in numpack.get_package_info(pkg)["files"]] == ["metadata.npkm"]
+    out = numpack.unpack(pkg, tmp_path / "o.npk")
+    assert load_all(out) == {}
 
 
-def build(members: list[tuple[str, bytes, str]], version: int = 2, compression: int = 1) -> bytes:
-    """members: (name, original bytes, 'raw' | 'zlib'); the published checksum rule."""
-    out = b"NPKG" + struct.pack("<IBI", version, compression, len(members))
-    crc = 0
-    for name, data, how in members:
-        payload = zlib.compress(data, 6) if how == "zlib" else data
-        comp = len(payload) if how == "zlib" else 0
-        out += struct.pack("<I", len(name)) + name.encode() + struct.pack("<QQ", len(data), comp)
-        out += payload
-        if version == 1:
-            crc = zlib.crc32(data, crc)
+def test_level_and_progress(tmp_path, source):
+    src, _ = source
+    calls = []
+    fast = numpack.pack(src, tmp_path / "l1.npkg", level=1, progress=lambda *a: calls.append(a))
+    best = numpack.pack(src, tmp_path / "l19.npkg", level=19)
+    assert best.stat().st_size <= fast.stat().st_size
+    assert calls and calls[-1][0] == calls[-1][1] > 0
+    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+    seen = []
+    numpack.unpack(best, tmp_path / "o.npk", progress=lambda *a: seen.append(a))
+    assert seen and seen[-1][0] == seen[-1][1]
+
+
+def test_failing_progress_callback_does_not_break_pack(tmp_path, source):
+    src, expected = source
+
+    def boom(done, total):
+        raise RuntimeError("callback")
+
+    pkg = numpack.pack(src, tmp_path / "p.npkg", progress=boom)
+    assert_same_arrays(load_all(numpack.unpack(pkg, tmp_path / "o.npk", progress=boom)), expected)
+
+
+# --------------------------------------------------------------------------------------------
+# Byte layout: numpack's output read by our reader
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("compression", [True, False], ids=["zstd", "raw"])
+def test_written_layout_is_reference_v2(tmp_path, source, compression):
+    src, _ = source
+    files = store_files(src)
+    blob = numpack.pack(src, tmp_path / "p.npkg", compression=compression).read_bytes()
+    version, comp, entries, crc = parse(blob)
+    assert version == 2 and comp == int(compression)
+    names = [e["name"] for e in entries]
+    assert names == sorted(files) and len(set(names)) == len(names)
+    assert crc == checksum([files[n] for n in names])
+    raw_seen = compressed_seen = False
+    for e in entries:
+        data = files[e["name"]]
+        assert e["orig"] == len(data)
+        if e["comp"] == 0:
+            raw_seen = True
+            assert e["payload"] == data
         else:
-            crc = zlib.crc32(struct.pack("<I", zlib.crc32(data)), crc)
-    return out + struct.pack("<I", crc & 0xFFFFFFFF)
+            compressed_seen = True
+            assert compression
+            assert e["comp"] < e["orig"]
+            assert e["payload"][:4] == ZSTD_MAGIC  # numpack writes zstd members
+            # The frame carries its content size, so one-shot decoders (zstandard's
+            # ZstdDecompressor().decompress(), which readers of the published format use) work.
+            assert zstd_content_size(e["payload"]) == e["orig"]
+            if zstandard is not None:
+                assert zstandard.ZstdDecompressor().decompress(e["payload"]) == data
+    assert raw_seen  # random bytes do not shrink: stored raw with comp_size 0
+    assert compressed_seen == compression
 
 
-def store_files(tmp_path: Path) -> tuple[list[tuple[str, bytes]], dict[str, np.ndarray]]:
-    arrays = make_store(tmp_path / "src.npk")
-    files = sorted(
-        (f.name, f.read_bytes())
-        for f in (tmp_path / "src.npk").iterdir()
-        if f.name == "metadata.npkm" or f.suffix in (".npkd", ".npkb")
-    )
-    return files, arrays
+def test_shuffle_layout_is_version_3(tmp_path, source):
+    src, _ = source
+    files = store_files(src)
+    blob = numpack.pack(src, tmp_path / "p.npkg", shuffle=True).read_bytes()
+    version, comp, entries, crc = parse(blob)
+    assert (version, comp) == (3, 1)
+    assert crc == checksum([files[e["name"]] for e in entries], 3)
+    shuffled = [e for e in entries if e["shuffle"] > 1]
+    assert shuffled and all(e["comp"] > 0 and e["block"] % e["shuffle"] == 0 for e in shuffled)
+    assert all(e["shuffle"] == 0 for e in entries if e["comp"] == 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Byte layout: hand-built packages read by numpack
+# --------------------------------------------------------------------------------------------
+def encode(name, data, mode, zstd_payloads):
+    if mode == "raw":
+        return Member(name, data)
+    if mode == "zlib":
+        return Member(name, data, zlib.compress(data, 6))
+    payload = zstd_payloads.get(name)
+    if payload is None:  # not compressible by numpack: fall back to zlib
+        return Member(name, data, zlib.compress(data, 6))
+    return Member(name, data, payload)
 
 
 @pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("how", ["zlib", "raw"])
-def test_hand_built_packages_unpack(tmp_path: Path, version: int, how: str) -> None:
-    files, arrays = store_files(tmp_path)
-    blob = build([(n, d, how) for n, d in files], version=version)
-    (tmp_path / "h.npkg").write_bytes(blob)
-    assert get_package_info(tmp_path / "h.npkg")["version"] == version
-    assert_store(unpack(tmp_path / "h.npkg", tmp_path / "h.npk"), arrays)
+@pytest.mark.parametrize("modes", [("raw",), ("zlib",), ("zstd",), ("zstd", "zlib", "raw")])
+def test_hand_built_packages_unpack(tmp_path, members, version, modes):
+    files, zstd_payloads = members
+    entries = [
+        encode(name, data, modes[i % len(modes)], zstd_payloads)
+        for i, (name, data) in enumerate(sorted(files.items()))
+    ]
+    compression = 0 if modes == ("raw",) else 1
+    pkg = tmp_path / "h.npkg"
+    pkg.write_bytes(build(entries, version=version, compression=compression))
+    info = numpack.get_package_info(pkg)
+    assert info["version"] == version and info["compression"] == compression
+    assert [f["name"] for f in info["files"]] == [e.name.decode() for e in entries]
+    assert [f["compressed_size"] for f in info["files"]] == [e.comp for e in entries]
+    _core.verify(str(pkg))  # raises on any problem
+    out = numpack.unpack(pkg, tmp_path / "h.npk")
+    assert store_files(out) == files
+    with NumPack(out) as npk:
+        np.testing.assert_array_equal(npk.load("a"), np.arange(2000, dtype=np.float64))
+        np.testing.assert_array_equal(npk.load("b"), np.delete(np.arange(50, dtype=np.int32), 3))
+    assert_valid_store(out)
 
 
-def test_our_v2_packages_follow_the_published_layout(tmp_path: Path) -> None:
-    files, _ = store_files(tmp_path)
-    out = pack(tmp_path / "src.npk", tmp_path / "o.npkg")
-    blob = out.read_bytes()
-    assert blob[:4] == b"NPKG"
-    version, compression, count = struct.unpack_from("<IBI", blob, 4)
-    assert (version, compression, count) == (2, 1, len(files))
-    pos, crc = 13, 0
-    for name, data in files:
-        (n,) = struct.unpack_from("<I", blob, pos)
-        assert blob[pos + 4 : pos + 4 + n].decode() == name
-        orig, comp = struct.unpack_from("<QQ", blob, pos + 4 + n)
-        assert orig == len(data)
-        pos += 4 + n + 16 + (comp or orig)
-        crc = zlib.crc32(struct.pack("<I", zlib.crc32(data)), crc)
-    assert struct.unpack_from("<I", blob, pos)[0] == crc & 0xFFFFFFFF
-    assert pos + 4 == len(blob)
-
-
-# --- hostile packages ---------------------------------------------------------------------
-
-HOSTILE_NAMES = ["../evil.npkd", "/abs/data_x.npkd", "data_a/b.npkd", "data_\x00.npkd", "notes.txt"]
-
-
-@pytest.mark.parametrize("bad", HOSTILE_NAMES)
-def test_hostile_member_names_are_rejected(tmp_path: Path, bad: str) -> None:
-    files, _ = store_files(tmp_path)
-    blob = build([(n, d, "raw") for n, d in files] + [(bad, b"x" * 8, "raw")])
-    (tmp_path / "h.npkg").write_bytes(blob)
-    before = sorted(os.listdir(tmp_path))
-    with pytest.raises(ValueError):
-        unpack(tmp_path / "h.npkg", tmp_path / "out.npk")
-    assert sorted(os.listdir(tmp_path)) == before
-    assert not (tmp_path.parent / "evil.npkd").exists()
-
-
-def test_duplicates_sizes_truncation_and_checksum(tmp_path: Path) -> None:
-    files, _ = store_files(tmp_path)
-    good = [(n, d, "zlib") for n, d in files]
-    cases = {
-        "dup": build([*good, good[0]]),
-        "trunc": build(good)[:-40],
-        "trailing": build(good) + b"xx",
-    }
-    # A member that decompresses past its declared size.
-    name, data, _ = good[0]
-    blob = bytearray(build(good))
-    at = blob.index(name.encode()) + len(name)
-    struct.pack_into("<Q", blob, at, len(data) - 1)
-    cases["longer"] = bytes(blob)
-    struct.pack_into("<Q", blob, at, len(data) + 1)
-    cases["shorter"] = bytes(blob)
-    for label, bad in cases.items():
-        (tmp_path / f"{label}.npkg").write_bytes(bad)
-        with pytest.raises(ValueError):
-            unpack(tmp_path / f"{label}.npkg", tmp_path / f"{label}.npk")
-        assert not (tmp_path / f"{label}.npk").exists(), label
-    blob = bytearray(build(good))
-    blob[-1] ^= 0xFF
-    (tmp_path / "crc.npkg").write_bytes(bytes(blob))
+def test_v1_checksum_is_the_running_crc(tmp_path, members):
+    files, _ = members
+    entries = [Member(n, d, zlib.compress(d)) for n, d in sorted(files.items())]
+    pkg = tmp_path / "v1.npkg"
+    running = 0
+    for e in entries:
+        running = zlib.crc32(e.data, running)
+    pkg.write_bytes(build(entries, version=1, crc=running))
+    numpack.unpack(pkg, tmp_path / "ok.npk")
+    # The version-2 rule is not accepted for a version-1 package.
+    pkg.write_bytes(build(entries, version=1, crc=checksum([e.data for e in entries], 2)))
     with pytest.raises(RuntimeError, match="Checksum verification failed"):
-        unpack(tmp_path / "crc.npkg", tmp_path / "crc.npk")
-    assert not (tmp_path / "crc.npk").exists()
-    assert unpack(tmp_path / "crc.npkg", tmp_path / "crc.npk", verify=False).exists()
-    (tmp_path / "magic.npkg").write_bytes(b"XXXX" + bytes(blob[4:]))
+        numpack.unpack(pkg, tmp_path / "bad.npk")
+    assert not (tmp_path / "bad.npk").exists()
+
+
+def test_empty_members_and_empty_compressed_member(tmp_path, members):
+    files, _ = members
+    entries = [*valid_members(files), Member("data_z.npkd", b""), Member("deleted_z.npkb", b"")]
+    entries.sort(key=lambda m: m.name)
+    pkg = tmp_path / "z.npkg"
+    pkg.write_bytes(build(entries))
+    out = numpack.unpack(pkg, tmp_path / "z.npk")
+    assert (out / "data_z.npkd").read_bytes() == b""
+    entries = [
+        Member("data_z.npkd", b"", zlib.compress(b"")) if e.name == b"data_z.npkd" else e
+        for e in entries
+    ]
+    pkg.write_bytes(build(entries))
+    numpack.unpack(pkg, tmp_path / "z2.npk")
+    assert (tmp_path / "z2.npk" / "data_z.npkd").read_bytes() == b""
+
+
+def test_empty_package(tmp_path):
+    pkg = tmp_path / "empty.npkg"
+    pkg.write_bytes(build([]))
+    info = numpack.get_package_info(pkg)
+    assert info["file_count"] == 0 and info["files"] == []
+    assert info["total_original_size"] == info["total_compressed_size"] == 0
+    assert info["compression_ratio"] == 1.0
+    with pytest.raises(ValueError, match=r"metadata\.npkm"):
+        numpack.unpack(pkg, tmp_path / "e.npk")
+    assert sorted(os.listdir(tmp_path)) == ["empty.npkg"]
+
+
+# --------------------------------------------------------------------------------------------
+# get_package_info
+# --------------------------------------------------------------------------------------------
+def test_package_info_fields(tmp_path, source):
+    src, _ = source
+    files = store_files(src)
+    pkg = numpack.pack(src, tmp_path / "p.npkg")
+    info = numpack.get_package_info(str(pkg))
+    assert set(info) == {
+        "version", "compression", "compression_name", "file_count", "files",
+        "total_original_size", "total_compressed_size", "compression_ratio",
+    }  # fmt: skip
+    assert info["version"] == 2 and info["compression"] == 1
+    assert info["compression_name"] == "zstd"
+    assert info["file_count"] == len(files) == len(info["files"])
+    for f, (name, data) in zip(info["files"], sorted(files.items())):
+        assert set(f) == {"name", "original_size", "compressed_size", "actual_size"}
+        assert f["name"] == name and f["original_size"] == len(data)
+        assert f["actual_size"] == (f["compressed_size"] or f["original_size"])
+    total = sum(len(d) for d in files.values())
+    stored = sum(f["actual_size"] for f in info["files"])
+    assert info["total_original_size"] == total
+    assert info["total_compressed_size"] == stored
+    assert info["compression_ratio"] == pytest.approx(stored / total)
+    assert pkg.stat().st_size > stored  # headers and footer on top of the payloads
+
+    raw = numpack.get_package_info(numpack.pack(src, tmp_path / "r.npkg", compression=False))
+    assert raw["compression"] == 0 and raw["compression_name"] == "none"
+    assert all(f["compressed_size"] == 0 for f in raw["files"])
+    assert raw["compression_ratio"] == 1.0
+
+
+def test_package_info_errors(tmp_path):
+    with pytest.raises(ValueError):
+        numpack.get_package_info(tmp_path / "missing.npkg")
+    with pytest.raises(ValueError):
+        numpack.get_package_info(tmp_path)
+    bad = tmp_path / "bad.npkg"
+    bad.write_bytes(b"PK\x03\x04" + b"\0" * 40)
     with pytest.raises(ValueError, match=r"Invalid \.npkg file"):
-        unpack(tmp_path / "magic.npkg", tmp_path / "m.npk")
-    v9 = bytearray(blob)
-    struct.pack_into("<I", v9, 4, 9)
-    (tmp_path / "v9.npkg").write_bytes(bytes(v9))
-    with pytest.raises(ValueError, match="version"):
-        get_package_info(tmp_path / "v9.npkg")
+        numpack.get_package_info(bad)
+    bad.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"Invalid \.npkg file"):
+        numpack.get_package_info(bad)
 
 
-def test_a_failed_overwrite_leaves_the_target_untouched(tmp_path: Path) -> None:
-    arrays = make_store(tmp_path / "t.npk")
-    out = pack(tmp_path / "t.npk", tmp_path / "t.npkg")
-    blob = bytearray(out.read_bytes())
-    blob[-1] ^= 1
-    (tmp_path / "bad.npkg").write_bytes(bytes(blob))
-    with pytest.raises(RuntimeError):
-        unpack(tmp_path / "bad.npkg", tmp_path / "t.npk", overwrite=True)
-    assert_store(tmp_path / "t.npk", arrays)
+# --------------------------------------------------------------------------------------------
+# Default names, existing targets, argument errors
+# --------------------------------------------------------------------------------------------
+def test_pack_target_names(tmp_path, source):
+    src, _ = source
+    work = tmp_path / "w"
+    work.mkdir()
+    store = work / "data.npk"
+    shutil.copytree(src, store)
+    assert numpack.pack(store) == work / "data.npk.npkg"
+    assert numpack.pack(str(store), str(work / "plain")) == work / "plain.npkg"
+    assert numpack.pack(store, work / "x.bin") == work / "x.bin"
+    nested = numpack.pack(store, work / "a" / "b" / "c.npkg")
+    assert nested == work / "a" / "b" / "c.npkg" and nested.is_file()
+    with pytest.raises(FileExistsError):
+        numpack.pack(store)
+    before = (work / "data.npk.npkg").read_bytes()
+    with NumPack(store) as npk:
+        npk.save({"extra": np.ones(3)})
+    numpack.pack(store, overwrite=True)
+    assert (work / "data.npk.npkg").read_bytes() != before
+    assert sorted(os.listdir(work)) == ["a", "data.npk", "data.npk.npkg", "plain.npkg", "x.bin"]
+    assert sorted(os.listdir(work / "a" / "b")) == ["c.npkg"]
 
 
-def test_mutated_packages_never_escape_or_crash(tmp_path: Path) -> None:
-    with NumPack(tmp_path / "s.npk") as npk:
-        npk.save({"a": np.arange(40, dtype=np.int32).reshape(10, 4), "b": np.ones(3)})
-        npk.drop("a", [1])
-    good = pack(tmp_path / "s.npk", tmp_path / "g.npkg").read_bytes()
+def test_unpack_target_names(tmp_path, source):
+    src, expected = source
+    pkg = numpack.pack(src, tmp_path / "x.npkg")
+    assert numpack.unpack(pkg) == tmp_path / "x.npk"
+    shutil.copy(pkg, tmp_path / "data.npk.npkg")
+    assert numpack.unpack(str(tmp_path / "data.npk.npkg")) == tmp_path / "data.npk"
+    shutil.copy(pkg, tmp_path / "y.bin")
+    assert numpack.unpack(tmp_path / "y.bin") == tmp_path / "y.npk"
+    for name in ("x.npk", "data.npk", "y.npk"):
+        assert_same_arrays(load_all(tmp_path / name), expected)
+    assert numpack.unpack(pkg, tmp_path / "n" / "m" / "s.npk") == tmp_path / "n" / "m" / "s.npk"
+
+
+def test_unpack_existing_target(tmp_path, source):
+    src, expected = source
+    pkg = numpack.pack(src, tmp_path / "x.npkg")
+    target = tmp_path / "x.npk"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        numpack.unpack(pkg)
+    assert os.listdir(target) == ["keep.txt"]
+    assert numpack.unpack(pkg, overwrite=True) == target
+    assert "keep.txt" not in os.listdir(target)
+    assert_same_arrays(load_all(target), expected)
+    assert sorted(os.listdir(tmp_path)) == ["x.npk", "x.npkg"]
+
+
+def test_unpack_over_a_file_with_overwrite(tmp_path, source):
+    src, expected = source
+    pkg = numpack.pack(src, tmp_path / "x.npkg")
+    (tmp_path / "x.npk").write_text("a file")
+    with pytest.raises(FileExistsError):
+        numpack.unpack(pkg)
+    numpack.unpack(pkg, overwrite=True)
+    assert_same_arrays(load_all(tmp_path / "x.npk"), expected)
+    assert sorted(os.listdir(tmp_path)) == ["x.npk", "x.npkg"]
+
+
+def test_pack_argument_errors(tmp_path):
+    with pytest.raises(ValueError):
+        numpack.pack(tmp_path / "missing.npk")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError):
+        numpack.pack(tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"metadata\.npkm"):
+        numpack.pack(tmp_path / "empty")
+    assert sorted(os.listdir(tmp_path)) == ["empty", "file"]
+    assert os.listdir(tmp_path / "empty") == []
+
+
+def test_unpack_argument_errors(tmp_path):
+    with pytest.raises(ValueError):
+        numpack.unpack(tmp_path / "missing.npkg")
+    (tmp_path / "dir.npkg").mkdir()
+    with pytest.raises(ValueError):
+        numpack.unpack(tmp_path / "dir.npkg")
+    assert sorted(os.listdir(tmp_path)) == ["dir.npkg"]
+
+
+def test_failed_pack_keeps_the_old_package(tmp_path, source):
+    src, _ = source
+    store = tmp_path / "s.npk"
+    shutil.copytree(src, store)
+    pkg = numpack.pack(store, tmp_path / "p.npkg")
+    old = pkg.read_bytes()
+    # A data file shorter than its metadata says: the engine refuses to pack it.
+    victim = store / "data_a_int32.npkd"
+    victim.write_bytes(victim.read_bytes()[:10])
+    with pytest.raises(ValueError, match="data_a_int32"):
+        numpack.pack(store, pkg, overwrite=True)
+    assert pkg.read_bytes() == old
+    assert sorted(os.listdir(tmp_path)) == ["p.npkg", "s.npk"]
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile packages
+# --------------------------------------------------------------------------------------------
+def _zlib_bomb():
+    """64 MiB of zeros in about 64 KiB."""
+    comp = zlib.compressobj(9)
+    chunk = b"\0" * (1 << 20)
+    return b"".join(comp.compress(chunk) for _ in range(64)) + comp.flush()
+
+
+def _hostile(case, files):
+    """The bytes of one hostile package, built from the valid raw members of ``files``."""
+    e = valid_members(files)  # metadata.npkm is the last one (sorted names)
+    a = next(i for i, m in enumerate(e) if m.name == b"data_a.npkd")
+    name, data = e[a].name, e[a].data
+    z = zlib.compress(data)
+    renames = {
+        "dotdot": (a, "../data_a.npkd"),
+        "dotdot_metadata": (len(e) - 1, "../metadata.npkm"),
+        "bare_dotdot": (a, ".."),
+        "absolute": (a, "/tmp/data_a.npkd"),
+        "slash": (a, "sub/data_a.npkd"),
+        "backslash": (a, "..\\data_a.npkd"),
+        "nul": (a, "data_a\0.npkd"),
+        "not_a_store_file": (a, "evil.sh"),
+        "lock_file": (a, ".numpack.lock"),
+        "empty_name": (a, ""),
+        "not_utf8": (a, b"data_\xff\xfe.npkd"),
+    }
+    members = {
+        "comp_size_too_big": Member(name, data, z, comp=len(z) + 3),
+        "comp_size_too_small": Member(name, data, z, comp=len(z) - 3),
+        "comp_size_huge": Member(name, data, z, comp=2**64 - 1),
+        "decompresses_past": Member(name, data, zlib.compress(data + b"x" * 100)),
+        "decompresses_short": Member(name, data, zlib.compress(data[:-8])),
+        "declared_larger": Member(name, data, z, orig=len(data) + 1),
+        "zlib_bomb": Member(name, data, _zlib_bomb()),
+        "zlib_trailing_junk": Member(name, data, z + b"junk"),
+        "garbage_payload": Member(name, data, bytes(range(256)) * 3),
+        "zstd_magic_garbage": Member(name, data, ZSTD_MAGIC + bytes(range(200))),
+    }
+    v3 = {  # case -> (shuffle item size, shuffle block size)
+        "v3_block_zero": (8, 0),
+        "v3_block_huge": (8, 0xFFFFFFF8),
+        "v3_block_not_multiple": (8, 1001),
+        "v3_shuffle_too_big": (17, 17 * 64),
+    }
+    if case in renames:
+        i, new = renames[case]
+        e[i] = Member(new, e[i].data)
+        return build(e)
+    if case in members:
+        e[a] = members[case]
+        return build(e)
+    if case in v3:
+        e[a] = Member(name, data, z, shuffle=v3[case][0], block=v3[case][1])
+        return build(e, version=3)
+    if case == "huge_name_len":
+        e[a].name_len = 0xFFFFFFFF
+    elif case == "duplicate":
+        e.insert(a, e[a])
+    elif case == "duplicate_metadata":
+        e.append(e[-1])
+    elif case == "raw_size_too_big":
+        e[-1].orig += 10
+    elif case == "raw_size_too_small":
+        e[-1].orig -= 10
+    elif case == "raw_size_huge":
+        e[a].orig = 2**63
+    elif case.startswith("last_comp_size"):  # the last member: no header follows
+        m = e[-1]
+        zm = zlib.compress(m.data)
+        delta = 3 if case.endswith("big") else -3
+        e[-1] = Member(m.name, m.data, zm + b"\0\0\0" if delta > 0 else zm[:-3])
+    elif case == "metadata_too_large":
+        m = e[-1]
+        e[-1] = Member(m.name, m.data, zlib.compress(m.data), orig=2**40)
+    elif case == "no_metadata":
+        e.pop()
+    elif case == "bad_metadata":
+        e[-1] = Member("metadata.npkm", b"NPKB" + b"\xff" * 40)
+    elif case == "corrupt_payload":  # checksum of the original bytes
+        crc = checksum([m.data for m in e])
+        e[a] = Member(name, data[:100] + b"\x01" + data[101:])
+        return build(e, crc=crc)
+    special = {
+        "compressed_in_raw_package": lambda: build(
+            [*e[:a], Member(name, data, z), *e[a + 1 :]], compression=0
+        ),
+        "bad_checksum": lambda: build(e, crc=checksum([m.data for m in e]) ^ 1),
+        "bad_checksum_v1": lambda: build(
+            e, version=1, crc=checksum([m.data for m in e], 1) ^ 0x80000000
+        ),
+        "bad_magic": lambda: b"NPKH" + build(e)[4:],
+        "version_0": lambda: build(e, version=0),
+        "version_4": lambda: build(e, version=4),
+        "compression_2": lambda: build(e, compression=2),
+        "huge_count": lambda: build(e, count=0xFFFFFFFF),
+        "count_too_small": lambda: build(e, count=len(e) - 1),
+        "trailing_bytes": lambda: build(e) + b"\0\0\0\0",
+        "no_checksum": lambda: build(e)[:-4],
+    }
+    if case in special:
+        return special[case]()
+    if case.startswith("truncated_"):
+        blob = build(e)
+        return blob[: int(len(blob) * float(case.split("_")[1]))]
+    return build(e)
+
+
+TRUNCATED = "truncated|ends|name length"
+# case -> (exception, message pattern, also detected by get_package_info)
+HOSTILE = {
+    "dotdot": (ValueError, "not a store file name", True),
+    "dotdot_metadata": (ValueError, "not a store file name", True),
+    "bare_dotdot": (ValueError, "not a store file name", True),
+    "absolute": (ValueError, "not a store file name", True),
+    "slash": (ValueError, "not a store file name", True),
+    "backslash": (ValueError, "not a store file name", True),
+    "nul": (ValueError, "not a store file name", True),
+    "not_a_store_file": (ValueError, "not a store file name", True),
+    "lock_file": (ValueError, "not a store file name", True),
+    "empty_name": (ValueError, "not a store file name", True),
+    "not_utf8": (ValueError, "UTF-8", True),
+    "huge_name_len": (ValueError, "name length", True),
+    "duplicate": (ValueError, "twice", True),
+    "duplicate_metadata": (ValueError, "twice", True),
+    "raw_size_too_big": (ValueError, TRUNCATED, True),
+    "raw_size_too_small": (ValueError, "unexpected bytes", True),
+    "raw_size_huge": (ValueError, TRUNCATED, True),
+    "comp_size_too_big": (ValueError, TRUNCATED, True),  # the next member's header is off
+    "comp_size_too_small": (ValueError, TRUNCATED, True),
+    "comp_size_huge": (ValueError, TRUNCATED, True),
+    "decompresses_past": (ValueError, "past its declared size", False),
+    "decompresses_short": (ValueError, "before its declared size", False),
+    "declared_larger": (ValueError, "before its declared size", False),
+    "zlib_bomb": (ValueError, "past its declared size", False),
+    "zlib_trailing_junk": (ValueError, "after the end of its compressed stream", False),
+    "last_comp_size_too_big": (ValueError, "after the end of its compressed stream", False),
+    "last_comp_size_too_small": (ValueError, "cannot be decoded|before its declared", False),
+    "garbage_payload": (ValueError, "cannot be decoded", False),
+    "zstd_magic_garbage": (ValueError, "cannot be decoded", False),
+    "compressed_in_raw_package": (ValueError, "compressed in an uncompressed package", True),
+    "bad_checksum": (RuntimeError, "Checksum verification failed", False),
+    "bad_checksum_v1": (RuntimeError, "Checksum verification failed", False),
+    "corrupt_payload": (RuntimeError, "Checksum verification failed", False),
+    "bad_magic": (ValueError, "Invalid .npkg file", True),
+    "version_0": (ValueError, "version", True),
+    "version_4": (ValueError, "version", True),
+    "compression_2": (ValueError, "compression", True),
+    "huge_count": (ValueError, TRUNCATED, True),
+    "count_too_small": (ValueError, "unexpected bytes", True),
+    "trailing_bytes": (ValueError, "unexpected bytes", True),
+    "no_checksum": (ValueError, TRUNCATED, True),
+    "truncated_0.001": (ValueError, "Invalid .npkg file", True),
+    "truncated_0.3": (ValueError, TRUNCATED, True),
+    "truncated_0.7": (ValueError, TRUNCATED, True),
+    "truncated_0.999": (ValueError, TRUNCATED, True),
+    "no_metadata": (ValueError, "no metadata.npkm", False),
+    "metadata_too_large": (ValueError, "declares 1099511627776 bytes", True),
+    "bad_metadata": (ValueError, "metadata.npkm", False),
+    "v3_block_zero": (ValueError, "shuffle", True),
+    "v3_block_huge": (ValueError, "shuffle", True),
+    "v3_block_not_multiple": (ValueError, "shuffle", True),
+    "v3_shuffle_too_big": (ValueError, "shuffle", True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_package_is_rejected(tmp_path, members, case):
+    files, _ = members
+    exc, pattern, info_fails = HOSTILE[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    pkg = work / "evil.npkg"
+    pkg.write_bytes(_hostile(case, files))
+    existing = work / "existing.npk"
+    existing.mkdir()
+    (existing / "metadata.npkm").write_bytes(files["metadata.npkm"])
+    (existing / "mine.txt").write_text("keep me")
+    before, outside = listing(work), sorted(os.listdir(tmp_path.parent))
+
+    t0 = time.monotonic()
+    with pytest.raises(exc, match=pattern) as raised:
+        numpack.unpack(pkg, work / "new.npk")
+    assert listing(work) == before
+    if exc is ValueError:
+        assert not isinstance(raised.value, RuntimeError)
+        if not case.startswith("version"):
+            assert isinstance(raised.value, CorruptStoreError)
+            assert "evil.npkg" in str(raised.value)  # names the file
+    with pytest.raises(exc, match=pattern):
+        numpack.unpack(pkg, existing, overwrite=True)
+    with pytest.raises(exc, match=pattern):  # into directories that do not exist yet
+        numpack.unpack(pkg, work / "deep" / "er" / "new.npk")
+    assert listing(work) == before
+    assert sorted(os.listdir(tmp_path.parent)) == outside
+    with pytest.raises(exc, match=pattern):
+        _core.verify(str(pkg))
+    if info_fails:
+        with pytest.raises(ValueError, match=pattern):
+            numpack.get_package_info(pkg)
+    else:
+        numpack.get_package_info(pkg)
+    assert time.monotonic() - t0 < 20
+
+
+def test_bad_checksum_passes_without_verify(tmp_path, members):
+    files, _ = members
+    pkg = tmp_path / "p.npkg"
+    pkg.write_bytes(_hostile("bad_checksum", files))
+    out = numpack.unpack(pkg, tmp_path / "o.npk", verify=False)
+    assert store_files(out) == files
+
+
+def test_many_members_are_checked_quickly(tmp_path):
+    """Duplicate detection must not be quadratic in the member count."""
+    n = 200_000
+    parts = [b"NPKG", struct.pack("<IBI", 2, 0, n)]
+    for i in range(n):
+        name = f"data_{i}.npkd".encode()
+        parts.append(struct.pack("<I", len(name)) + name + struct.pack("<QQ", 0, 0))
+    parts.append(struct.pack("<I", 0))
+    pkg = tmp_path / "many.npkg"
+    pkg.write_bytes(b"".join(parts))
+    t0 = time.monotonic()
+    assert numpack.get_package_info(pkg)["file_count"] == n
+    assert time.monotonic() - t0 < 5
+
+
+# --------------------------------------------------------------------------------------------
+# Fuzz: mutated packages
+# --------------------------------------------------------------------------------------------
+INTERESTING = [0, 1, 2, 7, 8, 255, 256, 0x7FFFFFFF, 0xFFFFFFFF, 2**63, 2**64 - 1]
+
+
+def _field_offsets(blob):
+    """(offset, width) of the header and member-table integers of a valid package."""
+    version = struct.unpack_from("<I", blob, 4)[0]
+    fields = [(4, 4), (8, 1), (9, 4)]
+    for e in parse(blob)[2]:
+        n = len(e["name"].encode())
+        start = e["offset"] - (21 if version == 3 else 16) - n - 4
+        fields += [(start, 4), (start + 4 + n, 8), (start + 12 + n, 8)]
+        if version == 3:
+            fields += [(start + 20 + n, 1), (start + 21 + n, 4)]
+    fields.append((len(blob) - 4, 4))
+    return fields
+
+
+def _mutate(rng, blob, fields):
+    b = bytearray(blob)
+    op = rng.randrange(8)
+    if op == 0:
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+    elif op == 1:
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+    elif op == 2:
+        i = rng.randrange(len(b) + 1)
+        b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    elif op == 3:
+        i = rng.randrange(len(b))
+        del b[i : i + rng.randint(1, 8)]
+    elif op == 4:
+        del b[rng.randrange(len(b)) :]
+    else:  # rewrite one integer field: an extreme value, a random one, or off by a little
+        off, width = rng.choice(fields)
+        if op == 5:
+            value = rng.choice(INTERESTING)
+        elif op == 6:
+            value = rng.randrange(1 << (8 * width))
+        else:
+            value = max(0, int.from_bytes(b[off : off + width], "little") + rng.randint(-9, 9))
+        b[off : off + width] = (value % (1 << (8 * width))).to_bytes(width, "little")
+    return bytes(b)
+
+
+@pytest.fixture(scope="module")
+def fuzz_bases(tmp_path_factory, members):
+    """Valid small packages of every kind: numpack's v2 (zstd and raw) and v3, hand-built v1
+    and v2 with zstd, zlib and raw members."""
+    files, zstd_payloads = members
+    root = tmp_path_factory.mktemp("bases")
+    store = root / "s.npk"
+    with NumPack(store) as npk:
+        npk.save({"a": np.arange(300, dtype=np.float64), "b": np.arange(40, dtype=np.int16)})
+        npk.drop("b", [0])
+    bases = [
+        numpack.pack(store, root / "z.npkg").read_bytes(),
+        numpack.pack(store, root / "r.npkg", compression=False).read_bytes(),
+        numpack.pack(store, root / "s.npkg", shuffle=True).read_bytes(),
+    ]
+    modes = ("zstd", "zlib", "raw")
+    for version in (1, 2):
+        entries = [
+            encode(n, d, modes[i % 3], zstd_payloads)
+            for i, (n, d) in enumerate(sorted(files.items()))
+        ]
+        bases.append(build(entries, version=version))
+    return [(b, _field_offsets(b)) for b in bases]
+
+
+def assert_store_opens(path):
+    """A store that unpacked (from a package mutated where no check can see it, with
+    verify=False) opens without crashing: errors are fine, other exceptions are not."""
+    _core.verify(str(path))
+    try:
+        with NumPack(path) as npk:
+            for name in npk.get_member_list():
+                npk.load(name)
+    except (ValueError, KeyError, TypeError, OSError):
+        pass
+
+
+@pytest.mark.timeout(120, method="thread")
+def test_fuzz_mutated_packages(tmp_path, fuzz_bases):
+    rng = random.Random(20240611)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    rng = random.Random(1234)
-    for i in range(1500):
-        blob = bytearray(good)
-        for _ in range(rng.randint(1, 4)):
-            kind = rng.randrange(4)
-            at = rng.randrange(max(1, len(blob)))
-            if not blob:
-                blob.append(rng.randrange(256))
-                continue
-            if kind == 0:
-                blob[at] = rng.randrange(256)
-            elif kind == 1:
-                blob.insert(at, rng.randrange(256))
-            elif kind == 2 and len(blob) > 1:
-                del blob[at]
-            else:
-                del blob[at:]
-        path = scratch / "m.npkg"
-        path.write_bytes(bytes(blob))
-        try:
-            get_package_info(path)
-        except (ValueError, RuntimeError):
-            pass
-        target = scratch / f"out{i}.npk"
-        try:
-            unpack(path, target)
-        except (ValueError, RuntimeError, CorruptStoreError):
-            assert not target.exists()
-        else:
-            with NumPack(target) as npk:  # whatever unpacked is a readable store
-                for name in npk.get_member_list():
-                    npk.load(name)
-        leftovers = [n for n in os.listdir(scratch) if not n.startswith(("m.npkg", "out"))]
-        assert leftovers == [], leftovers
-    assert sorted(os.listdir(tmp_path)) == ["g.npkg", "s.npk", "scratch"]
+    pkg = scratch / "fuzz.npkg"
+    target = scratch / "out.npk"
+    outcomes: dict[str, int] = {}
+    deadline = time.monotonic() + 90
+    for i in range(2000):
+        base, fields = fuzz_bases[i % len(fuzz_bases)]
+        pkg.write_bytes(_mutate(rng, base, fields))
+        for call in ("info", "unpack"):
+            try:
+                if call == "info":
+                    numpack.get_package_info(pkg)
+                else:
+                    numpack.unpack(pkg, target, verify=rng.random() < 0.5)
+                key = f"{call}:ok"
+            except (ValueError, RuntimeError, FileExistsError) as exc:
+                key = f"{call}:{type(exc).__name__}"
+            except Exception as exc:  # pragma: no cover - the failure being tested for
+                pytest.fail(f"iteration {i}: {call} raised {type(exc).__name__}: {exc!r}")
+            outcomes[key] = outcomes.get(key, 0) + 1
+        if target.exists():
+            assert_store_opens(target)
+            shutil.rmtree(target)
+        left = sorted(os.listdir(scratch))
+        assert left == ["fuzz.npkg"], f"iteration {i}: left behind {left}"
+        assert sorted(os.listdir(tmp_path)) == ["scratch"]
+        assert time.monotonic() < deadline, f"too slow at iteration {i}"
+    assert outcomes.get("unpack:CorruptStoreError", 0) > 500, outcomes
+    assert outcomes.get("unpack:ok", 0) > 10, outcomes
 
 
-def _append_forever(path: str, stop: multiprocessing.synchronize.Event) -> None:
+# --------------------------------------------------------------------------------------------
+# Packing while another process writes
+# --------------------------------------------------------------------------------------------
+def append_forever(path, started, stop):
+    """Worker: append row ``[i] * 4`` to ``log`` and ``[i] * 8`` to ``emb``, dropping the first
+    row of ``log`` every 25 appends, until ``stop`` is set."""
+    i = 0
     with NumPack(path) as npk:
-        i = 0
         while not stop.is_set():
-            npk.append({"a": np.full((50, 4), i, np.int64)})
+            npk.append({"log": np.full((1, 4), i, np.int64)})
+            npk.append({"emb": np.full((1, 8), i, np.float32)})
+            if i % 25 == 24:
+                npk.drop("log", [0])
             i += 1
+            if i == 20:
+                started.set()
 
 
-@pytest.mark.timeout(120)
-def test_pack_while_another_process_appends(tmp_path: Path) -> None:
-    with NumPack(tmp_path / "s.npk") as npk:
-        npk.save({"a": np.zeros((10, 4), np.int64)})
+def check_rows(arr, width):
+    """Each row constant, values strictly increasing."""
+    assert arr.ndim == 2 and arr.shape[1] == width
+    first = arr[:, 0]
+    assert (arr == first[:, None]).all()
+    assert (np.diff(first) > 0).all()
+
+
+@pytest.mark.slow
+def test_pack_while_another_process_appends(tmp_path):
+    store = tmp_path / "live.npk"
+    with NumPack(store) as npk:
+        npk.save({"log": np.full((1, 4), -1, np.int64), "emb": np.full((1, 8), -1, np.float32)})
     ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
-    proc = ctx.Process(target=_append_forever, args=(str(tmp_path / "s.npk"), stop))
+    started, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=append_forever, args=(str(store), started, stop))
     proc.start()
     try:
-        for k in range(5):
-            out = pack(tmp_path / "s.npk", tmp_path / f"p{k}.npkg")
-            restored = unpack(out, tmp_path / f"r{k}.npk")
-            assert numpack._core.verify(str(restored))[0] == []
-            with NumPack(restored) as npk:
-                a = npk.load("a")
-                assert (a.shape[0] - 10) % 50 == 0  # whole appends only
+        assert started.wait(30), "writer did not start"
+        rows = []
+        for k in range(6):
+            pkg = numpack.pack(store, tmp_path / f"p{k}.npkg", shuffle=bool(k % 2))
+            out = numpack.unpack(pkg, tmp_path / f"o{k}.npk")
+            assert_valid_store(out)
+            with NumPack(out) as npk:
+                log, emb = npk.load("log"), npk.load("emb")
+            check_rows(log, 4)
+            check_rows(emb, 8)
+            assert np.array_equal(emb[:, 0], np.arange(-1, len(emb) - 1))
+            rows.append(len(emb))
+            time.sleep(0.05)
     finally:
         stop.set()
         proc.join(30)
     assert proc.exitcode == 0
+    assert rows == sorted(rows) and rows[-1] > rows[0], rows
+    names = sorted(os.listdir(tmp_path))
+    assert not [n for n in names if "tmp" in n], names

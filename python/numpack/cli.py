@@ -109,8 +109,8 @@ def _store_rows(path: Path) -> list[dict[str, Any]]:
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     cells = [[str(r[c]) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
@@ -135,7 +135,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps({"store": str(target), "arrays": rows}, indent=2))
     else:
         for r in rows:
-            r["shape"] = "(" + ", ".join(str(d) for d in r["shape"]) + ")"
+            r["shape"] = str(tuple(r["shape"]))
             r["bytes_on_disk"] = _human(r["bytes_on_disk"])
         columns = ["name", "dtype", "shape", "deleted_rows", "bytes_on_disk", "last_modified"]
         print(_table(rows, columns) if rows else f"{target}: no arrays")
@@ -237,15 +237,22 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_store(path: str) -> str:
+    """``path`` if it is a store; a failure otherwise (instead of creating an empty one)."""
+    if not (Path(path) / "metadata.npkm").is_file():
+        raise _Failure(f"{path}: not a NumPack store (no metadata.npkm)")
+    return path
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
-    with NumPack(args.store) as npk:
+    with NumPack(_existing_store(args.store)) as npk:
         for name in args.names or npk.get_member_list():
             npk.update(name)
     return 0
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
-    with NumPack(args.store) as npk:
+    with NumPack(_existing_store(args.store)) as npk:
         missing = [n for n in args.names if not npk.has_array(n)]
         if missing:
             raise _Failure(f"{args.store}: no array named {', '.join(map(repr, missing))}")
@@ -271,7 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"example:\n  {EXAMPLES[name]}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress or chatter")
+        # SUPPRESS: a -q given before the command is not reset by the subcommand's default.
+        p.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+            help="no progress or chatter",
+        )  # fmt: skip
         return p
 
     p = add("info", "show the arrays of a store, or the members of a .npkg package")

@@ -1,10 +1,15 @@
 //! Reading a package's header and member table without extracting it.
 
-use super::{is_member_name, MAGIC, VERSION_SHUFFLE};
+use super::{is_member_name, MAGIC, MAX_SHUFFLE_BLOCK, VERSION_SHUFFLE};
 use crate::error::{IoContext, NpkError, NpkResult};
+use crate::store::commit::METADATA;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+
+/// Largest `metadata.npkm` a package may declare (about ten million arrays).
+const MAX_METADATA: u64 = 1 << 30;
 
 /// One member of a package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +102,7 @@ pub fn read_info(path: &Path) -> NpkResult<PackageInfo> {
     let count = u32_of(&mut r, path)?;
     let mut pos: u64 = 13;
     let mut entries: Vec<Entry> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for i in 0..count {
         let name_len = u32_of(&mut r, path)? as u64;
         if name_len > 255 || pos + 4 + name_len > len {
@@ -111,11 +117,17 @@ pub fn read_info(path: &Path) -> NpkResult<PackageInfo> {
                 "member {i}: {name:?} is not a store file name (metadata.npkm, data_*.npkd, deleted_*.npkb)"
             )));
         }
-        if entries.iter().any(|e| e.name == name) {
+        if !seen.insert(name.clone()) {
             return Err(bad(format!("member {name:?} appears twice")));
         }
         let original_size = u64_of(&mut r, path)?;
         let compressed_size = u64_of(&mut r, path)?;
+        if name == METADATA && original_size > MAX_METADATA {
+            // Readers hold the metadata in memory: refuse absurd sizes before decoding.
+            return Err(bad(format!(
+                "member {name:?} declares {original_size} bytes (at most {MAX_METADATA})"
+            )));
+        }
         pos += 4 + name_len + 16;
         let (mut shuffle, mut shuffle_block) = (0u8, 0u32);
         if version == VERSION_SHUFFLE {
@@ -123,8 +135,13 @@ pub fn read_info(path: &Path) -> NpkResult<PackageInfo> {
             shuffle = c[0];
             shuffle_block = u32_of(&mut r, path)?;
             pos += 5;
-            if shuffle > 16 || (shuffle > 1 && !shuffle_block.is_multiple_of(u32::from(shuffle))) {
-                return Err(bad(format!("member {name:?}: bad shuffle parameters")));
+            let bad_block = shuffle_block == 0
+                || shuffle_block > MAX_SHUFFLE_BLOCK
+                || !shuffle_block.is_multiple_of(u32::from(shuffle));
+            if shuffle > 16 || (shuffle > 1 && bad_block) {
+                return Err(bad(format!(
+                    "member {name:?}: bad shuffle parameters (item size {shuffle}, block {shuffle_block})"
+                )));
             }
         }
         if compressed_size > 0 && compression == 0 {
@@ -142,7 +159,7 @@ pub fn read_info(path: &Path) -> NpkResult<PackageInfo> {
         };
         pos = pos
             .checked_add(e.stored_size())
-            .filter(|&p| p + 4 <= len)
+            .filter(|&p| p <= len.saturating_sub(4))
             .ok_or_else(|| {
                 bad(format!(
                     "member {:?}: {} bytes declared but the file ends first (truncated?)",

@@ -4,6 +4,8 @@
 //! magic "NPKG" | u32 version | u8 compression | u32 file count
 //! per file: u32 name length | name | u64 original size | u64 stored size (0 = raw)
 //!           [v3: u8 shuffle item size (0 = none) | u32 shuffle block size] | payload
+//!           (a shuffled member's block size is a non-zero multiple of its item size,
+//!           at most 64 MiB)
 //! u32 checksum
 //! ```
 //! Members are streamed through bounded buffers in both directions; a package is written to a
@@ -25,6 +27,8 @@ pub const MAGIC: &[u8; 4] = b"NPKG";
 pub const VERSION: u32 = 2;
 /// The version written with byte shuffling.
 pub const VERSION_SHUFFLE: u32 = 3;
+/// Largest shuffle block a reader accepts (its buffers are this big); numpack writes 1 MiB.
+pub const MAX_SHUFFLE_BLOCK: u32 = 64 << 20;
 
 /// Progress callback: `(bytes done, bytes in all)`.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);

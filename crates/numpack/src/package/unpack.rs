@@ -8,7 +8,7 @@ use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::MetadataFile;
 use crate::store::commit::{sync_dir, METADATA};
 use std::fs::{self, File};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const CHUNK: usize = 1 << 20;
@@ -25,32 +25,75 @@ impl Drop for TempDir {
     }
 }
 
+fn exists_err(target: &Path) -> NpkError {
+    NpkError::io(
+        target,
+        std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "target exists (pass overwrite=True to replace it)",
+        ),
+    )
+}
+
+/// A member's payload, raw or decompressed.
+enum Payload<R: BufRead> {
+    Raw(R),
+    Zstd(zstd::stream::read::Decoder<'static, R>),
+    Zlib(flate2::bufread::ZlibDecoder<R>),
+}
+
+impl<R: BufRead> Read for Payload<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Payload::Raw(r) => r.read(buf),
+            Payload::Zstd(r) => r.read(buf),
+            Payload::Zlib(r) => r.read(buf),
+        }
+    }
+}
+
+impl<R: BufRead> Payload<R> {
+    /// Whether stored bytes are left over once the decoder reached its end.
+    fn has_trailing(&mut self) -> std::io::Result<bool> {
+        let inner = match self {
+            Payload::Raw(r) => r,
+            Payload::Zstd(r) => r.get_mut(),
+            Payload::Zlib(r) => r.get_mut(),
+        };
+        Ok(!inner.fill_buf()?.is_empty())
+    }
+}
+
 /// Writes one member to `dst`, checking its sizes; returns its bytes' CRC32 (and, for
 /// version 1, chains the running checksum over the raw bytes).
 fn extract(
     src: &Path,
     e: &Entry,
     dst: Option<&Path>,
+    mut keep: Option<&mut Vec<u8>>,
     v1: &mut crc32fast::Hasher,
     progress: &mut dyn FnMut(u64),
 ) -> NpkResult<u32> {
     let bad = |why: String| NpkError::corrupt(src, format!("member {:?}: {why}", e.name));
     let mut f = File::open(src).at(src)?;
     f.seek(SeekFrom::Start(e.offset)).at(src)?;
-    let payload = BufReader::with_capacity(CHUNK, f).take(e.stored_size());
-    let mut reader: Box<dyn Read> = if e.compressed_size == 0 {
-        Box::new(payload)
+    let mut payload = BufReader::with_capacity(CHUNK, f).take(e.stored_size());
+    let mut head = [0u8; 4];
+    let head_len = if e.compressed_size == 0 {
+        0
     } else {
-        let mut payload = payload;
-        let mut head = [0u8; 4];
-        super::entry::read_exact(&mut payload, &mut head, src)?;
-        let chained = std::io::Cursor::new(head).chain(payload);
-        if head == ZSTD_MAGIC {
-            Box::new(zstd::stream::read::Decoder::new(chained).at(src)?)
-        } else {
-            // The published package writes zlib under the same compression byte.
-            Box::new(flate2::read::ZlibDecoder::new(chained))
-        }
+        let n = e.stored_size().min(4) as usize;
+        super::entry::read_exact(&mut payload, &mut head[..n], src)?;
+        n
+    };
+    let chained = std::io::Cursor::new(head[..head_len].to_vec()).chain(payload);
+    let mut reader = if e.compressed_size == 0 {
+        Payload::Raw(chained)
+    } else if head == ZSTD_MAGIC {
+        Payload::Zstd(zstd::stream::read::Decoder::with_buffer(chained).at(src)?)
+    } else {
+        // The published package writes zlib under the same compression byte.
+        Payload::Zlib(flate2::bufread::ZlibDecoder::new(chained))
     };
     let mut out = match dst {
         Some(dst) => Some(std::io::BufWriter::with_capacity(
@@ -94,6 +137,9 @@ fn extract(
         };
         crc.update(bytes);
         v1.update(bytes);
+        if let Some(keep) = keep.as_deref_mut() {
+            keep.extend_from_slice(bytes);
+        }
         if let (Some(out), Some(dst)) = (out.as_mut(), dst) {
             out.write_all(bytes).at(dst)?;
         }
@@ -105,6 +151,11 @@ fn extract(
         Ok(0) => {}
         Ok(_) => return Err(bad("decompresses past its declared size".into())),
         Err(err) => return Err(bad(format!("cannot be decoded: {err}"))),
+    }
+    if reader.has_trailing().at(src)? {
+        return Err(bad(
+            "has stored bytes after the end of its compressed stream".into(),
+        ));
     }
     if let (Some(out), Some(dst)) = (out, dst) {
         let file = out
@@ -127,35 +178,80 @@ pub fn unpack(
     progress: Progress<'_>,
 ) -> NpkResult<()> {
     let info = read_info(source)?;
-    let exists_err = || {
-        NpkError::io(
-            target,
-            std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "target exists (pass overwrite=True to replace it)",
-            ),
-        )
-    };
     if target.exists() && !overwrite {
-        return Err(exists_err());
+        return Err(exists_err(target));
     }
     let parent = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).at(parent)?;
+    let created = CreatedDirs::create(parent)?;
+    let result = unpack_into(source, target, parent, &info, overwrite, verify, progress);
+    if result.is_ok() {
+        created.keep();
+    }
+    result
+}
+
+/// The missing ancestors of a directory, created for an unpack and removed again (when still
+/// empty) if it fails, so that a failed unpack leaves nothing behind.
+struct CreatedDirs(Vec<PathBuf>);
+
+impl CreatedDirs {
+    fn create(dir: &Path) -> NpkResult<Self> {
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        fs::create_dir_all(dir).at(dir)?;
+        Ok(CreatedDirs(missing))
+    }
+
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = fs::remove_dir(d); // deepest first; fails (harmlessly) when not empty
+        }
+    }
+}
+
+fn unpack_into(
+    source: &Path,
+    target: &Path,
+    parent: &Path,
+    info: &super::entry::PackageInfo,
+    overwrite: bool,
+    verify: bool,
+    progress: Progress<'_>,
+) -> NpkResult<()> {
     let tmp = crate::store::commit::tmp_path(parent, "unpack");
     fs::create_dir(&tmp).at(&tmp)?;
     let mut guard = TempDir(Some(tmp.clone()));
-    let total: u64 = info.entries.iter().map(|e| e.original_size).sum();
+    let total: u64 = info
+        .entries
+        .iter()
+        .fold(0u64, |t, e| t.saturating_add(e.original_size));
     let mut done = 0u64;
     let mut checksum = 0u32;
     let mut v1 = crc32fast::Hasher::new();
     for e in &info.entries {
-        let crc = extract(source, e, Some(&tmp.join(&e.name)), &mut v1, &mut |n| {
-            done += n;
-            progress(done, total);
-        })?;
+        let crc = extract(
+            source,
+            e,
+            Some(&tmp.join(&e.name)),
+            None,
+            &mut v1,
+            &mut |n| {
+                done += n;
+                progress(done, total);
+            },
+        )?;
         checksum = chain_checksum(checksum, crc);
     }
     if info.version == 1 {
@@ -167,24 +263,11 @@ pub fn unpack(
             reason: format!("stored 0x{:08x}, computed 0x{checksum:08x}", info.checksum),
         });
     }
-    let meta_path = tmp.join(METADATA);
-    match fs::read(&meta_path) {
-        Ok(bytes) => {
-            MetadataFile::decode(&bytes).map_err(|r| {
-                NpkError::corrupt(source, format!("metadata.npkm in the package: {r}"))
-            })?;
-        }
-        Err(_) => {
-            return Err(NpkError::corrupt(
-                source,
-                "the package holds no metadata.npkm".to_owned(),
-            ))
-        }
-    }
+    check_metadata(source, fs::read(tmp.join(METADATA)).ok().as_deref())?;
     sync_dir(&tmp)?;
     if target.exists() {
         if !overwrite {
-            return Err(exists_err());
+            return Err(exists_err(target));
         }
         let old = crate::store::commit::tmp_path(parent, "replaced");
         fs::rename(target, &old).at(target)?;
@@ -192,7 +275,11 @@ pub fn unpack(
             let _ = fs::rename(&old, target);
             return Err(NpkError::io(target, err));
         }
-        let _ = fs::remove_dir_all(&old);
+        if old.is_dir() {
+            let _ = fs::remove_dir_all(&old);
+        } else {
+            let _ = fs::remove_file(&old);
+        }
     } else {
         fs::rename(&tmp, target).at(target)?;
     }
@@ -200,13 +287,27 @@ pub fn unpack(
     sync_dir(parent)
 }
 
-/// Decodes every member of `source` without writing anything and checks sizes and checksum.
+/// Checks that a package's `metadata.npkm` (`None`: absent) decodes.
+fn check_metadata(source: &Path, bytes: Option<&[u8]>) -> NpkResult<()> {
+    let bytes = bytes.ok_or_else(|| {
+        NpkError::corrupt(source, "the package holds no metadata.npkm".to_owned())
+    })?;
+    MetadataFile::decode(bytes)
+        .map(|_| ())
+        .map_err(|r| NpkError::corrupt(source, format!("metadata.npkm in the package: {r}")))
+}
+
+/// Decodes every member of `source` without writing anything and checks sizes, checksum and
+/// that the metadata decodes.
 pub fn verify(source: &Path) -> NpkResult<()> {
     let info = read_info(source)?;
     let mut checksum = 0u32;
     let mut v1 = crc32fast::Hasher::new();
+    let mut meta: Option<Vec<u8>> = None;
     for e in &info.entries {
-        checksum = chain_checksum(checksum, extract(source, e, None, &mut v1, &mut |_| {})?);
+        let keep = (e.name == METADATA).then(|| meta.insert(Vec::new()));
+        let crc = extract(source, e, None, keep, &mut v1, &mut |_| {})?;
+        checksum = chain_checksum(checksum, crc);
     }
     if info.version == 1 {
         checksum = v1.finalize();
@@ -217,5 +318,5 @@ pub fn verify(source: &Path) -> NpkResult<()> {
             reason: format!("stored 0x{:08x}, computed 0x{checksum:08x}", info.checksum),
         });
     }
-    Ok(())
+    check_metadata(source, meta.as_deref())
 }
