@@ -65,13 +65,7 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
             ));
         }
         let path = dir.join(&a.data_file);
-        let len = fs::metadata(&path).at(&path)?.len();
-        if len < a.size_bytes {
-            return Err(NpkError::corrupt(
-                &path,
-                format!("data file is {len} bytes, metadata says {}", a.size_bytes),
-            ));
-        }
+        crate::store::check_file_len(&path, fs::metadata(&path).at(&path)?.len(), a)?;
         out.push(Member {
             name: a.data_file.clone(),
             path,

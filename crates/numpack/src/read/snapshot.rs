@@ -53,16 +53,7 @@ impl ArraySnapshot {
             )));
         }
         let file = File::open(&path).at(&path)?;
-        let len = file.metadata().at(&path)?.len();
-        if len < meta.size_bytes {
-            return Err(NpkError::corrupt(
-                &path,
-                format!(
-                    "data file is {len} bytes but the metadata of array '{}' says {}",
-                    meta.name, meta.size_bytes
-                ),
-            ));
-        }
+        crate::store::check_file_len(&path, file.metadata().at(&path)?.len(), &meta)?;
         let map = if meta.size_bytes == 0 {
             None
         } else {

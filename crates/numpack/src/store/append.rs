@@ -34,12 +34,7 @@ impl Store {
             let path = txn.dir().join(&a.data_file);
             let f = OpenOptions::new().write(true).open(&path).at(&path)?;
             let len = f.metadata().at(&path)?.len();
-            if len < a.size_bytes {
-                return Err(NpkError::corrupt(
-                    &path,
-                    format!("data file is {len} bytes, metadata says {}", a.size_bytes),
-                ));
-            }
+            super::check_file_len(&path, len, &a)?;
             if len > a.size_bytes {
                 // Leftover of an append whose commit never happened.
                 f.set_len(a.size_bytes).at(&path)?;

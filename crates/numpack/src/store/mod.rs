@@ -431,6 +431,21 @@ pub(crate) fn read_bitmap(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<Bit
     }
 }
 
+/// A data file of `len` bytes must hold the `size_bytes` its record commits (longer is fine:
+/// uncommitted bytes of an interrupted append).
+pub(crate) fn check_file_len(path: &Path, len: u64, a: &ArrayMetadata) -> NpkResult<()> {
+    if len < a.size_bytes {
+        return Err(NpkError::corrupt(
+            path,
+            format!(
+                "data file is {len} bytes but the metadata of array '{}' says {}",
+                a.name, a.size_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Most rows a deletion bitmap may cover.
 const MAX_BITMAP_ROWS: u64 = 1 << 36;
 
@@ -438,16 +453,7 @@ const MAX_BITMAP_ROWS: u64 = 1 << 36;
 /// before building anything sized by the record's row count.
 pub(crate) fn check_data_len(dir: &Path, a: &ArrayMetadata) -> NpkResult<()> {
     let path = dir.join(&a.data_file);
-    let len = fs::metadata(&path).at(&path)?.len();
-    if len < a.size_bytes {
-        return Err(NpkError::corrupt(
-            &path,
-            format!(
-                "data file is {len} bytes but the metadata of array '{}' says {}",
-                a.name, a.size_bytes
-            ),
-        ));
-    }
+    check_file_len(&path, fs::metadata(&path).at(&path)?.len(), a)?;
     // Zero-width rows take no bytes, so the data file cannot bound their count: cap it
     // (2^36 rows is an 8 GiB bitmap) instead of trying to allocate petabytes.
     if a.rows() > MAX_BITMAP_ROWS {

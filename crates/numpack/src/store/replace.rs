@@ -53,13 +53,7 @@ impl Store {
                 .write(true)
                 .open(&path)
                 .at(&path)?;
-            let len = f.metadata().at(&path)?.len();
-            if len < a.size_bytes {
-                return Err(NpkError::corrupt(
-                    &path,
-                    format!("data file is {len} bytes, metadata says {}", a.size_bytes),
-                ));
-            }
+            super::check_file_len(&path, f.metadata().at(&path)?.len(), a)?;
             let row = usize::try_from(row).expect("row fits in memory");
             let mut undo = UndoLog {
                 file: a.data_file.clone(),
