@@ -1101,3 +1101,15 @@ fn huge_zero_width_arrays_refuse_row_drops_instead_of_allocating() {
     ));
     assert_eq!(io.get_shape("z").unwrap(), vec![1 << 50, 0]);
 }
+
+#[test]
+fn a_new_store_is_a_valid_empty_store_on_disk() {
+    let (_d, p) = common::store();
+    drop(ParallelIO::new(&p).unwrap());
+    let meta = numpack::format::metadata::MetadataFile::decode(
+        &std::fs::read(p.join("metadata.npkm")).unwrap(),
+    )
+    .unwrap();
+    assert!(meta.arrays.is_empty());
+    assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
+}

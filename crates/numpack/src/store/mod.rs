@@ -118,6 +118,14 @@ impl Store {
             commit::recover(&store.dir, store.durable)?;
             commit::remove_stale_temps(&store.dir)?;
         }
+        if !store.meta_path().exists() {
+            // A store directory always holds its metadata, so a store that was opened but
+            // never written to is still a valid (empty) store for packers and other readers.
+            store.mutate(|txn| {
+                txn.meta_mut();
+                Ok(())
+            })?;
+        }
         store.metadata_file()?;
         Ok(store)
     }
