@@ -2,7 +2,7 @@
 PY ?= python3
 UV := $(PY) -m uv
 
-.PHONY: deps dev test test-rust test-python lint fmt bench
+.PHONY: deps dev dev-release test test-rust test-python lint fmt bench
 
 deps:
 	$(PY) -m pip install -q uv
@@ -11,6 +11,10 @@ deps:
 # Editable install of the package with a fast (non-LTO) build of the native module.
 dev:
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e . --config-settings=build-args="--profile=dev"
+
+# Editable install with the optimised (LTO) native module, for benchmarks.
+dev-release:
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e . --config-settings=build-args="--profile=release"
 
 test: deps dev test-rust test-python lint
 
