@@ -5,6 +5,7 @@ mod numpy_conv;
 mod package;
 mod store;
 mod vector;
+mod writer;
 
 use pyo3::prelude::*;
 
@@ -14,6 +15,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<store::PyStore>()?;
     m.add_class::<numpy_conv::MappedFile>()?;
+    m.add_class::<writer::PyArrayWriter>()?;
     m.add_function(wrap_pyfunction!(numpy_conv::dtype_code, m)?)?;
     m.add_function(wrap_pyfunction!(package::pack, m)?)?;
     m.add_function(wrap_pyfunction!(package::unpack, m)?)?;

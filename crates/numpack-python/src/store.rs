@@ -1,7 +1,10 @@
 //! `numpack._core.Store`: the engine's [`Store`] for Python. Conversion and GIL release only.
 
 use crate::errors::IntoPy;
-use crate::numpy_conv::{input, mapped_array, new_array, numpy_dtype, MappedFile, MappingKind};
+use crate::numpy_conv::{
+    dtype_of, input, mapped_array, new_array, numpy_dtype, MappedFile, MappingKind,
+};
+use crate::writer::PyArrayWriter;
 use numpack::{ArraySnapshot, Store};
 use numpy::{PyArrayDescr, PyReadonlyArray1, PyUntypedArray};
 use pyo3::exceptions::{PyOSError, PyValueError};
@@ -307,6 +310,41 @@ impl PyStore {
     fn total_size(&self, py: Python<'_>) -> PyResult<u64> {
         let store = self.get()?;
         Ok(py.detach(|| store.metadata_file()).py_err()?.total_size())
+    }
+
+    /// Starts a streaming import of array `name` (see `commit_writers`).
+    fn array_writer(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        dtype: &Bound<'_, PyArrayDescr>,
+    ) -> PyResult<PyArrayWriter> {
+        let store = self.get()?;
+        let d = dtype_of(dtype)?;
+        let w = py.detach(|| store.array_writer(name, d)).py_err()?;
+        Ok(PyArrayWriter::new(w))
+    }
+
+    /// Makes the arrays of `writers` (`[(writer, shape), ...]`) appear at once, all or
+    /// nothing; with `only_these`, every other array is removed in the same commit.
+    #[pyo3(signature = (writers, only_these = false))]
+    fn commit_writers(
+        &self,
+        py: Python<'_>,
+        writers: Vec<(Bound<'_, PyArrayWriter>, Vec<u64>)>,
+        only_these: bool,
+    ) -> PyResult<()> {
+        let store = self.get()?;
+        let mut taken = Vec::with_capacity(writers.len());
+        for (w, shape) in &writers {
+            match w.get().take() {
+                Ok(x) => taken.push((x, shape.clone())),
+                // Writers taken so far are dropped, which removes their files too.
+                Err(e) => return Err(e),
+            }
+        }
+        py.detach(|| store.commit_writers(taken, only_these))
+            .py_err()
     }
 
     fn __repr__(&self) -> String {

@@ -40,3 +40,20 @@ pub fn copy_parallel(dst: &mut [u8], src: &[u8]) {
     }
     dst.copy_from_slice(src);
 }
+
+/// Copies `len` bytes of `src` at `src_off` to `dst` at `dst_off`, inside the kernel
+/// (`copy_file_range`) where possible. Moves both files' cursors.
+pub fn copy_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (mut s, mut d) = (src, dst);
+    s.seek(SeekFrom::Start(src_off))?;
+    d.seek(SeekFrom::Start(dst_off))?;
+    let copied = io::copy(&mut s.take(len), &mut d)?;
+    if copied != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("source ended after {copied} of {len} bytes"),
+        ));
+    }
+    Ok(())
+}

@@ -117,6 +117,19 @@ impl Txn {
         tmp
     }
 
+    /// Takes over an existing temporary file in the store directory, renamed onto
+    /// `final_name` at commit (and removed if the mutation is abandoned before that).
+    pub fn adopt(&mut self, tmp: &Path, final_name: &str) {
+        self.tmp_files.push(tmp.to_owned());
+        let tmp_name = tmp
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 temp name")
+            .to_owned();
+        self.steps
+            .push(Step::Rename(tmp_name, final_name.to_owned()));
+    }
+
     /// Removes `final_name` at commit (if it exists).
     pub fn stage_remove(&mut self, final_name: &str) {
         self.steps.push(Step::Remove(final_name.to_owned()));
@@ -335,28 +348,46 @@ pub fn recover(dir: &Path, durable: bool) -> NpkResult<()> {
     fs::remove_file(&journal).at(&journal)
 }
 
+/// Whether a temporary file name belongs to a process that is gone (or to no process).
+/// Temporaries of live processes are imports in progress and must survive other opens.
+fn is_stale_temp(name: &str) -> bool {
+    if name.starts_with("metadata.npkm.tmp") {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
+        return false;
+    };
+    let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) if pid == std::process::id() => false,
+        // Without procfs a live writer cannot be told apart: keep the file.
+        Some(pid) => {
+            Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+        }
+        None => true,
+    }
+}
+
 /// Removes temporary files left by killed processes. Call under the exclusive lock.
 pub fn remove_stale_temps(dir: &Path) -> NpkResult<()> {
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(TMP_PREFIX) || name.starts_with("metadata.npkm.tmp") {
+        if is_stale_temp(&name.to_string_lossy()) {
             let _ = fs::remove_file(entry.path());
         }
     }
     Ok(())
 }
 
-/// Whether the directory holds a journal or temporary files (checked without the lock).
+/// Whether the directory holds a journal or stale temporary files (checked without the lock).
 pub fn needs_recovery(dir: &Path) -> NpkResult<bool> {
     if dir.join(JOURNAL).exists() {
         return Ok(true);
     }
     for entry in fs::read_dir(dir).at(dir)? {
         let name = entry.at(dir)?.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(TMP_PREFIX) || name.starts_with("metadata.npkm.tmp") {
+        if is_stale_temp(&name.to_string_lossy()) {
             return Ok(true);
         }
     }

@@ -26,8 +26,10 @@ pub mod lock;
 mod replace;
 mod save;
 pub mod verify;
+mod writer;
 
 pub use save::SaveItem;
+pub use writer::ArrayWriter;
 
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;

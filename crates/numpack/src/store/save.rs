@@ -64,16 +64,15 @@ pub(crate) fn fresh_data_file(txn: &Txn, name: &str) -> String {
         .expect("some salt is free")
 }
 
-/// Where the bytes of an array saved in `txn` go: the final file for a new array, a staged
-/// temporary for an existing one (renamed over the old file at commit).
-pub(crate) fn target_file(txn: &mut Txn, name: &str) -> (String, PathBuf) {
+/// The data file an array saved in `txn` ends up in: its current file when it exists, else a
+/// fresh name. Stages the removal of the bitmap that would otherwise apply to it.
+pub(crate) fn final_data_file(txn: &mut Txn, name: &str) -> String {
     match txn.meta.arrays.get(name).map(|a| a.data_file.clone()) {
         Some(file) => {
             if let Some(bitmap) = names::bitmap_file(&file) {
                 txn.stage_remove(&bitmap);
             }
-            let tmp = txn.stage_file(&file);
-            (file, tmp)
+            file
         }
         None => {
             let file = fresh_data_file(txn, name);
@@ -83,10 +82,22 @@ pub(crate) fn target_file(txn: &mut Txn, name: &str) -> (String, PathBuf) {
                     txn.stage_remove(&bitmap);
                 }
             }
-            let path = txn.dir().join(&file);
-            (file, path)
+            file
         }
     }
+}
+
+/// Where the bytes of an array saved in `txn` go: the final file for a new array, a staged
+/// temporary for an existing one (renamed over the old file at commit).
+pub(crate) fn target_file(txn: &mut Txn, name: &str) -> (String, PathBuf) {
+    let exists = txn.meta.arrays.contains_key(name);
+    let file = final_data_file(txn, name);
+    let path = if exists {
+        txn.stage_file(&file)
+    } else {
+        txn.dir().join(&file)
+    };
+    (file, path)
 }
 
 impl Store {

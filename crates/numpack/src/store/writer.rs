@@ -1,0 +1,203 @@
+//! Streaming imports: arrays written batch by batch into temporary files, invisible to every
+//! reader until [`Store::commit_writers`] makes all of them appear at once.
+//!
+//! An import of any size holds no store lock while it writes (other handles keep reading and
+//! writing), and a failed or abandoned import leaves nothing behind: the temporary file is
+//! removed when its [`ArrayWriter`] is dropped uncommitted, and a killed process's temporaries
+//! are removed by the next open.
+
+use super::commit::tmp_path;
+use super::save::final_data_file;
+use super::{now_micros, Store};
+use crate::dtype::DataType;
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::metadata::{ArrayMetadata, MAX_NDIM};
+use crate::format::names;
+use crate::io::write_all_parallel;
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::PathBuf;
+
+/// A new array being written: its bytes go to a temporary file in the store directory.
+#[derive(Debug)]
+pub struct ArrayWriter {
+    name: String,
+    dtype: DataType,
+    tmp: PathBuf,
+    file: File,
+    len: u64,
+    /// Ownership of `tmp` passed to a commit (which removes it on failure itself).
+    handed_over: bool,
+}
+
+impl ArrayWriter {
+    /// The array name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DataType {
+        self.dtype
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends little-endian element bytes (whole elements, C order).
+    pub fn write(&mut self, data: &[u8]) -> NpkResult<()> {
+        if !data.len().is_multiple_of(self.dtype.size_bytes()) {
+            return Err(NpkError::InvalidShape(format!(
+                "array '{}': {} bytes are not whole {} elements",
+                self.name,
+                data.len(),
+                self.dtype
+            )));
+        }
+        let r = write_all_parallel(&self.file, data, self.len);
+        self.settle(r, data.len() as u64)
+    }
+
+    /// Appends `len` bytes of `src` starting at `offset`, copied inside the kernel
+    /// (`copy_file_range`) where the file system allows it.
+    pub fn copy_from(&mut self, src: &File, offset: u64, len: u64) -> NpkResult<()> {
+        if !len.is_multiple_of(self.dtype.size_bytes() as u64) {
+            return Err(NpkError::InvalidShape(format!(
+                "array '{}': {len} bytes are not whole {} elements",
+                self.name, self.dtype
+            )));
+        }
+        let r = crate::io::copy_range(src, offset, &self.file, self.len, len);
+        self.settle(r, len)
+    }
+
+    /// Counts `n` more bytes after a successful write; after a failed one, cuts off whatever
+    /// part of it landed, so the file holds exactly the bytes counted.
+    fn settle(&mut self, r: std::io::Result<()>, n: u64) -> NpkResult<()> {
+        if let Err(e) = r {
+            let _ = self.file.set_len(self.len);
+            return Err(NpkError::io(&self.tmp, e));
+        }
+        self.len += n;
+        Ok(())
+    }
+}
+
+impl Drop for ArrayWriter {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn check_shape(w: &ArrayWriter, shape: &[u64]) -> NpkResult<()> {
+    if shape.len() > MAX_NDIM {
+        return Err(NpkError::InvalidShape(format!(
+            "array '{}' has more than {MAX_NDIM} dimensions",
+            w.name
+        )));
+    }
+    let need = shape
+        .iter()
+        .try_fold(w.dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| NpkError::InvalidShape(format!("shape {shape:?} overflows")))?;
+    if need != w.len {
+        return Err(NpkError::InvalidShape(format!(
+            "array '{}': shape {shape:?} of {} needs {need} bytes, {} were written",
+            w.name, w.dtype, w.len
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Starts writing a new array `name` (it replaces an array of that name when committed).
+    pub fn array_writer(&self, name: &str, dtype: DataType) -> NpkResult<ArrayWriter> {
+        names::validate(name)?;
+        let final_name = names::data_file(&names::stem(name, 0));
+        let tmp = tmp_path(self.dir(), &final_name);
+        let file = File::create_new(&tmp).at(&tmp)?;
+        Ok(ArrayWriter {
+            name: name.to_owned(),
+            dtype,
+            tmp,
+            file,
+            len: 0,
+            handed_over: false,
+        })
+    }
+
+    /// Makes every written array appear at once with its final `shape` (which must account
+    /// for exactly the bytes written), replacing arrays of the same names whole; with
+    /// `only_these`, every other array of the store is removed in the same commit. All or
+    /// nothing: on error no array changes and the temporary files are removed.
+    pub fn commit_writers(
+        &self,
+        writers: Vec<(ArrayWriter, Vec<u64>)>,
+        only_these: bool,
+    ) -> NpkResult<()> {
+        let mut seen = HashSet::new();
+        for (w, shape) in &writers {
+            if w.tmp.parent() != Some(self.dir()) {
+                return Err(NpkError::InvalidOperation(format!(
+                    "array '{}' was started in another store",
+                    w.name
+                )));
+            }
+            check_shape(w, shape)?;
+            if !seen.insert(w.name.clone()) {
+                return Err(NpkError::InvalidOperation(format!(
+                    "array '{}' given twice",
+                    w.name
+                )));
+            }
+        }
+        if writers.is_empty() && !only_these {
+            return Ok(());
+        }
+        let durable = self.durable();
+        if durable {
+            for (w, _) in &writers {
+                w.file.sync_all().at(&w.tmp)?;
+            }
+        }
+        let mut writers = writers;
+        self.mutate(|txn| {
+            let now = now_micros();
+            if only_these {
+                // Removals are staged before the renames, so a new array may reuse a name.
+                let others: Vec<ArrayMetadata> = txn
+                    .meta
+                    .arrays
+                    .values()
+                    .filter(|a| !seen.contains(&a.name))
+                    .cloned()
+                    .collect();
+                for a in others {
+                    txn.meta_mut().arrays.remove(&a.name);
+                    txn.stage_remove(&a.data_file);
+                    if let Some(b) = names::bitmap_file(&a.data_file) {
+                        txn.stage_remove(&b);
+                    }
+                }
+            }
+            for (w, shape) in &mut writers {
+                let file = final_data_file(txn, &w.name);
+                txn.adopt(&w.tmp, &file);
+                w.handed_over = true;
+                self.mark_dirty(txn.dir().join(&file));
+                let record = ArrayMetadata::new(&w.name, std::mem::take(shape), w.dtype, file, now);
+                txn.meta_mut().arrays.insert(w.name.clone(), record);
+            }
+            Ok(())
+        })
+    }
+}
