@@ -30,7 +30,7 @@ from .. import _core
 from .._indexing import le_dtype
 from ..numpack import NumPack
 
-__all__ = ["ArraySink", "Import", "atomic_output", "chunk_rows"]
+__all__ = ["ArraySink", "Import", "atomic_output", "chunk_rows", "is_storable", "naming"]
 
 
 def chunk_rows(row_bytes: int, chunk_size: int) -> int:
@@ -38,6 +38,36 @@ def chunk_rows(row_bytes: int, chunk_size: int) -> int:
     if row_bytes <= 0:
         return 1 << 20
     return max(1, int(chunk_size) // int(row_bytes))
+
+
+def is_storable(dtype: npt.DTypeLike) -> bool:
+    """Whether a store can hold ``dtype`` (one of the 14 dtypes, any byte order)."""
+    try:
+        _core.dtype_code(le_dtype(np.dtype(dtype)))
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def naming(file: str | os.PathLike[str], key: object = None) -> Iterator[None]:
+    """Re-raise an exception of the block with ``file`` (and ``key``) at the start of its
+    message, keeping its type where it can (``ImportError`` and ``OSError`` that already
+    name a file pass unchanged)."""
+    try:
+        yield
+    except (ImportError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        where = os.fspath(file) + (f" [{key}]" if key is not None else "")
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        if where in text or (isinstance(e, OSError) and e.filename is not None):
+            raise
+        try:
+            new = type(e)(f"{where}: {text}")
+        except Exception:
+            new = ValueError(f"{where}: {text}")
+        raise new from e
 
 
 class ArraySink:
@@ -149,13 +179,26 @@ class Import:
         self._sinks[name] = sink
         return sink
 
-    def save(self, name: str, array: npt.ArrayLike) -> None:
-        """Import a whole in-memory array (any shape, 0-d included)."""
+    def save(self, name: str, array: npt.ArrayLike, chunk_size: int | None = None) -> None:
+        """Import an in-memory array (any shape, 0-d included); with ``chunk_size``, in
+        batches of about that many bytes (so a non-contiguous or big-endian array is never
+        copied whole)."""
         a = np.asarray(array)
         if a.ndim == 0:
             self.array(name, a.dtype, None).write(a)
-        else:
-            self.array(name, a.dtype, a.shape[1:]).write(a)
+            return
+        sink = self.array(name, a.dtype, a.shape[1:])
+        n = a.shape[0]
+        step = n if chunk_size is None else chunk_rows(a[:1].nbytes, chunk_size)
+        if n == 0:
+            sink.write(a)
+        for start in range(0, n, max(1, step)):
+            sink.write(a[start : start + step])
+
+    @property
+    def path(self) -> Path:
+        """The store directory."""
+        return self._path
 
     @property
     def names(self) -> list[str]:

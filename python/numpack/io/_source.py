@@ -1,0 +1,123 @@
+"""The exporters' side: an existing store read array by array, in chunks of rows."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _core
+from ..exceptions import ArrayNotFoundError
+from ..numpack import NumPack
+from ._chunks import chunk_rows
+
+__all__ = ["Source"]
+
+
+class Source:
+    """An existing store opened for export (``FileNotFoundError`` if there is none).
+
+    Use as a context manager; the store is closed on exit.
+    """
+
+    def __init__(self, input_path: str | os.PathLike[str]) -> None:
+        self.path = Path(os.fspath(input_path))
+        if not (self.path / "metadata.npkm").is_file():
+            raise FileNotFoundError(f"NumPack store not found: {self.path}")
+        self._npk = NumPack(self.path)
+        self.store: _core.Store
+
+    def __enter__(self) -> Source:
+        self._npk.open()
+        self.store = self._npk._core_store()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._npk.close()
+
+    @property
+    def npk(self) -> NumPack:
+        """The open store."""
+        return self._npk
+
+    def names(self, array_names: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
+        """``array_names`` checked to exist (a str counts as one name); ``None``: all arrays."""
+        have = self.store.names()
+        if array_names is None:
+            return have
+        wanted = [array_names] if isinstance(array_names, str) else list(array_names)
+        missing = [n for n in wanted if n not in have]
+        if missing:
+            raise ArrayNotFoundError(
+                f"Array(s) {missing} not found in {self.path}; available: {have}"
+            )
+        return wanted
+
+    def single(self, array_name: str | None = None) -> str:
+        """``array_name``, or the only array of the store when it is ``None``."""
+        if array_name is not None:
+            return self.names([array_name])[0]
+        have = self.store.names()
+        if len(have) != 1:
+            what = "no arrays" if not have else f"multiple arrays {have}"
+            raise ValueError(f"NumPack contains {what}; please provide the array_name argument.")
+        return have[0]
+
+    def describe(self, name: str) -> tuple[np.dtype[Any], tuple[int, ...]]:
+        """``(dtype, logical shape)`` of array ``name``."""
+        dtype, shape = self.store.describe(name)
+        return np.dtype(dtype), tuple(int(d) for d in shape)
+
+    def nbytes(self, name: str) -> int:
+        """Bytes of the logical array ``name``."""
+        dtype, shape = self.describe(name)
+        return dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+
+    def load(self, name: str) -> npt.NDArray[Any]:
+        """The whole array in memory (for small arrays and 0-d ones)."""
+        return self.store.load(name)
+
+    def rows_per_chunk(self, name: str, chunk_size: int, multiple: int = 1) -> int:
+        """Rows per chunk of about ``chunk_size`` bytes, a multiple of ``multiple`` when that
+        is at least one chunk's worth of rows."""
+        dtype, shape = self.describe(name)
+        row = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+        n = chunk_rows(row, chunk_size)
+        multiple = max(1, int(multiple))
+        return max(multiple, n // multiple * multiple) if n >= multiple else n
+
+    def chunks(self, name: str, chunk_size: int, multiple: int = 1) -> Iterator[npt.NDArray[Any]]:
+        """The logical rows of ``name`` in consecutive chunks (nothing for 0 rows; the 0-d
+        array itself for a 0-d array)."""
+        _dtype, shape = self.describe(name)
+        if not shape:
+            yield self.load(name)
+            return
+        step = self.rows_per_chunk(name, chunk_size, multiple)
+        for start in range(0, shape[0], step):
+            yield self.store.read_range(name, start, min(start + step, shape[0]))
+
+    def payload_file(self, name: str) -> Path | None:
+        """The data file of ``name`` when it holds exactly the array's C-order bytes from
+        offset 0 (no deleted rows), else ``None``."""
+        info = self.store.info(name)
+        if int(info.get("deleted_rows", 0)):
+            return None
+        dtype, shape = self.describe(name)
+        need = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        path = Path(info["data_file"])
+        if not path.is_absolute():
+            path = self.path / path
+        if need and (not path.is_file() or path.stat().st_size < need):
+            return None
+        return path

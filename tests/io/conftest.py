@@ -1,0 +1,147 @@
+"""Shared fixtures of the ``numpack.io`` tests: sample data with NaN/inf/-0.0, exact
+comparisons, snapshots of a store to check that a failed import left it unchanged."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import types
+
+import numpy as np
+import pytest
+
+import numpack
+
+#: The 14 dtypes a store holds.
+ALL_DTYPES = [
+    np.dtype(n)
+    for n in (
+        "bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
+        "float16", "float32", "float64", "complex64", "complex128",
+    )
+]  # fmt: skip
+
+#: Shapes from 1-d to 4-d, with and without rows.
+SHAPES = [(7,), (7, 3), (5, 2, 3), (4, 2, 3, 2), (0,), (0, 3), (0, 2, 2), (0, 1, 2, 2)]
+
+
+def sample(shape, dtype, seed=0):
+    """Varied values of ``dtype``; floats and complex include NaN, +-inf and -0.0."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        a = rng.random(shape) < 0.5
+    elif dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        a = rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    else:
+        a = (rng.standard_normal(shape) * 100).astype(dtype)
+        if dtype.kind == "c":
+            a = a + 1j * (rng.standard_normal(shape) * 100).astype(dtype)
+        flat = a.reshape(-1)
+        for i, v in enumerate([np.nan, np.inf, -np.inf, -0.0][: flat.size]):
+            flat[i] = v
+    return np.ascontiguousarray(np.asarray(a, dtype=dtype).reshape(shape))
+
+
+def same(a, b):
+    """Whether ``a`` and ``b`` hold the same values of the same dtype and shape (NaN equal to
+    NaN, -0.0 distinct from 0.0)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind in "fc":
+        if not np.array_equal(a, b, equal_nan=True):
+            return False
+        parts = (a.real, b.real, a.imag, b.imag) if a.dtype.kind == "c" else (a, b)
+        return all(
+            np.array_equal(np.signbit(x), np.signbit(y)) for x, y in zip(parts[::2], parts[1::2])
+        )
+    return np.array_equal(a, b)
+
+
+def assert_same(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert same(a, b), f"differ: {a.dtype}{a.shape} vs {b.dtype}{b.shape}\n{a!r}\n{b!r}"
+
+
+def store_state(path):
+    """Everything visible in the store at ``path``: arrays (dtype, shape, bytes) and the
+    directory listing (so no temporary file may be left behind)."""
+    with numpack.NumPack(path) as npk:
+        arrays = {}
+        for n in npk.get_member_list():
+            a = npk.load(n)
+            arrays[n] = (a.dtype.str, a.shape, a.tobytes())
+    return arrays, sorted(os.listdir(path))
+
+
+def peak_anon_mb(script):
+    """Run ``script`` in a fresh interpreter; it must print ``ready`` after its imports and
+    set-up. Returns the peak RssAnon (MB) above the value seen at ``ready``."""
+    code = textwrap.dedent(script)
+    seen = threading.Event()
+    base, peak = None, 0
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as p:
+
+        def pump():
+            for line in p.stdout:
+                if "ready" in line:
+                    seen.set()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        while p.poll() is None:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    kb = next((int(x.split()[1]) for x in f if x.startswith("RssAnon:")), 0)
+            except OSError:
+                kb = 0
+            if base is None and seen.is_set():
+                base = kb
+            if base is not None:
+                peak = max(peak, kb - base)
+            time.sleep(0.002)
+        reader.join()
+    assert p.returncode == 0, f"memory script failed ({p.returncode})"
+    assert base is not None, "the script never printed 'ready'"
+    return peak / 1024
+
+
+@pytest.fixture
+def h():
+    """The helpers above as one namespace: ``h.sample``, ``h.same``, ``h.assert_same``,
+    ``h.store_state``, ``h.peak_anon_mb``, ``h.SHAPES``, ``h.ALL_DTYPES``."""
+    return types.SimpleNamespace(
+        sample=sample,
+        same=same,
+        assert_same=assert_same,
+        store_state=store_state,
+        peak_anon_mb=peak_anon_mb,
+        SHAPES=SHAPES,
+        ALL_DTYPES=ALL_DTYPES,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A store holding one array 'keep', to check that imports leave others untouched."""
+    path = tmp_path / "store.npk"
+    with numpack.NumPack(path) as npk:
+        npk.save({"keep": np.arange(10, dtype=np.int32)})
+    return path
+
+
+def load_all(path):
+    with numpack.NumPack(path) as npk:
+        return {n: npk.load(n) for n in npk.get_member_list()}
+
+
+@pytest.fixture
+def load():
+    """``load(store_path)`` → ``{name: ndarray}``."""
+    return load_all
