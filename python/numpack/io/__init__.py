@@ -16,8 +16,12 @@ from typing import Any
 
 from .._deps import DependencyError
 from ..package import get_package_info, pack, unpack
+from .arrow import from_parquet_table, from_table, to_parquet_table, to_table
 from .csv import from_csv, from_txt, to_csv, to_txt
+from .feather import from_feather, from_feather_file, to_feather, to_feather_file
 from .npy import from_npy, to_npy
+from .pandas import from_dataframe, to_dataframe
+from .parquet import from_parquet, from_parquet_file, to_parquet, to_parquet_file
 from .utils import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_CHUNK_SIZE,
@@ -48,6 +52,10 @@ def _deprecated(alias: str, target: Callable[..., Any]) -> Callable[..., Any]:
 
 from_numpy = _deprecated("from_numpy", from_npy)
 to_numpy = _deprecated("to_numpy", to_npy)
+from_arrow = _deprecated("from_arrow", from_table)
+to_arrow = _deprecated("to_arrow", to_table)
+from_pandas = _deprecated("from_pandas", from_dataframe)
+to_pandas = _deprecated("to_pandas", to_dataframe)
 
 __all__ = [
     # utilities
@@ -65,6 +73,26 @@ __all__ = [
     "to_csv",
     "from_txt",
     "to_txt",
+    # Parquet / Feather / Arrow
+    "from_parquet",
+    "to_parquet",
+    "from_parquet_file",
+    "to_parquet_file",
+    "from_parquet_table",
+    "to_parquet_table",
+    "from_feather",
+    "to_feather",
+    "from_feather_file",
+    "to_feather_file",
+    "from_table",
+    "to_table",
+    "from_arrow",
+    "to_arrow",
+    # pandas
+    "from_dataframe",
+    "to_dataframe",
+    "from_pandas",
+    "to_pandas",
     # packages
     "pack",
     "unpack",

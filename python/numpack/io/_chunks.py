@@ -56,7 +56,7 @@ def naming(file: str | os.PathLike[str], key: object = None) -> Iterator[None]:
     name a file pass unchanged)."""
     try:
         yield
-    except (ImportError, KeyboardInterrupt):
+    except (ImportError, Warning):
         raise
     except Exception as e:
         where = os.fspath(file) + (f" [{key}]" if key is not None else "")

@@ -1,0 +1,290 @@
+"""Arrow record batches <-> store arrays: the conversion rules shared by Parquet, Feather and
+in-memory ``pyarrow.Table`` objects.
+
+Arrow to NumPy (numpack 0.6 rule): the selected columns become the columns of one 2-d array
+``(rows, ncols)`` of their common dtype; a table with no rows or no columns becomes an empty
+float64 array. NumPy to Arrow: a 1-d array is one column ``data``, a 2-d array the columns
+``col0..col{n-1}``, a 3-d or higher array one column ``data`` of its flattened values. Tables
+written by numpack also carry the array's shape and dtype in the schema metadata
+(``b"numpack"``), so reading them back (all columns) restores the exact array, 0-d and n-d
+included. Batches are converted one at a time, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._deps import require
+from ..numpack import NumPack
+from ._chunks import ArraySink, Import, naming
+from ._progress import Progress
+from ._source import Source
+
+__all__ = [
+    "from_table",
+    "to_table",
+    "from_parquet_table",
+    "to_parquet_table",
+    "arrow_schema",
+    "import_batches",
+    "record_batches",
+]
+
+_META = b"numpack"
+
+
+def _pa() -> Any:
+    return require("pyarrow")
+
+
+def _column_dtype(field: Any, where: str) -> np.dtype[Any]:
+    pa = _pa()
+    t = field.type
+    if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
+        return np.dtype(t.to_pandas_dtype())
+    raise ValueError(
+        f"{where}: column '{field.name}' has Arrow type {t}, which numpack cannot store"
+    )
+
+
+def _saved_layout(schema: Any) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
+    """The (shape, dtype) numpack wrote into ``schema``'s metadata, if any."""
+    raw = (schema.metadata or {}).get(_META)
+    if raw is None:
+        return None
+    try:
+        d = json.loads(raw)
+        return tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class _Rows:
+    """Takes flat values of a table of ``(rows, *row_shape)`` and writes whole rows."""
+
+    def __init__(self, sink: ArraySink, row_shape: tuple[int, ...]) -> None:
+        self.sink = sink
+        self.row_shape = row_shape
+        self.per_row = int(np.prod(row_shape, dtype=np.int64))
+        self.rest: npt.NDArray[Any] | None = None
+
+    def add(self, flat: npt.NDArray[Any]) -> None:
+        if self.rest is not None and self.rest.size:
+            flat = np.concatenate([self.rest, flat])
+        n = flat.size // self.per_row if self.per_row else 0
+        self.sink.write(flat[: n * self.per_row].reshape((n, *self.row_shape)))
+        self.rest = flat[n * self.per_row :].copy()
+
+    def finish(self, where: str) -> None:
+        if self.rest is not None and self.rest.size:
+            raise ValueError(f"{where}: {self.rest.size} values left over after the last row")
+
+
+def _layout(schema: Any, ncols: int, dtype: np.dtype[Any]) -> tuple[int, ...] | None:
+    """The shape numpack saved in ``schema`` when it fits ``ncols`` columns of ``dtype``."""
+    layout = _saved_layout(schema)
+    if layout is None or layout[1] != dtype:
+        return None
+    shape = layout[0]
+    if (len(shape) == 2 and ncols == shape[1]) or (len(shape) != 2 and ncols == 1):
+        return shape
+    return None
+
+
+def import_batches(
+    imp: Import,
+    name: str,
+    schema: Any,
+    batches: Iterable[Any],
+    where: str,
+    columns: list[str] | None,
+    bar: Progress | None = None,
+) -> None:
+    """Import record ``batches`` (holding the ``columns`` of ``schema``, in that order, or
+    all of them) as array ``name``; the shape numpack saved in the schema metadata is
+    restored when all columns are read."""
+    if columns is not None:
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise KeyError(f"{where}: column(s) {missing} not found; available: {schema.names}")
+    fields = [schema.field(c) for c in (schema.names if columns is None else columns)]
+    names = [f.name for f in fields]
+    dtypes = [_column_dtype(f, where) for f in fields]
+    if not fields:
+        imp.save(name, np.empty((sum(b.num_rows for b in batches), 0)))
+        return
+    dtype = np.result_type(*dtypes)
+    shape = _layout(schema, len(fields), dtype) if columns is None else None
+    if shape is None or len(shape) == 2:
+        sink = None
+        for batch in batches:
+            out = np.empty((batch.num_rows, len(fields)), dtype)
+            for j, col in enumerate(batch.columns):
+                out[:, j] = _values(col, names[j], dtype, where)
+            if sink is None:
+                sink = imp.array(name, dtype, (len(fields),))
+            sink.write(out)
+            if bar is not None:
+                bar.update(out.nbytes)
+            del batch, out  # free before the next batch is decoded
+        if sink is None:  # no rows: numpack 0.6 made these float64 unless we wrote them
+            imp.save(name, np.empty((0, len(fields)), dtype if shape else np.float64))
+        return
+    if not shape:  # 0-d
+        values = [_values(b.column(0), names[0], dtype, where) for b in batches]
+        flat = np.concatenate(values) if values else np.empty(0, dtype)
+        if flat.size != 1:
+            raise ValueError(f"{where}: a 0-d array needs one value, the table has {flat.size}")
+        imp.save(name, flat.reshape(()))
+        return
+    rows = _Rows(imp.array(name, dtype, shape[1:]), shape[1:])
+    if not rows.per_row:
+        rows.sink.write(np.empty(shape, dtype))
+        return
+    for batch in batches:
+        flat = _values(batch.column(0), names[0], dtype, where)
+        rows.add(flat)
+        if bar is not None:
+            bar.update(flat.nbytes)
+        del batch, flat
+    rows.finish(where)
+    if rows.sink.rows != shape[0]:
+        raise ValueError(f"{where}: {rows.sink.rows} rows, the metadata says {shape[0]}")
+
+
+def _values(col: Any, name: str, dtype: np.dtype[Any], where: str) -> npt.NDArray[Any]:
+    if col.null_count and not _pa().types.is_floating(col.type):
+        raise ValueError(f"{where}: column '{name}' has {col.null_count} null values")
+    a = col.to_numpy(zero_copy_only=False)
+    return a if a.dtype == dtype else a.astype(dtype)
+
+
+def arrow_schema(
+    dtype: np.dtype[Any], shape: tuple[int, ...], column_names: list[str] | None = None
+) -> Any:
+    """The Arrow schema numpack writes for an array (with the shape in its metadata)."""
+    pa = _pa()
+    if dtype.kind == "c":
+        raise ValueError(f"Arrow has no {dtype} type: complex arrays cannot be exported")
+    t = pa.from_numpy_dtype(dtype)
+    names = (
+        [f"col{i}" for i in range(shape[1])] if len(shape) == 2 else ["data"]
+    ) if column_names is None else list(column_names)  # fmt: skip
+    want = shape[1] if len(shape) == 2 else 1
+    if len(names) != want:
+        raise ValueError(f"{len(names)} column names given for {want} columns")
+    meta = {_META: json.dumps({"shape": list(shape), "dtype": dtype.str}).encode()}
+    return pa.schema([pa.field(n, t) for n in names], metadata=meta)
+
+
+def record_batches(
+    src: Source, name: str, schema: Any, chunk_size: int, multiple: int = 1
+) -> Iterator[Any]:
+    """The array ``name`` as record batches of ``schema``, chunk by chunk."""
+    pa = _pa()
+    _dtype, shape = src.describe(name)
+    for chunk in src.chunks(name, chunk_size, multiple):
+        if len(shape) == 2:
+            cols = np.ascontiguousarray(chunk.T)
+            arrays = [pa.array(cols[j]) for j in range(cols.shape[0])]
+        else:
+            arrays = [pa.array(np.ascontiguousarray(chunk).reshape(-1))]
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _table_batches(table: Any, columns: list[str] | None, chunk_size: int) -> Iterator[Any]:
+    width = max(1, len(table.column_names) if columns is None else len(columns))
+    rows = max(1, chunk_size // (8 * width))
+    yield from table.to_batches(max_chunksize=rows)
+
+
+def from_table(
+    table: Any,
+    output_path: str | os.PathLike[str],
+    array_name: str | None = None,
+    columns: list[str] | None = None,
+    drop_if_exists: bool = False,
+    return_npk_obj: bool = False,
+    *,
+    chunk_size: int = 64 << 20,
+) -> NumPack | None:
+    """Import an in-memory ``pyarrow.Table`` (or ``RecordBatch``) as one array.
+
+    Parameters
+    ----------
+    table : pyarrow.Table or pyarrow.RecordBatch
+        Numeric (bool, integer, floating) columns; nulls only in floating columns (NaN).
+    output_path : str or os.PathLike
+        The store directory.
+    array_name : str, optional
+        Default ``"data"``.
+    columns : list of str, optional
+        Columns to import, in this order (default: all).
+    drop_if_exists, return_npk_obj : bool
+        As for :func:`numpack.io.from_npy`.
+    chunk_size : int, optional
+        Bytes per converted batch.
+
+    Returns
+    -------
+    NumPack or None
+    """
+    pa = _pa()
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"Expected pyarrow.Table, got {type(table).__name__}")
+    where = "<pyarrow.Table>"
+    with Import(output_path, drop_if_exists, keep_open=return_npk_obj) as imp, naming(where):
+        if columns is not None:
+            missing = [c for c in columns if c not in table.column_names]
+            if missing:
+                raise KeyError(f"column(s) {missing} not found; available: {table.column_names}")
+            batches = _table_batches(table.select(columns), columns, int(chunk_size))
+        else:
+            batches = _table_batches(table, columns, int(chunk_size))
+        import_batches(imp, array_name or "data", table.schema, batches, where, columns)
+    return imp.result
+
+
+def to_table(
+    input_path: str | os.PathLike[str],
+    array_name: str | None = None,
+    column_names: list[str] | None = None,
+) -> Any:
+    """Export one array as an in-memory ``pyarrow.Table`` (1-d: column ``data``; 2-d:
+    ``col0..``; n-d: ``data`` flattened; ``column_names`` override the names)."""
+    pa = _pa()
+    with Source(input_path) as src:
+        name = src.single(array_name)
+        dtype, shape = src.describe(name)
+        schema = arrow_schema(dtype, shape, column_names)
+        batches = list(record_batches(src, name, schema, 64 << 20))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def from_parquet_table(
+    table: Any,
+    output_path: str | os.PathLike[str],
+    array_name: str | None = None,
+    columns: list[str] | None = None,
+    drop_if_exists: bool = False,
+    return_npk_obj: bool = False,
+) -> NumPack | None:
+    """Import an in-memory ``pyarrow.Table`` (same as :func:`from_table`)."""
+    return from_table(table, output_path, array_name, columns, drop_if_exists, return_npk_obj)
+
+
+def to_parquet_table(
+    input_path: str | os.PathLike[str],
+    array_name: str | None = None,
+    column_names: list[str] | None = None,
+) -> Any:
+    """Export one array as an in-memory ``pyarrow.Table`` (same as :func:`to_table`)."""
+    return to_table(input_path, array_name, column_names)
