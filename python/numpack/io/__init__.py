@@ -19,6 +19,7 @@ from ..package import get_package_info, pack, unpack
 from .arrow import from_parquet_table, from_table, to_parquet_table, to_table
 from .csv import from_csv, from_txt, to_csv, to_txt
 from .feather import from_feather, from_feather_file, to_feather, to_feather_file
+from .hdf5 import from_hdf5, to_hdf5
 from .npy import from_npy, to_npy
 from .pandas import from_dataframe, to_dataframe
 from .parquet import from_parquet, from_parquet_file, to_parquet, to_parquet_file
@@ -73,6 +74,9 @@ __all__ = [
     "to_csv",
     "from_txt",
     "to_txt",
+    # HDF5 / Zarr
+    "from_hdf5",
+    "to_hdf5",
     # Parquet / Feather / Arrow
     "from_parquet",
     "to_parquet",

@@ -1,0 +1,119 @@
+"""numpack.io HDF5: round trips of every dtype, files written by h5py (gzip + shuffle
+chunks, big-endian, scalars, groups), failures mid-file, bounded memory."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+import numpack
+import numpack.io as nio
+
+
+@pytest.mark.parametrize("compression", ["gzip", None])
+def test_round_trip_every_dtype_and_shape(tmp_path, h, load, compression):
+    arrays = {f"{dt.name}_{i}": h.sample(shape, dt, seed=i)
+              for dt in h.ALL_DTYPES for i, shape in enumerate(h.SHAPES + [()])}  # fmt: skip
+    with numpack.NumPack(tmp_path / "s.npk") as npk:
+        npk.save(arrays)
+    nio.to_hdf5(tmp_path / "s.npk", tmp_path / "a.h5", compression=compression, chunk_size=48)
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert sorted(f) == sorted(arrays)
+        h.assert_same(f["float32_1"][()], arrays["float32_1"])
+    nio.from_hdf5(tmp_path / "a.h5", tmp_path / "t.npk", chunk_size=48)
+    got = load(tmp_path / "t.npk")
+    assert sorted(got) == sorted(arrays)
+    for k, v in arrays.items():
+        h.assert_same(got[k], v)
+
+
+def test_file_written_by_h5py(tmp_path, h, load):
+    g = h.sample((203, 7), np.float32)
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f.create_dataset("gz", data=g, chunks=(16, 3), compression="gzip", compression_opts=6,
+                         shuffle=True)  # fmt: skip
+        f.create_dataset("lzf", data=g[:, 0], chunks=(50,), compression="lzf")
+        f.create_dataset("big", data=np.arange(12, dtype=">i8").reshape(3, 4))
+        f.create_dataset("scalar", data=np.float64(-0.0))
+        sub = f.create_group("sub/deeper")
+        sub.create_dataset("m", data=np.eye(3, dtype=np.complex64))
+        f["sub"].create_dataset("top", data=np.ones(2, np.uint16))
+    nio.from_hdf5(tmp_path / "w.h5", tmp_path / "s.npk", chunk_size=1000)
+    got = load(tmp_path / "s.npk")
+    assert sorted(got) == ["big", "gz", "lzf", "scalar"]  # datasets directly under "/"
+    h.assert_same(got["gz"], g)
+    h.assert_same(got["lzf"], g[:, 0])
+    h.assert_same(got["big"], np.arange(12, dtype="<i8").reshape(3, 4))
+    h.assert_same(got["scalar"], np.array(-0.0))
+    nio.from_hdf5(tmp_path / "w.h5", tmp_path / "s.npk", group="sub/deeper")
+    h.assert_same(load(tmp_path / "s.npk")["m"], np.eye(3, dtype=np.complex64))
+    with pytest.warns(UserWarning, match="'deeper' is not a dataset"):
+        nio.from_hdf5(tmp_path / "w.h5", tmp_path / "n.npk", dataset_names=["top", "deeper"],
+                      group="/sub")  # fmt: skip
+    assert sorted(load(tmp_path / "n.npk")) == ["top"]
+
+
+def test_unstorable_and_missing_names_import_nothing(tmp_path, store, h):
+    before = h.store_state(store)
+    with h5py.File(tmp_path / "u.h5", "w") as f:
+        f.create_dataset("ok", data=np.arange(3))
+        f.create_dataset("text", data=np.array([b"a", b"b"]))
+        f.create_dataset("rec", data=np.zeros(2, dtype=[("a", "i4"), ("b", "f8")]))
+    with pytest.raises(ValueError, match=r"u\.h5.*'rec'.*'text'.*nothing was imported"):
+        nio.from_hdf5(tmp_path / "u.h5", store)
+    with pytest.raises(KeyError, match=r"u\.h5.*'nope' not found"):
+        nio.from_hdf5(tmp_path / "u.h5", store, dataset_names=["ok", "nope"])
+    with pytest.raises(KeyError, match="group 'missing'"):
+        nio.from_hdf5(tmp_path / "u.h5", store, group="missing")
+    assert h.store_state(store) == before
+
+
+def test_corrupt_chunk_midway_leaves_store_unchanged(tmp_path, store, h):
+    """Chunks 0-4 of 'a' import, chunk 5 fails to decompress: nothing may appear."""
+    before = h.store_state(store)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        ds = f.create_dataset("a", data=np.arange(8000.0).reshape(1000, 8), chunks=(100, 8),
+                              compression="gzip")  # fmt: skip
+        info = ds.id.get_chunk_info(5)
+    raw = bytearray((tmp_path / "c.h5").read_bytes())
+    raw[info.byte_offset : info.byte_offset + info.size] = bytes(info.size)
+    (tmp_path / "c.h5").write_bytes(bytes(raw))
+    with pytest.raises(OSError, match=r"c\.h5"):
+        nio.from_hdf5(tmp_path / "c.h5", store, chunk_size=6400)
+    assert h.store_state(store) == before
+
+
+def test_export_options(tmp_path, h):
+    with numpack.NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"a": h.sample((3000, 4), np.float64), "b": np.arange(5)})
+    nio.to_hdf5(tmp_path / "s.npk", tmp_path / "o.h5", array_names="a", compression="lzf")
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert list(f) == ["a"] and f["a"].compression == "lzf" and f["a"].chunks[1] == 4
+        assert f["a"].chunks[0] * 4 * 8 <= 1 << 20
+    nio.to_hdf5(tmp_path / "s.npk", tmp_path / "o.h5", compression=None)  # replaces the file
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert sorted(f) == ["a", "b"] and f["a"].compression is None
+
+
+MEMORY = """
+import h5py, numpack.io as nio
+print("ready", flush=True)
+nio.from_hdf5({src!r}, {store!r}, chunk_size=2 << 20)
+nio.to_hdf5({store!r}, {out!r}, chunk_size=2 << 20, compression=None)
+"""
+
+
+def test_memory_is_bounded(tmp_path, h):
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        ds = f.create_dataset("m", shape=(750_000, 32), dtype=np.float32, chunks=(8192, 32),
+                              compression="gzip", compression_opts=1)  # fmt: skip
+        block = np.ones((75_000, 32), np.float32)
+        for i in range(10):
+            ds[i * 75_000 : (i + 1) * 75_000] = block
+    script = MEMORY.format(src=str(tmp_path / "m.h5"), store=str(tmp_path / "s.npk"),
+                           out=str(tmp_path / "o.h5"))  # fmt: skip
+    peak = h.peak_anon_mb(script)
+    assert peak < 2 * 2 + 64, f"peak {peak:.1f} MB"
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["m"].shape == (750_000, 32) and float(f["m"][-1, -1]) == 1.0
