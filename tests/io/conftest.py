@@ -112,12 +112,23 @@ def peak_anon_mb(script):
     return peak / 1024
 
 
+def cases():
+    """Named sample arrays: every dtype at one 3-d shape, every shape (0-d, 0 rows, 1-d to
+    4-d) at a float, an integer and the bool dtype."""
+    out = {f"{dt.name}_5x2x3": sample((5, 2, 3), dt, i) for i, dt in enumerate(ALL_DTYPES)}
+    for dt in (np.dtype("float32"), np.dtype("int16"), np.dtype("bool")):
+        for i, shape in enumerate([*SHAPES, ()]):
+            out[f"{dt.name}_{'x'.join(map(str, shape)) or 'scalar'}"] = sample(shape, dt, i)
+    return out
+
+
 @pytest.fixture
 def h():
     """The helpers above as one namespace: ``h.sample``, ``h.same``, ``h.assert_same``,
     ``h.store_state``, ``h.peak_anon_mb``, ``h.SHAPES``, ``h.ALL_DTYPES``."""
     return types.SimpleNamespace(
         sample=sample,
+        cases=cases,
         same=same,
         assert_same=assert_same,
         store_state=store_state,

@@ -23,6 +23,7 @@ from .hdf5 import from_hdf5, to_hdf5
 from .npy import from_npy, to_npy
 from .pandas import from_dataframe, to_dataframe
 from .parquet import from_parquet, from_parquet_file, to_parquet, to_parquet_file
+from .zarr import from_zarr, to_zarr
 from .utils import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_CHUNK_SIZE,
@@ -77,6 +78,8 @@ __all__ = [
     # HDF5 / Zarr
     "from_hdf5",
     "to_hdf5",
+    "from_zarr",
+    "to_zarr",
     # Parquet / Feather / Arrow
     "from_parquet",
     "to_parquet",
