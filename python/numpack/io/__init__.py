@@ -23,7 +23,7 @@ from .hdf5 import from_hdf5, to_hdf5
 from .npy import from_npy, to_npy
 from .pandas import from_dataframe, to_dataframe
 from .parquet import from_parquet, from_parquet_file, to_parquet, to_parquet_file
-from .zarr import from_zarr, to_zarr
+from .torch import from_pt, from_tensor, to_pt, to_tensor
 from .utils import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_CHUNK_SIZE,
@@ -32,6 +32,7 @@ from .utils import (
     get_file_size,
     is_large_file,
 )
+from .zarr import from_zarr, to_zarr
 
 
 def _deprecated(alias: str, target: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,6 +59,12 @@ from_arrow = _deprecated("from_arrow", from_table)
 to_arrow = _deprecated("to_arrow", to_table)
 from_pandas = _deprecated("from_pandas", from_dataframe)
 to_pandas = _deprecated("to_pandas", to_dataframe)
+from_torch = _deprecated("from_torch", from_tensor)
+to_torch = _deprecated("to_torch", to_tensor)
+from_torch_file = _deprecated("from_torch_file", from_pt)
+to_torch_file = _deprecated("to_torch_file", to_pt)
+from_pytorch = _deprecated("from_pytorch", from_pt)
+to_pytorch = _deprecated("to_pytorch", to_pt)
 
 __all__ = [
     # utilities
@@ -100,6 +107,17 @@ __all__ = [
     "to_dataframe",
     "from_pandas",
     "to_pandas",
+    # PyTorch
+    "from_pt",
+    "to_pt",
+    "from_torch_file",
+    "to_torch_file",
+    "from_pytorch",
+    "to_pytorch",
+    "from_tensor",
+    "to_tensor",
+    "from_torch",
+    "to_torch",
     # packages
     "pack",
     "unpack",
