@@ -95,7 +95,7 @@ def test_tensors_in_memory(tmp_path, h, load):
     back = nio.to_tensor(tmp_path / "s.npk", "data", dtype=torch.float32)
     assert back.dtype == torch.float32 and back.shape == (4, 3)
     assert nio.to_tensor(tmp_path / "s.npk", "c", device="cpu").dtype == torch.complex64
-    with pytest.raises(TypeError, match="Expected torch.Tensor, got ndarray"):
+    with pytest.raises(TypeError, match=r"Expected torch\.Tensor, got ndarray"):
         nio.from_tensor(np.zeros(2), tmp_path / "s.npk")
     with pytest.raises(ValueError, match="bfloat16"):
         nio.from_tensor(torch.ones(2, dtype=torch.bfloat16), tmp_path / "s.npk")

@@ -23,6 +23,14 @@ from .hdf5 import from_hdf5, to_hdf5
 from .npy import from_npy, to_npy
 from .pandas import from_dataframe, to_dataframe
 from .parquet import from_parquet, from_parquet_file, to_parquet, to_parquet_file
+from .safetensors import (
+    from_safetensors_file,
+    from_tensor_dict,
+    get_safetensors_metadata,
+    iter_safetensors,
+    to_safetensors_file,
+    to_tensor_dict,
+)
 from .torch import from_pt, from_tensor, to_pt, to_tensor
 from .utils import (
     DEFAULT_BATCH_ROWS,
@@ -65,6 +73,8 @@ from_torch_file = _deprecated("from_torch_file", from_pt)
 to_torch_file = _deprecated("to_torch_file", to_pt)
 from_pytorch = _deprecated("from_pytorch", from_pt)
 to_pytorch = _deprecated("to_pytorch", to_pt)
+from_safetensors = _deprecated("from_safetensors", from_tensor_dict)
+to_safetensors = _deprecated("to_safetensors", to_tensor_dict)
 
 __all__ = [
     # utilities
@@ -118,6 +128,15 @@ __all__ = [
     "to_tensor",
     "from_torch",
     "to_torch",
+    # SafeTensors
+    "from_safetensors_file",
+    "to_safetensors_file",
+    "from_tensor_dict",
+    "to_tensor_dict",
+    "from_safetensors",
+    "to_safetensors",
+    "get_safetensors_metadata",
+    "iter_safetensors",
     # packages
     "pack",
     "unpack",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,8 +16,9 @@ from .. import _core
 from ..exceptions import ArrayNotFoundError
 from ..numpack import NumPack
 from ._chunks import chunk_rows
+from ._progress import Progress
 
-__all__ = ["Source"]
+__all__ = ["Source", "copy_payload"]
 
 
 class Source:
@@ -121,3 +123,33 @@ class Source:
         if need and (not path.is_file() or path.stat().st_size < need):
             return None
         return path
+
+
+def copy_payload(src: Path, dst: IO[bytes], nbytes: int, bar: Progress | None = None) -> None:
+    """Append ``nbytes`` of ``src`` from offset 0 to ``dst`` (a kernel copy where possible)."""
+    dst.flush()
+    out = dst.fileno()
+    pos = os.lseek(out, 0, os.SEEK_CUR)
+    done = 0
+    with open(src, "rb") as f:
+        inp = f.fileno()
+        with contextlib.suppress(OSError, AttributeError):
+            while done < nbytes:
+                n = os.copy_file_range(inp, out, min(nbytes - done, 1 << 30), done, pos + done)
+                if n <= 0:
+                    break
+                done += n
+                if bar is not None:
+                    bar.update(n)
+        f.seek(done)
+        os.lseek(out, pos + done, os.SEEK_SET)
+        while done < nbytes:
+            buf = f.read(min(nbytes - done, 16 << 20))
+            if not buf:
+                raise ValueError(f"{src}: data file shorter than the array")
+            dst.write(buf)
+            done += len(buf)
+            if bar is not None:
+                bar.update(len(buf))
+    dst.flush()
+    os.lseek(out, pos + nbytes, os.SEEK_SET)

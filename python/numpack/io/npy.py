@@ -11,7 +11,6 @@ they stream into the archive.
 from __future__ import annotations
 
 import ast
-import contextlib
 import io
 import os
 import shutil
@@ -27,7 +26,7 @@ from ..numpack import NumPack
 from ._chunks import ArraySink, Import, atomic_output, chunk_rows, is_storable, naming
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source
+from ._source import Source, copy_payload
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_npy", "to_npy", "read_npy_header", "npy_header"]
@@ -275,41 +274,13 @@ def from_npy(
     return imp.result
 
 
-def _copy_payload(src: Path, dst: IO[bytes], nbytes: int, bar: Progress) -> None:
-    """Append ``nbytes`` of ``src`` from offset 0 to ``dst`` (a kernel copy where possible)."""
-    dst.flush()
-    out = dst.fileno()
-    pos = os.lseek(out, 0, os.SEEK_CUR)
-    done = 0
-    with open(src, "rb") as f:
-        inp = f.fileno()
-        with contextlib.suppress(OSError, AttributeError):
-            while done < nbytes:
-                n = os.copy_file_range(inp, out, min(nbytes - done, 1 << 30), done, pos + done)
-                if n <= 0:
-                    break
-                done += n
-                bar.update(n)
-        f.seek(done)
-        os.lseek(out, pos + done, os.SEEK_SET)
-        while done < nbytes:
-            buf = f.read(min(nbytes - done, 16 << 20))
-            if not buf:
-                raise ValueError(f"{src}: data file shorter than the array")
-            dst.write(buf)
-            done += len(buf)
-            bar.update(len(buf))
-    dst.flush()
-    os.lseek(out, pos + nbytes, os.SEEK_SET)
-
-
 def _write_npy(src: Source, name: str, f: IO[bytes], chunk_size: int, bar: Progress) -> None:
     dtype, shape = src.describe(name)
     f.write(npy_header(dtype, shape))
     nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
     payload = src.payload_file(name) if nbytes else None
     if payload is not None and isinstance(f, io.BufferedWriter):
-        _copy_payload(payload, f, nbytes, bar)
+        copy_payload(payload, f, nbytes, bar)
         return
     for chunk in src.chunks(name, chunk_size):
         f.write(np.ascontiguousarray(chunk).data)
