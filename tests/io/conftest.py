@@ -80,36 +80,49 @@ def store_state(path):
     return arrays, sorted(os.listdir(path))
 
 
-def peak_anon_mb(script):
-    """Run ``script`` in a fresh interpreter; it must print ``ready`` after its imports and
-    set-up. Returns the peak RssAnon (MB) above the value seen at ``ready``."""
+def phase_peaks(script):
+    """Run ``script`` in a fresh interpreter, sampling its RssAnon from outside every 2 ms.
+    The script prints ``phase <name>`` before each step; returns ``{name: peak MB above the
+    RssAnon seen when the phase began}``."""
     code = textwrap.dedent(script)
-    seen = threading.Event()
-    base, peak = None, 0
+    lock = threading.Lock()
+    current: list[str | None] = [None]
+    peaks: dict[str, float] = {}
+    bases: dict[str, int] = {}
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as p:
+        status = f"/proc/{p.pid}/status"
+
+        def rss():
+            try:
+                with open(status) as f:
+                    return next((int(x.split()[1]) for x in f if x.startswith("RssAnon:")), 0)
+            except OSError:
+                return 0
 
         def pump():
             for line in p.stdout:
-                if "ready" in line:
-                    seen.set()
+                if line.startswith("phase "):
+                    name = line.split(None, 1)[1].strip()
+                    with lock:
+                        bases[name] = rss()
+                        peaks[name] = 0
+                        current[0] = name
+                elif line.startswith("done"):
+                    with lock:
+                        current[0] = None
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         while p.poll() is None:
-            try:
-                with open(f"/proc/{p.pid}/status") as f:
-                    kb = next((int(x.split()[1]) for x in f if x.startswith("RssAnon:")), 0)
-            except OSError:
-                kb = 0
-            if base is None and seen.is_set():
-                base = kb
-            if base is not None:
-                peak = max(peak, kb - base)
+            kb = rss()
+            with lock:
+                name = current[0]
+                if name is not None:
+                    peaks[name] = max(peaks[name], kb - bases[name])
             time.sleep(0.002)
         reader.join()
     assert p.returncode == 0, f"memory script failed ({p.returncode})"
-    assert base is not None, "the script never printed 'ready'"
-    return peak / 1024
+    return {k: v / 1024 for k, v in peaks.items()}
 
 
 def cases():
@@ -124,15 +137,15 @@ def cases():
 
 @pytest.fixture
 def h():
-    """The helpers above as one namespace: ``h.sample``, ``h.same``, ``h.assert_same``,
-    ``h.store_state``, ``h.peak_anon_mb``, ``h.SHAPES``, ``h.ALL_DTYPES``."""
+    """The helpers above as one namespace: ``h.sample``, ``h.cases``, ``h.same``,
+    ``h.assert_same``, ``h.store_state``, ``h.phase_peaks``, ``h.SHAPES``, ``h.ALL_DTYPES``."""
     return types.SimpleNamespace(
         sample=sample,
         cases=cases,
         same=same,
         assert_same=assert_same,
         store_state=store_state,
-        peak_anon_mb=peak_anon_mb,
+        phase_peaks=phase_peaks,
         SHAPES=SHAPES,
         ALL_DTYPES=ALL_DTYPES,
     )

@@ -74,22 +74,3 @@ def test_failure_in_a_later_batch_leaves_store_unchanged(tmp_path, store, h):
         nio.from_feather(tmp_path / "bad.feather", store)
     assert h.store_state(store) == before
     assert nio.from_feather_file is nio.from_feather and nio.to_feather_file is nio.to_feather
-
-
-MEMORY = """
-import numpy as np, pyarrow, numpack.io as nio
-print("ready", flush=True)
-nio.from_feather({src!r}, {store!r}, chunk_size=2 << 20)
-nio.to_feather({store!r}, {out!r}, chunk_size=2 << 20)
-"""
-
-
-def test_memory_is_bounded(tmp_path, h):
-    cols = {f"c{j}": np.full(750_000, j, np.float32) for j in range(32)}
-    feather.write_feather(pa.table(cols), tmp_path / "m.feather", chunksize=16_384)
-    del cols
-    script = MEMORY.format(src=str(tmp_path / "m.feather"), store=str(tmp_path / "s.npk"),
-                           out=str(tmp_path / "o.feather"))  # fmt: skip
-    peak = h.peak_anon_mb(script)
-    assert peak < 2 * 2 + 64, f"peak {peak:.1f} MB"
-    assert feather.read_table(tmp_path / "o.feather").num_rows == 750_000

@@ -93,26 +93,3 @@ def test_export_options(tmp_path, h):
     nio.to_hdf5(tmp_path / "s.npk", tmp_path / "o.h5", compression=None)  # replaces the file
     with h5py.File(tmp_path / "o.h5") as f:
         assert sorted(f) == ["a", "b"] and f["a"].compression is None
-
-
-MEMORY = """
-import h5py, numpack.io as nio
-print("ready", flush=True)
-nio.from_hdf5({src!r}, {store!r}, chunk_size=2 << 20)
-nio.to_hdf5({store!r}, {out!r}, chunk_size=2 << 20, compression=None)
-"""
-
-
-def test_memory_is_bounded(tmp_path, h):
-    with h5py.File(tmp_path / "m.h5", "w") as f:
-        ds = f.create_dataset("m", shape=(750_000, 32), dtype=np.float32, chunks=(8192, 32),
-                              compression="gzip", compression_opts=1)  # fmt: skip
-        block = np.ones((75_000, 32), np.float32)
-        for i in range(10):
-            ds[i * 75_000 : (i + 1) * 75_000] = block
-    script = MEMORY.format(src=str(tmp_path / "m.h5"), store=str(tmp_path / "s.npk"),
-                           out=str(tmp_path / "o.h5"))  # fmt: skip
-    peak = h.peak_anon_mb(script)
-    assert peak < 2 * 2 + 64, f"peak {peak:.1f} MB"
-    with h5py.File(tmp_path / "o.h5") as f:
-        assert f["m"].shape == (750_000, 32) and float(f["m"][-1, -1]) == 1.0

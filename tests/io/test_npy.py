@@ -178,29 +178,3 @@ def test_deprecated_aliases(tmp_path, load):
     with pytest.warns(DeprecationWarning, match=r"to_numpy\(\) is deprecated .* to_npy"):
         nio.to_numpy(tmp_path / "s.npk", tmp_path / "e.npy")
     assert np.load(tmp_path / "e.npy").tolist() == [0, 1, 2]
-
-
-MEMORY_SCRIPT = """
-import numpy as np, numpack.io as nio, sys
-src, store, out, chunk = sys.argv[1:] if len(sys.argv) > 1 else ({args})
-print("ready", flush=True)
-nio.from_npy(src, store, chunk_size=int(chunk))
-nio.to_npy(store, out, chunk_size=int(chunk))
-"""
-
-
-@pytest.mark.parametrize("dtype", ["<f4", ">f4"])
-def test_memory_is_bounded(tmp_path, h, dtype):
-    """A 96 MB file through a 2 MiB chunk: peak anonymous memory stays far below the file."""
-    a = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=dtype,
-                                  shape=(750_000, 32))  # fmt: skip
-    a[:] = 1.5
-    a.flush()
-    del a
-    args = ", ".join(repr(str(x)) for x in (tmp_path / "m.npy", tmp_path / "s.npk",
-                                            tmp_path / "o.npy", 2 << 20))  # fmt: skip
-    peak = h.peak_anon_mb(MEMORY_SCRIPT.format(args=args))
-    assert peak < 2 * 2 + 64, f"peak {peak:.1f} MB"
-    assert os.path.getsize(tmp_path / "o.npy") == os.path.getsize(tmp_path / "m.npy")
-    got = np.load(tmp_path / "o.npy", mmap_mode="r")
-    assert got.dtype == np.dtype("<f4") and float(got[-1, -1]) == 1.5

@@ -93,25 +93,3 @@ def test_complex_export_refused_without_leftovers(tmp_path):
         nio.to_parquet(tmp_path / "s.npk", tmp_path / "c.parquet")
     assert sorted(os.listdir(tmp_path)) == ["s.npk"]
     assert nio.from_parquet_file is nio.from_parquet and nio.to_parquet_file is nio.to_parquet
-
-
-MEMORY = """
-import numpy as np, pyarrow, pyarrow.parquet, numpack.io as nio
-print("ready", flush=True)
-nio.from_parquet({src!r}, {store!r}, chunk_size=2 << 20)
-nio.to_parquet({store!r}, {out!r}, chunk_size=2 << 20)
-"""
-
-
-def test_memory_is_bounded(tmp_path, h):
-    """96 MB of float32 in row groups of 64K rows, imported and exported through 2 MiB
-    chunks: the peak stays far below a whole-table read (>= 192 MB)."""
-    cols = {f"c{j}": np.full(750_000, j, np.float32) for j in range(32)}
-    pq.write_table(pa.table(cols), tmp_path / "m.parquet", row_group_size=65_536,
-                   compression=None)  # fmt: skip
-    del cols
-    script = MEMORY.format(src=str(tmp_path / "m.parquet"), store=str(tmp_path / "s.npk"),
-                           out=str(tmp_path / "o.parquet"))  # fmt: skip
-    peak = h.peak_anon_mb(script)
-    assert peak < 2 * 2 + 64, f"peak {peak:.1f} MB"
-    assert pq.ParquetFile(tmp_path / "o.parquet").metadata.num_rows == 750_000

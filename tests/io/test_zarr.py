@@ -97,25 +97,3 @@ def test_export_replaces_directory_atomically(tmp_path):
     arr = zarr.open_group(tmp_path / "o.zarr", mode="r")["inner/a"]
     assert arr[:].tolist() == list(range(10))
     assert sorted(os.listdir(tmp_path)) == ["o.zarr", "s.npk"]
-
-
-MEMORY = """
-import zarr, numpack.io as nio
-print("ready", flush=True)
-nio.from_zarr({src!r}, {store!r}, chunk_size=2 << 20)
-nio.to_zarr({store!r}, {out!r}, chunk_size=2 << 20)
-"""
-
-
-def test_memory_is_bounded(tmp_path, h):
-    arr = zarr.create_array(tmp_path / "m.zarr", shape=(750_000, 32), dtype=np.float32,
-                            chunks=(16_384, 32))  # fmt: skip
-    block = np.ones((75_000, 32), np.float32)
-    for i in range(10):
-        arr[i * 75_000 : (i + 1) * 75_000] = block
-    script = MEMORY.format(src=str(tmp_path / "m.zarr"), store=str(tmp_path / "s.npk"),
-                           out=str(tmp_path / "o.zarr"))  # fmt: skip
-    peak = h.peak_anon_mb(script)
-    assert peak < 2 * 2 + 64, f"peak {peak:.1f} MB"
-    out = zarr.open_group(tmp_path / "o.zarr", mode="r")["m"]
-    assert out.shape == (750_000, 32) and float(out[-1, -1]) == 1.0

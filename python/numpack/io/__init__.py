@@ -23,6 +23,7 @@ from .hdf5 import from_hdf5, to_hdf5
 from .npy import from_npy, to_npy
 from .pandas import from_dataframe, to_dataframe
 from .parquet import from_parquet, from_parquet_file, to_parquet, to_parquet_file
+from .s3 import from_s3, to_s3
 from .safetensors import (
     from_safetensors_file,
     from_tensor_dict,
@@ -137,6 +138,9 @@ __all__ = [
     "to_safetensors",
     "get_safetensors_metadata",
     "iter_safetensors",
+    # S3
+    "from_s3",
+    "to_s3",
     # packages
     "pack",
     "unpack",

@@ -14,6 +14,7 @@ import functools
 import inspect
 import os
 import posixpath
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from .._deps import require
 
-__all__ = ["is_url", "local_input", "local_output", "remote_path"]
+__all__ = ["is_url", "local_input", "local_output", "remote_path", "upload"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,7 +90,19 @@ def local_output(url: str, fs: Any = None) -> Iterator[Path]:
                 fs.rm(path, recursive=True)
             fs.put(str(local) + "/", path.rstrip("/"), recursive=True)
         else:
-            fs.put(str(local), path)
+            upload(local, fs, path)
+
+
+#: Smallest part of a streamed upload (S3 multipart parts are at least 5 MiB, at most 10000).
+UPLOAD_PART = 8 << 20
+
+
+def upload(local: Path, fs: Any, path: str) -> None:
+    """Stream the file ``local`` to ``path`` on ``fs`` one part at a time (a multipart
+    upload on S3), so memory holds one part whatever the file size."""
+    part = max(UPLOAD_PART, -(-local.stat().st_size // 9000))
+    with open(local, "rb") as f, fs.open(path, "wb", block_size=part) as out:
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 def remote_path(arg: str, direction: str) -> Callable[[F], F]:
