@@ -42,6 +42,18 @@ from .utils import (
     is_large_file,
 )
 from .zarr import from_zarr, to_zarr
+from .zero_copy import (
+    DLPackBuffer,
+    ZeroCopyArray,
+    arrow_to_numpy_zero_copy,
+    from_dlpack,
+    numpy_to_arrow_zero_copy,
+    numpy_to_torch_zero_copy,
+    table_to_numpy_zero_copy,
+    to_dlpack,
+    torch_to_numpy_zero_copy,
+    wrap_for_zero_copy,
+)
 
 
 def _deprecated(alias: str, target: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,76 +89,26 @@ to_pytorch = _deprecated("to_pytorch", to_pt)
 from_safetensors = _deprecated("from_safetensors", from_tensor_dict)
 to_safetensors = _deprecated("to_safetensors", to_tensor_dict)
 
+#: The 70 public names of numpack 0.6's ``numpack.io``, in its order.
 __all__ = [
-    # utilities
-    "DependencyError",
-    "get_file_size",
-    "is_large_file",
-    "estimate_chunk_rows",
-    # NumPy files
-    "from_npy",
-    "to_npy",
-    "from_numpy",
-    "to_numpy",
-    # CSV / TXT
-    "from_csv",
-    "to_csv",
-    "from_txt",
-    "to_txt",
-    # HDF5 / Zarr
-    "from_hdf5",
-    "to_hdf5",
-    "from_zarr",
-    "to_zarr",
-    # Parquet / Feather / Arrow
-    "from_parquet",
-    "to_parquet",
-    "from_parquet_file",
-    "to_parquet_file",
-    "from_parquet_table",
-    "to_parquet_table",
-    "from_feather",
-    "to_feather",
-    "from_feather_file",
-    "to_feather_file",
-    "from_table",
-    "to_table",
-    "from_arrow",
-    "to_arrow",
-    # pandas
-    "from_dataframe",
-    "to_dataframe",
-    "from_pandas",
-    "to_pandas",
-    # PyTorch
-    "from_pt",
-    "to_pt",
-    "from_torch_file",
-    "to_torch_file",
-    "from_pytorch",
-    "to_pytorch",
-    "from_tensor",
-    "to_tensor",
-    "from_torch",
-    "to_torch",
-    # SafeTensors
-    "from_safetensors_file",
-    "to_safetensors_file",
-    "from_tensor_dict",
-    "to_tensor_dict",
-    "from_safetensors",
-    "to_safetensors",
-    "get_safetensors_metadata",
-    "iter_safetensors",
-    # S3
-    "from_s3",
-    "to_s3",
-    # packages
-    "pack",
-    "unpack",
-    "get_package_info",
-    # constants
-    "LARGE_FILE_THRESHOLD",
-    "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_BATCH_ROWS",
-]
+    "DependencyError", "get_file_size", "is_large_file", "estimate_chunk_rows",
+    "from_npy", "to_npy", "from_numpy", "to_numpy",
+    "from_csv", "to_csv", "from_txt", "to_txt",
+    "from_hdf5", "to_hdf5", "from_zarr", "to_zarr",
+    "from_parquet", "to_parquet", "from_parquet_file", "to_parquet_file",
+    "from_parquet_table", "to_parquet_table",
+    "from_feather", "to_feather", "from_feather_file", "to_feather_file",
+    "from_table", "to_table", "from_arrow", "to_arrow",
+    "from_dataframe", "to_dataframe", "from_pandas", "to_pandas",
+    "from_pt", "to_pt", "from_torch_file", "to_torch_file", "from_pytorch", "to_pytorch",
+    "from_tensor", "to_tensor", "from_torch", "to_torch",
+    "from_safetensors_file", "to_safetensors_file", "from_tensor_dict", "to_tensor_dict",
+    "from_safetensors", "to_safetensors", "get_safetensors_metadata", "iter_safetensors",
+    "from_s3", "to_s3",
+    "pack", "unpack", "get_package_info",
+    "LARGE_FILE_THRESHOLD", "DEFAULT_CHUNK_SIZE", "DEFAULT_BATCH_ROWS",
+    "DLPackBuffer", "to_dlpack", "from_dlpack",
+    "numpy_to_arrow_zero_copy", "arrow_to_numpy_zero_copy", "table_to_numpy_zero_copy",
+    "numpy_to_torch_zero_copy", "torch_to_numpy_zero_copy",
+    "ZeroCopyArray", "wrap_for_zero_copy",
+]  # fmt: skip
