@@ -84,6 +84,37 @@ class Store:
         'deleted_rows': int, 'file_bytes': int}``."""
     def modify_time(self, name: str) -> int | None: ...
     def total_size(self) -> int: ...
+    # --- streaming imports (numpack.io) ----------------------------------------------------
+    def array_writer(self, name: str, dtype: np.dtype[Any]) -> ArrayWriter:
+        """Start writing a new array ``name`` into a temporary file of the store; nothing is
+        visible until :meth:`commit_writers`.  Invalid name → ValueError."""
+    def commit_writers(
+        self, writers: list[tuple[ArrayWriter, list[int]]], only_these: bool = False
+    ) -> None:
+        """Make every ``(writer, shape)`` appear at once (each shape must account for exactly
+        the bytes written), replacing arrays of the same names whole; with ``only_these``,
+        every other array is removed in the same commit.  All or nothing: on error no array
+        changes and the temporary files are removed."""
+
+class ArrayWriter:
+    """A new array being written batch by batch (from ``Store.array_writer``); its
+    temporary file is removed when the writer is aborted or dropped uncommitted."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    @property
+    def nbytes(self) -> int:
+        """Bytes written so far."""
+    def write(self, array: npt.NDArray[Any]) -> None:
+        """Append the elements of a C-contiguous, native-order array of the writer's dtype
+        (another dtype → TypeError)."""
+    def copy_from(self, path: str, offset: int, length: int) -> None:
+        """Append ``length`` bytes of the file at ``path`` from ``offset`` (a kernel copy;
+        ``length`` must be whole elements)."""
+    def abort(self) -> None:
+        """Abandon the array and remove its temporary file.  Idempotent."""
 
 class MappedFile:
     """Owner of a writable shared mapping handed out by ``Store.writable_view``."""
