@@ -5,7 +5,6 @@ use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::names;
 use crate::io::write_all_parallel;
-use std::fs::OpenOptions;
 
 impl Store {
     /// Appends rows (`shape` = shape of the new rows, `data` their bytes). The bytes go past
@@ -32,7 +31,7 @@ impl Store {
                 return Ok(());
             }
             let path = txn.dir().join(&a.data_file);
-            let f = OpenOptions::new().write(true).open(&path).at(&path)?;
+            let (f, _) = self.write_handle(&a, false)?;
             let len = f.metadata().at(&path)?.len();
             super::check_file_len(&path, len, &a)?;
             if len > a.size_bytes {
@@ -40,8 +39,13 @@ impl Store {
                 f.set_len(a.size_bytes).at(&path)?;
             }
             write_all_parallel(&f, data, a.size_bytes).at(&path)?;
-            self.mark_dirty(path.clone());
-            if let Some(mut bitmap) = read_bitmap(txn.dir(), &a)? {
+            self.mark_dirty(path);
+            let bitmap = if self.has_bitmap(&a) {
+                read_bitmap(txn.dir(), &a)?
+            } else {
+                None
+            };
+            if let Some(mut bitmap) = bitmap {
                 bitmap.extend_to(a.rows() + new_rows);
                 let file = names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
                 let tmp = txn.stage_file(&file);

@@ -7,9 +7,17 @@
 //!   exists leaves only temp files (removed on the next open); after it, the next writer
 //!   replays the journal (every step is idempotent).
 //!
+//! A commit whose only change is a same-length metadata edit within one page (an append) is
+//! written in place by one `pwrite`, which a killed process cannot tear (the kernel copies a
+//! write within one page entirely or not at all). Durable stores always use the rename.
+//!
 //! In-place row replacement uses an undo journal instead: the old bytes of every touched row
-//! are journaled before the rows are overwritten, and recovery writes them back.
+//! are journaled before the rows are overwritten, and recovery writes them back. Small undo
+//! records live in the lock file (no file to create); large ones, and those of durable
+//! stores, in `.numpack.journal`. Flags in the lock file's header say when either may need
+//! recovery, so the common path does not look for a journal at all.
 
+use super::lock::{StoreLock, FLAG_JOURNAL, FLAG_UNDO, UNDO_OFFSET};
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::MetadataFile;
 use std::fs::{self, File, OpenOptions};
@@ -38,9 +46,15 @@ pub fn tmp_path(dir: &Path, final_name: &str) -> PathBuf {
     dir.join(format!("{TMP_PREFIX}{}.{n}.{short}", std::process::id()))
 }
 
-/// Writes `bytes` to a new file at `path` (optionally fsynced).
+/// Writes `bytes` to a new file at `path` (optionally fsynced); the handle reads and writes.
 pub fn write_file(path: &Path, bytes: &[u8], durable: bool) -> NpkResult<File> {
-    let mut f = File::create(path).at(path)?;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .at(path)?;
     f.write_all(bytes).at(path)?;
     if durable {
         f.sync_all().at(path)?;
@@ -62,11 +76,33 @@ enum Step {
     Remove(String),
 }
 
+/// The metadata file as this handle last read or wrote it, for in-place commits.
+#[derive(Debug, Clone, Copy)]
+pub struct MetaBase<'a> {
+    /// A read-write descriptor of the live `metadata.npkm`.
+    pub file: &'a File,
+    /// Its exact bytes.
+    pub bytes: &'a [u8],
+}
+
+/// What a commit did to `metadata.npkm`.
+#[derive(Debug)]
+pub enum MetaWrite {
+    /// Not written.
+    Unchanged,
+    /// Edited in place: the base file now holds these bytes.
+    InPlace(Vec<u8>),
+    /// Replaced by a new file (open read-write) holding these bytes.
+    Replaced(File, Vec<u8>),
+}
+
 /// A mutation being prepared under the exclusive lock.
 #[derive(Debug)]
-pub struct Txn {
+pub struct Txn<'a> {
     dir: PathBuf,
     durable: bool,
+    lock: &'a StoreLock,
+    base: Option<MetaBase<'a>>,
     /// The metadata as it will be committed.
     pub meta: MetadataFile,
     meta_changed: bool,
@@ -74,12 +110,21 @@ pub struct Txn {
     tmp_files: Vec<PathBuf>,
 }
 
-impl Txn {
-    /// Starts a mutation of the store in `dir` whose current metadata is `meta`.
-    pub fn new(dir: &Path, meta: MetadataFile, durable: bool) -> Self {
+impl<'a> Txn<'a> {
+    /// Starts a mutation of the store in `dir` whose current metadata is `meta` (and, when
+    /// known, `base`: the file and bytes it was decoded from).
+    pub fn new(
+        dir: &Path,
+        meta: MetadataFile,
+        durable: bool,
+        lock: &'a StoreLock,
+        base: Option<MetaBase<'a>>,
+    ) -> Self {
         Txn {
             dir: dir.to_owned(),
             durable,
+            lock,
+            base,
             meta,
             meta_changed: false,
             steps: Vec::new(),
@@ -135,13 +180,26 @@ impl Txn {
         self.steps.push(Step::Remove(final_name.to_owned()));
     }
 
-    /// Commits: writes the metadata if changed, then applies every step atomically.
-    /// Returns the committed metadata file handle when the metadata was written.
-    pub fn commit(mut self) -> NpkResult<(MetadataFile, Option<File>)> {
-        let mut meta_file = None;
+    /// Commits: bumps the store generation (so every handle reloads), writes the metadata
+    /// if changed, then applies every step atomically.
+    pub fn commit(mut self) -> NpkResult<(MetadataFile, MetaWrite)> {
+        if !self.meta_changed && self.steps.is_empty() {
+            return Ok((std::mem::take(&mut self.meta), MetaWrite::Unchanged));
+        }
+        self.lock.bump_generation();
+        let mut written = MetaWrite::Unchanged;
         if self.meta_changed {
-            let tmp = self.stage_file(METADATA);
-            meta_file = Some(write_file(&tmp, &self.meta.encode(), self.durable)?);
+            let bytes = self.meta.encode();
+            match self.base.filter(|_| self.steps.is_empty() && !self.durable) {
+                Some(base) if write_in_place(base, &bytes)? => {
+                    written = MetaWrite::InPlace(bytes);
+                }
+                _ => {
+                    let tmp = self.stage_file(METADATA);
+                    let f = write_file(&tmp, &bytes, self.durable)?;
+                    written = MetaWrite::Replaced(f, bytes);
+                }
+            }
         }
         if self.durable {
             for t in &self.tmp_files {
@@ -157,6 +215,7 @@ impl Txn {
                 let journal = self.dir.join(JOURNAL);
                 let tmp = tmp_path(&self.dir, JOURNAL);
                 write_file(&tmp, &encode_redo(&self.steps), self.durable)?;
+                self.lock.set_flags(FLAG_JOURNAL);
                 fs::rename(&tmp, &journal).at(&journal)?;
                 // Committed: from here on the temporaries belong to the journal, and a
                 // failure must leave them for recovery to rename, never delete them.
@@ -171,6 +230,7 @@ impl Txn {
                     sync_dir(&self.dir)?;
                 }
                 fs::remove_file(&journal).at(&journal)?;
+                self.lock.clear_flags(FLAG_JOURNAL);
             }
         }
         if self.durable {
@@ -178,11 +238,39 @@ impl Txn {
         }
         self.tmp_files.clear();
         let meta = std::mem::take(&mut self.meta);
-        Ok((meta, meta_file))
+        Ok((meta, written))
     }
 }
 
-impl Drop for Txn {
+/// Writes `new` over the metadata file in place when that is one untearable write: same
+/// length, and every changed byte within one page. Returns whether it did.
+fn write_in_place(base: MetaBase<'_>, new: &[u8]) -> NpkResult<bool> {
+    const PAGE: usize = 4096;
+    if new.len() != base.bytes.len() {
+        return Ok(false);
+    }
+    let Some(first) = new.iter().zip(base.bytes).position(|(a, b)| a != b) else {
+        return Ok(true);
+    };
+    let last = new.len()
+        - 1
+        - new
+            .iter()
+            .rev()
+            .zip(base.bytes.iter().rev())
+            .position(|(a, b)| a != b)
+            .expect("a byte differs");
+    if first / PAGE != last / PAGE {
+        return Ok(false);
+    }
+    let path = Path::new(METADATA);
+    base.file
+        .write_all_at(&new[first..=last], first as u64)
+        .at(path)?;
+    Ok(true)
+}
+
+impl Drop for Txn<'_> {
     fn drop(&mut self) {
         // An abandoned mutation leaves nothing behind.
         for t in &self.tmp_files {
@@ -264,10 +352,12 @@ pub struct UndoLog {
     pub rows: Vec<(u64, Vec<u8>)>,
 }
 
-/// Writes the undo journal (temp + rename). Call before overwriting; remove with
-/// [`finish_undo`] once the new bytes are written.
-pub fn begin_undo(dir: &Path, log: &UndoLog, durable: bool) -> NpkResult<()> {
-    let mut out = Vec::new();
+/// Undo records up to this size live in the lock file.
+const UNDO_IN_LOCK_FILE: usize = 1 << 20;
+
+fn encode_undo(log: &UndoLog) -> Vec<u8> {
+    let payload: usize = log.rows.iter().map(|(_, b)| 16 + b.len()).sum();
+    let mut out = Vec::with_capacity(16 + log.file.len() + payload);
     out.extend_from_slice(JOURNAL_MAGIC);
     out.extend_from_slice(&KIND_UNDO.to_le_bytes());
     out.extend_from_slice(&(log.rows.len() as u32).to_le_bytes());
@@ -277,32 +367,110 @@ pub fn begin_undo(dir: &Path, log: &UndoLog, durable: bool) -> NpkResult<()> {
         out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         out.extend_from_slice(bytes);
     }
+    out
+}
+
+/// Where an undo record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoSlot {
+    /// The lock file's undo area.
+    LockFile,
+    /// `.numpack.journal`.
+    Journal,
+}
+
+/// Records the undo log before rows are overwritten in place; remove it with
+/// [`finish_undo`] once the new bytes are written.
+pub fn begin_undo(
+    dir: &Path,
+    lock: &StoreLock,
+    log: &UndoLog,
+    durable: bool,
+) -> NpkResult<UndoSlot> {
+    let out = encode_undo(log);
+    if !durable && out.len() <= UNDO_IN_LOCK_FILE {
+        // The record is complete in the page cache before the flag makes it live.
+        lock.file()
+            .write_all_at(&out, UNDO_OFFSET)
+            .at(lock.path())?;
+        lock.set_undo_len(out.len() as u64);
+        lock.set_flags(FLAG_UNDO);
+        return Ok(UndoSlot::LockFile);
+    }
     let tmp = tmp_path(dir, JOURNAL);
     write_file(&tmp, &out, durable)?;
     let journal = dir.join(JOURNAL);
+    lock.set_flags(FLAG_JOURNAL);
     if let Err(e) = fs::rename(&tmp, &journal) {
         let _ = fs::remove_file(&tmp);
         return Err(NpkError::io(journal, e));
     }
-    Ok(())
+    Ok(UndoSlot::Journal)
 }
 
-/// Removes the undo journal after the new rows were written.
-pub fn finish_undo(dir: &Path) -> NpkResult<()> {
-    let journal = dir.join(JOURNAL);
-    fs::remove_file(&journal).at(&journal)
+/// Retires the undo record after the new rows were written.
+pub fn finish_undo(dir: &Path, lock: &StoreLock, slot: UndoSlot) -> NpkResult<()> {
+    match slot {
+        UndoSlot::LockFile => {
+            lock.clear_flags(FLAG_UNDO);
+            lock.set_undo_len(0);
+            Ok(())
+        }
+        UndoSlot::Journal => {
+            let journal = dir.join(JOURNAL);
+            fs::remove_file(&journal).at(&journal)?;
+            lock.clear_flags(FLAG_JOURNAL);
+            Ok(())
+        }
+    }
+}
+
+/// Whether a mutation may have been interrupted (a flag in the lock file says so).
+pub fn may_need_recovery(lock: &StoreLock) -> bool {
+    lock.flags() != 0
 }
 
 /// Replays or rolls back an interrupted mutation, if any. Call under the exclusive lock.
-pub fn recover(dir: &Path, durable: bool) -> NpkResult<()> {
+/// Looks for a journal file only when the lock file's flags say one may exist, or when
+/// `look` asks for it (on open: the flags may be lost, e.g. a fresh lock file).
+pub fn recover(dir: &Path, lock: &StoreLock, durable: bool, look: bool) -> NpkResult<()> {
+    let flags = lock.flags();
+    if flags & FLAG_UNDO != 0 {
+        let len = usize::try_from(lock.undo_len()).unwrap_or(usize::MAX);
+        let path = lock.path();
+        if len > UNDO_IN_LOCK_FILE {
+            return Err(NpkError::corrupt(path, "undo record length out of range"));
+        }
+        let mut bytes = vec![0u8; len];
+        lock.file()
+            .read_exact_at(&mut bytes, UNDO_OFFSET)
+            .map_err(|_| NpkError::corrupt(path, "undo record truncated"))?;
+        replay(dir, path, &bytes, durable)?;
+        lock.clear_flags(FLAG_UNDO);
+        lock.set_undo_len(0);
+    }
+    if flags & FLAG_JOURNAL == 0 && !look {
+        return Ok(());
+    }
     let journal = dir.join(JOURNAL);
     let bytes = match fs::read(&journal) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            lock.clear_flags(FLAG_JOURNAL);
+            return Ok(());
+        }
         Err(e) => return Err(NpkError::io(&journal, e)),
     };
-    let corrupt = |why: &str| NpkError::corrupt(&journal, why.to_owned());
-    let mut r = Cursor { b: &bytes, pos: 0 };
+    replay(dir, &journal, &bytes, durable)?;
+    fs::remove_file(&journal).at(&journal)?;
+    lock.clear_flags(FLAG_JOURNAL);
+    Ok(())
+}
+
+/// Applies a redo or undo record read from `source`.
+fn replay(dir: &Path, source: &Path, bytes: &[u8], durable: bool) -> NpkResult<()> {
+    let corrupt = |why: &str| NpkError::corrupt(source, why.to_owned());
+    let mut r = Cursor { b: bytes, pos: 0 };
     if r.take(4).ok_or_else(|| corrupt("truncated"))? != JOURNAL_MAGIC {
         return Err(corrupt("bad magic"));
     }
@@ -345,7 +513,7 @@ pub fn recover(dir: &Path, durable: bool) -> NpkResult<()> {
     if durable {
         sync_dir(dir)?;
     }
-    fs::remove_file(&journal).at(&journal)
+    Ok(())
 }
 
 /// Whether a temporary file name belongs to a process that is gone (or to no process).

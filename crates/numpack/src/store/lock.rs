@@ -2,19 +2,46 @@
 //!
 //! flock locks belong to an open file description, so threads sharing one `Store` would not
 //! exclude each other through it; a process-local mutex serialises them first.
+//!
+//! The lock file's first page is also shared memory between every handle of the store
+//! (threads and processes map it): a **generation** counter that each mutation bumps before
+//! it changes anything, so readers tell with one memory load whether their cached metadata is
+//! current, and **recovery flags** that say a journal may need replaying, so writers and
+//! readers skip the journal look-up on the common path. The rest of the file holds the undo
+//! record of an in-place `replace` (see `commit.rs`). None of it is needed to read a store:
+//! a zeroed or missing lock file only costs one journal look-up.
 
 use crate::error::{IoContext, NpkResult};
+use memmap2::MmapMut;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Name of the lock file (never matches a data, bitmap or metadata file).
 pub const LOCK_FILE: &str = ".numpack.lock";
 
+/// Bytes of the shared header page.
+pub const HEADER_BYTES: u64 = 4096;
+/// Offset of the undo record in the lock file (after the header page).
+pub const UNDO_OFFSET: u64 = HEADER_BYTES;
+
+/// Recovery flag: a `.numpack.journal` file may exist.
+pub const FLAG_JOURNAL: u64 = 1;
+/// Recovery flag: an undo record in the lock file is live (its length in the header).
+pub const FLAG_UNDO: u64 = 2;
+
+const GENERATION: usize = 0;
+const FLAGS: usize = 1;
+const UNDO_LEN: usize = 2;
+
 /// The lock file of one store handle.
 #[derive(Debug)]
 pub struct StoreLock {
     file: Mutex<File>,
+    /// A second descriptor for positional I/O on the undo area (no mutex needed).
+    io: File,
+    header: MmapMut,
     path: PathBuf,
 }
 
@@ -24,7 +51,7 @@ pub struct LockGuard<'a> {
 }
 
 impl StoreLock {
-    /// Opens (creating) the lock file of the store in `dir`.
+    /// Opens (creating) the lock file of the store in `dir` and maps its header page.
     pub fn open(dir: &Path) -> NpkResult<Self> {
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
@@ -34,10 +61,84 @@ impl StoreLock {
             .truncate(false)
             .open(&path)
             .at(&path)?;
+        if file.metadata().at(&path)?.len() < HEADER_BYTES {
+            // Growing never changes existing bytes, so racing openers are harmless.
+            file.set_len(HEADER_BYTES).at(&path)?;
+        }
+        let io = file.try_clone().at(&path)?;
+        // SAFETY: the mapping covers the first page of a file that is never shrunk below it
+        // (numpack only grows the lock file); its words are only accessed atomically.
+        let header = unsafe {
+            memmap2::MmapOptions::new()
+                .len(HEADER_BYTES as usize)
+                .map_mut(&file)
+        }
+        .at(&path)?;
         Ok(StoreLock {
             file: Mutex::new(file),
+            io,
+            header,
             path,
         })
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        let base = self.header.as_ptr() as *mut u64;
+        // SAFETY: the mapping is page-aligned and at least 4096 bytes, so word `i` (< 512) is
+        // in bounds and 8-byte aligned; it lives as long as `self`. Shared memory between
+        // processes is only ever read and written through atomics.
+        unsafe { AtomicU64::from_ptr(base.add(i)) }
+    }
+
+    /// The store's generation: changes whenever any handle starts a mutation.
+    pub fn generation(&self) -> u64 {
+        self.word(GENERATION).load(Ordering::Acquire)
+    }
+
+    /// Bumps the generation. Call under the exclusive lock, before changing any file.
+    pub fn bump_generation(&self) -> u64 {
+        self.word(GENERATION).fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The recovery flags.
+    pub fn flags(&self) -> u64 {
+        self.word(FLAGS).load(Ordering::Acquire)
+    }
+
+    /// Sets recovery flags (exclusive lock held).
+    pub fn set_flags(&self, f: u64) {
+        self.word(FLAGS).fetch_or(f, Ordering::AcqRel);
+    }
+
+    /// Clears recovery flags (exclusive lock held).
+    pub fn clear_flags(&self, f: u64) {
+        self.word(FLAGS).fetch_and(!f, Ordering::AcqRel);
+    }
+
+    /// Length of the live undo record.
+    pub fn undo_len(&self) -> u64 {
+        self.word(UNDO_LEN).load(Ordering::Acquire)
+    }
+
+    /// Records the length of the undo record just written.
+    pub fn set_undo_len(&self, n: u64) {
+        self.word(UNDO_LEN).store(n, Ordering::Release);
+    }
+
+    /// The lock file, for positional I/O on the undo area.
+    pub fn file(&self) -> &File {
+        &self.io
+    }
+
+    /// Path of the lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// fsync of the lock file (undo record and header), for durable stores.
+    pub fn sync(&self) -> NpkResult<()> {
+        self.header.flush().at(&self.path)?;
+        self.io.sync_data().at(&self.path)
     }
 
     fn guard(&self) -> MutexGuard<'_, File> {
@@ -58,6 +159,16 @@ impl StoreLock {
         file.lock_shared().at(&self.path)?;
         Ok(LockGuard { file })
     }
+}
+
+/// Whether the lock file of the store in `dir` holds a live undo record (read without
+/// locking or mapping, for `verify`).
+pub fn pending_undo(dir: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut word = [0u8; 8];
+    File::open(dir.join(LOCK_FILE))
+        .and_then(|f| f.read_exact_at(&mut word, (FLAGS * 8) as u64))
+        .is_ok_and(|()| u64::from_le_bytes(word) & FLAG_UNDO != 0)
 }
 
 impl Drop for LockGuard<'_> {

@@ -25,6 +25,7 @@ mod drop;
 pub mod lock;
 mod replace;
 mod save;
+mod state;
 pub mod verify;
 mod writer;
 
@@ -35,12 +36,11 @@ use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::format::names;
-use crate::read::snapshot::ArraySnapshot;
-use commit::{Txn, METADATA};
+use commit::{MetaBase, MetaWrite, Txn, METADATA};
 use lock::StoreLock;
-use std::collections::{HashMap, HashSet};
+use state::{MetadataRead, State};
+use std::collections::HashSet;
 use std::fs::{self, File};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -50,21 +50,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct OpenOptions {
     /// fsync every commit (slower; all-or-nothing also under power loss).
     pub durable: bool,
-}
-
-/// A decoded metadata file, the open file it came from and its `(dev, ino)`.
-type MetadataRead = (MetadataFile, Option<File>, Option<(u64, u64)>);
-
-/// What a handle last read of `metadata.npkm`.
-#[derive(Debug, Default)]
-struct State {
-    meta: Arc<MetadataFile>,
-    /// `(dev, ino)` of the metadata file read; `None` when there was none.
-    meta_id: Option<(u64, u64)>,
-    /// Held open so its inode cannot be reused by a later metadata file (no ABA).
-    _meta_fd: Option<File>,
-    /// Opened arrays, valid for `meta`.
-    arrays: HashMap<String, Arc<ArraySnapshot>>,
 }
 
 /// An open store directory. `Send + Sync`: share it between threads, or open several.
@@ -83,10 +68,6 @@ pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-fn file_id(m: &fs::Metadata) -> (u64, u64) {
-    (m.dev(), m.ino())
 }
 
 impl Store {
@@ -115,12 +96,12 @@ impl Store {
             durable: options.durable,
             dirty: Mutex::new(HashSet::new()),
         };
-        if commit::needs_recovery(&store.dir)? {
+        if commit::may_need_recovery(&store.lock) || commit::needs_recovery(&store.dir)? {
             let _g = store.lock.exclusive()?;
-            commit::recover(&store.dir, store.durable)?;
+            commit::recover(&store.dir, &store.lock, store.durable, true)?;
             commit::remove_stale_temps(&store.dir)?;
         }
-        if !store.meta_path().exists() {
+        if !store.dir.join(METADATA).exists() {
             // A store directory always holds its metadata, so a store that was opened but
             // never written to is still a valid (empty) store for packers and other readers.
             store.mutate(|txn| {
@@ -143,83 +124,17 @@ impl Store {
         &self.dir
     }
 
-    fn meta_path(&self) -> PathBuf {
-        self.dir.join(METADATA)
-    }
-
-    /// Reads and decodes `metadata.npkm` (empty when absent), with the open file and its id.
-    fn read_metadata(&self) -> NpkResult<MetadataRead> {
-        let path = self.meta_path();
-        let mut f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((MetadataFile::default(), None, None))
-            }
-            Err(e) => return Err(NpkError::io(path, e)),
-        };
-        let id = file_id(&f.metadata().at(&path)?);
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut bytes).at(&path)?;
-        let meta = MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(&path, r))?;
-        for a in meta.arrays.values() {
-            if !names::is_safe_data_file(&a.data_file) {
-                return Err(NpkError::corrupt(
-                    &path,
-                    format!(
-                        "array '{}': unsafe data file name {:?}",
-                        a.name, a.data_file
-                    ),
-                ));
-            }
-        }
-        Ok((meta, Some(f), Some(id)))
-    }
-
-    fn install(&self, meta: MetadataFile, fd: Option<File>) -> NpkResult<Arc<MetadataFile>> {
-        let id = match &fd {
-            Some(f) => Some(file_id(&f.metadata().at(&self.meta_path())?)),
-            None => None,
-        };
-        let meta = Arc::new(meta);
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        // A record can stay byte-identical while its bitmap changed (two row drops in the
-        // same microsecond), so no opened array survives a metadata change.
-        st.arrays.clear();
-        st.meta = Arc::clone(&meta);
-        st.meta_id = id;
-        st._meta_fd = fd;
-        Ok(meta)
-    }
-
-    /// The current metadata, reloaded if another handle replaced it.
-    pub fn metadata_file(&self) -> NpkResult<Arc<MetadataFile>> {
-        let on_disk = match fs::metadata(self.meta_path()) {
-            Ok(m) => Some(file_id(&m)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(NpkError::io(self.meta_path(), e)),
-        };
-        {
-            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if st.meta_id == on_disk && (on_disk.is_some() || st.meta.arrays.is_empty()) {
-                return Ok(Arc::clone(&st.meta));
-            }
-        }
-        let _g = self.shared_lock()?;
-        let (meta, fd, _) = self.read_metadata()?;
-        self.install(meta, fd)
-    }
-
-    /// The shared lock, after finishing a mutation whose writer died (a journal found while
-    /// no writer can be running means it was left behind).
+    /// The shared lock, after finishing a mutation whose writer died (a recovery flag seen
+    /// while no writer can be running means it was left behind).
     fn shared_lock(&self) -> NpkResult<lock::LockGuard<'_>> {
         loop {
             let g = self.lock.shared()?;
-            if !self.dir.join(commit::JOURNAL).exists() {
+            if !commit::may_need_recovery(&self.lock) {
                 return Ok(g);
             }
             drop(g);
             let _x = self.lock.exclusive()?;
-            commit::recover(&self.dir, self.durable)?;
+            commit::recover(&self.dir, &self.lock, self.durable, false)?;
         }
     }
 
@@ -242,94 +157,75 @@ impl Store {
         Ok(self.metadata_file()?.arrays.contains_key(name))
     }
 
-    /// An opened, consistent view of one array (mmap + bitmap), cached until it changes.
-    pub fn array(&self, name: &str) -> NpkResult<Arc<ArraySnapshot>> {
-        let meta = self.metadata_file()?;
-        {
-            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = st.arrays.get(name) {
-                if Arc::ptr_eq(&st.meta, &meta) {
-                    return Ok(Arc::clone(s));
-                }
-            }
-        }
-        // Open under the shared lock so no writer swaps files between metadata and data.
-        let _g = self.shared_lock()?;
-        let (fresh, fd, id) = self.read_metadata()?;
-        let record = fresh
-            .arrays
-            .get(name)
-            .cloned()
-            .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
-        let snap = Arc::new(ArraySnapshot::open(&self.dir, record)?);
-        let same = self.state.read().unwrap_or_else(|e| e.into_inner()).meta_id == id;
-        if !same {
-            self.install(fresh, fd)?;
-        }
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        st.arrays.insert(name.to_owned(), Arc::clone(&snap));
-        Ok(snap)
-    }
-
-    /// Logical shape and dtype without mapping the data: from the metadata alone when the
-    /// array has no bitmap (the common case), else from a full snapshot.
-    pub fn describe(&self, name: &str) -> NpkResult<(Vec<u64>, crate::dtype::DataType)> {
-        let meta = self.metadata_file()?;
-        {
-            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = st.arrays.get(name) {
-                if Arc::ptr_eq(&st.meta, &meta) {
-                    return Ok((s.logical_shape(), s.meta.dtype));
-                }
-            }
-        }
-        let rec = meta
-            .arrays
-            .get(name)
-            .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
-        let has_bitmap =
-            names::bitmap_file(&rec.data_file).is_some_and(|b| self.dir.join(b).exists());
-        if rec.shape.is_empty() || !has_bitmap {
-            return Ok((rec.shape.clone(), rec.dtype));
-        }
-        let snap = self.array(name)?;
-        Ok((snap.logical_shape(), snap.meta.dtype))
-    }
-
     /// Path of an array's data file.
     pub fn data_path(&self, name: &str) -> NpkResult<PathBuf> {
         Ok(self.dir.join(self.array_metadata(name)?.data_file))
     }
 
-    /// The metadata on disk, read under a lock held by the caller. Reuses the copy this
-    /// handle holds when the file is the one it read (the held fd rules out inode reuse).
-    fn locked_metadata(&self) -> NpkResult<MetadataFile> {
-        if let Ok(m) = fs::metadata(self.meta_path()) {
-            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if st.meta_id == Some(file_id(&m)) {
-                return Ok((*st.meta).clone());
-            }
+    /// Takes the exclusive lock and brings the cache up to date with the disk, finishing a
+    /// dead writer's mutation first.
+    fn lock_for_write(&self) -> NpkResult<lock::LockGuard<'_>> {
+        let g = self.lock.exclusive()?;
+        if commit::may_need_recovery(&self.lock) {
+            commit::recover(&self.dir, &self.lock, self.durable, false)?;
         }
-        Ok(self.read_metadata()?.0)
+        self.refresh_locked()?;
+        Ok(g)
     }
 
     /// Runs a mutation under the exclusive lock and commits it.
     pub(crate) fn mutate<R>(&self, f: impl FnOnce(&mut Txn) -> NpkResult<R>) -> NpkResult<R> {
-        let _g = self.lock.exclusive()?;
-        commit::recover(&self.dir, self.durable)?;
-        let meta = self.locked_metadata()?;
-        let mut txn = Txn::new(&self.dir, meta, self.durable);
+        let _g = self.lock_for_write()?;
+        let (meta, bytes, file) = {
+            let st = self.state();
+            let file = st.meta_file.clone().filter(|_| st.meta_writable);
+            ((*st.meta).clone(), Arc::clone(&st.bytes), file)
+        };
+        let base = file.as_deref().map(|file| MetaBase {
+            file,
+            bytes: &bytes,
+        });
+        let mut txn = Txn::new(&self.dir, meta, self.durable, &self.lock, base);
         let out = f(&mut txn)?;
-        let (meta, fd) = txn.commit()?;
-        self.mark_dirty(self.meta_path());
-        match fd {
-            Some(fd) => {
-                self.install(meta, Some(fd))?;
+        let (meta, written) = txn.commit()?;
+        let gen = self.lock.generation();
+        match written {
+            MetaWrite::Unchanged => {
+                let mut st = self.state_mut();
+                if st.gen != Some(gen) {
+                    // Files may have been swapped under an unchanged metadata file.
+                    st.arrays.clear();
+                    st.bitmaps.clear();
+                    st.writers.clear();
+                    st.gen = Some(gen);
+                }
             }
-            None => {
-                // Metadata unchanged, but files may have been swapped: drop cached views.
-                let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-                st.arrays.clear();
+            MetaWrite::InPlace(bytes) => {
+                self.mark_dirty(self.dir.join(METADATA));
+                let file = file.expect("an in-place commit has the file");
+                let path = self.dir.join(METADATA);
+                let stamp = Some(state::stamp_of(&file.metadata().at(&path)?));
+                let read = MetadataRead {
+                    meta,
+                    bytes,
+                    file: Some(file),
+                    writable: true,
+                    stamp,
+                };
+                self.install(read, gen, true);
+            }
+            MetaWrite::Replaced(file, bytes) => {
+                self.mark_dirty(self.dir.join(METADATA));
+                let path = self.dir.join(METADATA);
+                let stamp = Some(state::stamp_of(&file.metadata().at(&path)?));
+                let read = MetadataRead {
+                    meta,
+                    bytes,
+                    file: Some(Arc::new(file)),
+                    writable: true,
+                    stamp,
+                };
+                self.install(read, gen, false);
             }
         }
         Ok(out)
@@ -337,9 +233,8 @@ impl Store {
 
     /// Runs an in-place mutation (no metadata change) under the exclusive lock.
     pub(crate) fn locked<R>(&self, f: impl FnOnce(&MetadataFile) -> NpkResult<R>) -> NpkResult<R> {
-        let _g = self.lock.exclusive()?;
-        commit::recover(&self.dir, self.durable)?;
-        let meta = self.locked_metadata()?;
+        let _g = self.lock_for_write()?;
+        let meta = Arc::clone(&self.state().meta);
         f(&meta)
     }
 
@@ -352,6 +247,10 @@ impl Store {
 
     pub(crate) fn durable(&self) -> bool {
         self.durable
+    }
+
+    pub(crate) fn store_lock(&self) -> &StoreLock {
+        &self.lock
     }
 
     /// Makes everything written through this handle durable: fsync of the data and bitmap

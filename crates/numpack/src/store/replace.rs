@@ -1,11 +1,9 @@
-//! `replace`: overwrite rows in place by positional writes, under an undo journal.
+//! `replace`: overwrite rows in place through a shared mapping, under an undo journal.
 
 use super::commit::{begin_undo, finish_undo, UndoLog};
 use super::{check_dtype, check_rows_shape, read_bitmap, resolve_rows, Store};
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 
 impl Store {
     /// Overwrites the logical rows `indices` with the rows of `data` (shape `shape`, whose
@@ -41,19 +39,19 @@ impl Store {
                     data.len()
                 )));
             }
-            let bitmap = read_bitmap(self.dir(), a)?;
+            let bitmap = if self.has_bitmap(a) {
+                read_bitmap(self.dir(), a)?
+            } else {
+                None
+            };
             let logical = bitmap.as_ref().map_or(a.rows(), |b| b.active());
             let rows = resolve_rows(indices, logical, bitmap.as_ref())?;
             if rows.is_empty() || row == 0 {
                 return Ok(());
             }
-            let path = self.dir().join(&a.data_file);
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .at(&path)?;
-            super::check_file_len(&path, f.metadata().at(&path)?.len(), a)?;
+            let (_, map) = self.write_handle(a, true)?;
+            let map = map.expect("a mapping was asked for");
+            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
             let row = usize::try_from(row).expect("row fits in memory");
             let mut undo = UndoLog {
                 file: a.data_file.clone(),
@@ -62,23 +60,23 @@ impl Store {
             let mut seen = std::collections::HashSet::with_capacity(rows.len());
             for &r in &rows {
                 if seen.insert(r) {
-                    let mut old = vec![0u8; row];
-                    f.read_exact_at(&mut old, r * row as u64).at(&path)?;
-                    undo.rows.push((r * row as u64, old));
+                    let at = r as usize * row;
+                    undo.rows.push((at as u64, map[at..at + row].to_vec()));
                 }
             }
-            begin_undo(self.dir(), &undo, self.durable())?;
+            let slot = begin_undo(self.dir(), self.store_lock(), &undo, self.durable())?;
             // Later duplicates win, as with NumPy's `a[idx] = v`.
             for (k, &r) in rows.iter().enumerate() {
                 let src = if n == 1 { 0 } else { k * row };
-                f.write_all_at(&data[src..src + row], r * row as u64)
-                    .at(&path)?;
+                let at = r as usize * row;
+                map[at..at + row].copy_from_slice(&data[src..src + row]);
             }
+            let path = self.dir().join(&a.data_file);
             if self.durable() {
-                f.sync_all().at(&path)?;
+                map.flush().at(&path)?;
             }
             self.mark_dirty(path);
-            finish_undo(self.dir())
+            finish_undo(self.dir(), self.store_lock(), slot)
         })
     }
 }

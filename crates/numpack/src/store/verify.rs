@@ -41,6 +41,12 @@ pub fn verify_dir(dir: &Path) -> Report {
             "{JOURNAL}: an interrupted mutation will be finished by the next open"
         ));
     }
+    if super::lock::pending_undo(dir) {
+        r.notes.push(format!(
+            "{}: an interrupted row replacement will be rolled back by the next writer",
+            super::lock::LOCK_FILE
+        ));
+    }
     let mut known = Vec::new();
     for a in meta.arrays.values() {
         if !names::is_safe_data_file(&a.data_file) {
