@@ -4,23 +4,12 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-/// Above this size, writes and copies are split across threads.
+/// Above this size, copies in memory are split across threads.
 pub const PARALLEL_BYTES: usize = 16 << 20;
 
-/// Writes `data` at `offset`, in parallel chunks when large.
-pub fn write_all_parallel(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    #[cfg(feature = "rayon")]
-    if data.len() >= PARALLEL_BYTES {
-        use rayon::prelude::*;
-        let chunk = data
-            .len()
-            .div_ceil(rayon::current_num_threads().max(1))
-            .max(1 << 20);
-        return data
-            .par_chunks(chunk)
-            .enumerate()
-            .try_for_each(|(i, c)| file.write_all_at(c, offset + (i * chunk) as u64));
-    }
+/// Writes `data` at `offset`. One sequential write: buffered writes to one file serialise on
+/// its inode lock, so threads would only add contention.
+pub fn write_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     file.write_all_at(data, offset)
 }
 

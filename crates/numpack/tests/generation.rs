@@ -139,3 +139,26 @@ fn a_large_replace_uses_a_journal_file_and_still_works() {
     assert_eq!(col, vec![1.0, 0.0, 1.0]);
     assert!(!dir_names(&path).contains(&".numpack.journal".to_string()));
 }
+
+#[test]
+fn replaced_large_files_are_unlinked_in_the_background_and_gone_after_sync() {
+    let (_t, path) = store();
+    let io = ParallelIO::new(path.clone()).unwrap();
+    let big = ndarray::Array2::<f64>::zeros((200_000, 2)).into_dyn();
+    for _ in 0..3 {
+        io.save_arrays(&[("big".into(), big.clone(), DataType::Float64)])
+            .unwrap();
+    }
+    io.drop_arrays("big", None).unwrap();
+    io.sync_metadata().unwrap();
+    let left: Vec<String> = dir_names(&path)
+        .into_iter()
+        .filter(|n| n.starts_with(".numpack.tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // A replaced file left by a process that died before unlinking it goes at the next open.
+    let stale = path.join(".numpack.tmp.999999999.1.replaced");
+    std::fs::write(&stale, vec![0u8; 2 << 20]).unwrap();
+    drop(ParallelIO::new(path.clone()).unwrap());
+    assert!(!stale.exists());
+}

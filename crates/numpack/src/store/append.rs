@@ -4,7 +4,7 @@ use super::{check_dtype, check_rows_shape, now_micros, read_bitmap, Store};
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::names;
-use crate::io::write_all_parallel;
+use crate::io::write_at;
 
 impl Store {
     /// Appends rows (`shape` = shape of the new rows, `data` their bytes). The bytes go past
@@ -38,7 +38,7 @@ impl Store {
                 // Leftover of an append whose commit never happened.
                 f.set_len(a.size_bytes).at(&path)?;
             }
-            write_all_parallel(&f, data, a.size_bytes).at(&path)?;
+            write_at(&f, data, a.size_bytes).at(&path)?;
             self.mark_dirty(path);
             let bitmap = if self.has_bitmap(&a) {
                 read_bitmap(txn.dir(), &a)?

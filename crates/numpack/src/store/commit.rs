@@ -299,23 +299,42 @@ fn apply(dir: &Path, step: &Step) -> NpkResult<()> {
     }
 }
 
-/// Applies a journaled step. A data file is unlinked before its replacement is renamed onto
-/// the name: renaming over an existing file makes ext4 flush the new file synchronously
-/// (`auto_da_alloc`), which costs milliseconds per megabyte. The journal makes the two steps
-/// one; only when the temporary still exists is the step not yet done.
+/// Applies a journaled step. A file about to be replaced or removed is first renamed to a
+/// temporary name and unlinked later by the reaper thread: unlinking a large file frees its
+/// pages, which costs milliseconds, and renaming a new file over an existing one makes ext4
+/// flush the new file synchronously (`auto_da_alloc`). The journal makes the steps one; a
+/// rename step is not yet done exactly when its temporary still exists.
 fn apply_journaled(dir: &Path, step: &Step) -> NpkResult<()> {
-    if let Step::Rename(from, to) = step {
-        if to != METADATA && dir.join(from).exists() {
-            let target = dir.join(to);
-            match fs::remove_file(&target) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(NpkError::io(target, e))
-                }
-                _ => {}
+    let victim = match step {
+        Step::Rename(from, to) if to != METADATA && dir.join(from).exists() => Some(to),
+        Step::Remove(name) => Some(name),
+        Step::Rename(..) => None,
+    };
+    if let Some(name) = victim {
+        let target = dir.join(name);
+        match fs::metadata(&target) {
+            // Small files are cheap to unlink: no temporary shows up in the directory.
+            Ok(m) if m.len() < REAP_BYTES => remove_if_exists(&target)?,
+            Ok(_) => {
+                let trash = tmp_path(dir, "replaced");
+                fs::rename(&target, &trash).at(&target)?;
+                super::reaper::unlink_later(trash);
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(NpkError::io(target, e)),
         }
     }
     apply(dir, step)
+}
+
+/// Files at least this large are unlinked by the reaper thread.
+const REAP_BYTES: u64 = 1 << 20;
+
+fn remove_if_exists(path: &Path) -> NpkResult<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NpkError::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

@@ -23,6 +23,7 @@ pub mod commit;
 mod compact;
 mod drop;
 pub mod lock;
+mod reaper;
 mod replace;
 mod save;
 mod state;
@@ -262,6 +263,8 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .drain()
             .collect();
+        // Replaced files this process handed to the reaper are gone before sync returns.
+        reaper::wait_idle();
         if files.is_empty() {
             return Ok(());
         }

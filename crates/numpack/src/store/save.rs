@@ -5,7 +5,7 @@ use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::ArrayMetadata;
 use crate::format::names;
-use crate::io::write_all_parallel;
+use crate::io::write_at;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -132,7 +132,7 @@ impl Store {
             let durable = txn.durable();
             let write = |(path, data): &(PathBuf, &[u8])| -> NpkResult<()> {
                 let f = std::fs::File::create(path).at(path)?;
-                write_all_parallel(&f, data, 0).at(path)?;
+                write_at(&f, data, 0).at(path)?;
                 if durable {
                     f.sync_all().at(path)?;
                 }

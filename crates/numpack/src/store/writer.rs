@@ -13,7 +13,7 @@ use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::{ArrayMetadata, MAX_NDIM};
 use crate::format::names;
-use crate::io::write_all_parallel;
+use crate::io::write_at;
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
@@ -61,7 +61,7 @@ impl ArrayWriter {
                 self.dtype
             )));
         }
-        let r = write_all_parallel(&self.file, data, self.len);
+        let r = write_at(&self.file, data, self.len);
         self.settle(r, data.len() as u64)
     }
 
