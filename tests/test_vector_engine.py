@@ -11,11 +11,12 @@ from numpack import NumPack
 from numpack.exceptions import ArrayNotFoundError
 from numpack.vector_engine import StreamingVectorEngine, VectorEngine
 
-EPS = 1e-7
 FLOAT_METRICS = ["dot", "cosine", "l2", "l2sq", "kl", "js"]
+SIMILARITY = ("dot", "cosine")
 
 
-def ref(a: np.ndarray, b: np.ndarray, metric: str) -> float:
+def ref(a: np.ndarray, b: np.ndarray, metric: str, eps: float = 1e-7) -> float:
+    """float64 definition of each metric (KL/JS with the kernels' epsilon)."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     if metric == "dot":
         return float(a @ b)
@@ -29,13 +30,19 @@ def ref(a: np.ndarray, b: np.ndarray, metric: str) -> float:
     if metric == "l2sq":
         return float(((a - b) ** 2).sum())
     if metric == "kl":
-        return float((a * np.log((a + EPS) / (b + EPS))).sum())
+        return float((a * np.log((a + eps) / (b + eps))).sum())
     if metric == "js":
         m = 0.5 * (a + b)
-        d = 0.5 * (a * np.log((a + EPS) / (m + EPS))).sum()
-        d += 0.5 * (b * np.log((b + EPS) / (m + EPS))).sum()
-        return float(np.sqrt(max(d, 0.0)))
+        d = (a * np.log((a + eps) / (m + eps))).sum() + (b * np.log((b + eps) / (m + eps))).sum()
+        return float(np.sqrt(max(d / 2, 0.0)))
     raise AssertionError(metric)
+
+
+def ranking(scores: np.ndarray, metric: str, k: int) -> list[int]:
+    """Best-first indices, ties by lower index, NaN last."""
+    key = -scores if metric in SIMILARITY else scores
+    key = np.where(np.isnan(key), np.inf, key)
+    return np.lexsort((np.arange(len(scores)), key))[:k].tolist()
 
 
 def bits_ref(a: np.ndarray, b: np.ndarray, metric: str) -> float:
@@ -46,37 +53,100 @@ def bits_ref(a: np.ndarray, b: np.ndarray, metric: str) -> float:
     return 1.0 if union == 0 else 1.0 - (ua & ub).sum() / union
 
 
+def data(dtype: type, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if dtype == np.int8:
+        return rng.integers(-128, 128, shape).astype(np.int8)
+    return rng.random(shape).astype(dtype)
+
+
 @pytest.fixture
 def engine() -> VectorEngine:
     return VectorEngine()
 
 
 @pytest.mark.parametrize("metric", FLOAT_METRICS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_float_metrics_match_numpy(engine: VectorEngine, metric: str, dtype: type) -> None:
-    rng = np.random.default_rng(1)
-    cands = rng.random((300, 37)).astype(dtype)
-    q = rng.random(37).astype(dtype)
-    got = engine.batch_compute(q, cands, metric)
-    want = np.array([ref(q, c, metric) for c in cands])
-    assert got.dtype == np.float64 and got.shape == (300,)
-    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
-    assert engine.compute_metric(q, cands[3], metric) == pytest.approx(want[3], rel=2e-4, abs=2e-4)
-    idx, scores = engine.top_k_search(q, cands, metric, 10)
-    order = np.argsort(-want if metric in ("dot", "cosine") else want, kind="stable")[:10]
-    assert idx.dtype == np.uint64 and scores.dtype == np.float64
-    np.testing.assert_allclose(scores, want[order], rtol=2e-4, atol=2e-4)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8])
+def test_every_metric_and_dtype_matches_numpy(
+    engine: VectorEngine, metric: str, dtype: type
+) -> None:
+    cands, qs = data(dtype, (2000, 37), 1), data(dtype, (3, 37), 2)
+    if dtype == np.int8 and metric in ("kl", "js"):
+        with pytest.raises(ValueError, match="Unsupported metric"):
+            engine.batch_compute(qs[0], cands, metric)
+        return
+    eps = 1e-15 if dtype == np.float64 else 1e-7
+    want = np.array([[ref(q, c, metric, eps) for c in cands] for q in qs])
+    # float16 accumulates in float32, KL/JS use numkong's logarithm; the rest is float64-exact.
+    tol = 1e-4 if dtype == np.float16 or metric in ("kl", "js") else 1e-11
+    got = engine.batch_compute(qs[0], cands, metric)
+    assert got.dtype == np.float64 and got.shape == (2000,)
+    np.testing.assert_allclose(got, want[0], rtol=tol, atol=tol)
+    many = engine.batch_compute(qs, cands, metric)
+    assert many.shape == (3, 2000)
+    np.testing.assert_allclose(many, want, rtol=tol, atol=tol)
+    assert engine.compute_metric(qs[0], cands[3], metric) == pytest.approx(
+        want[0, 3], rel=tol, abs=tol
+    )
+    exact = tol < 1e-6
+    idx, scores = engine.top_k_search(qs[1], cands, metric, 10)
+    assert idx.dtype == np.uint64 and scores.dtype == np.float64 and idx.shape == (10,)
+    own = engine.batch_compute(qs[1], cands, metric)
+    assert idx.tolist() == ranking(want[1] if exact else own, metric, 10)
+    np.testing.assert_allclose(scores, own[idx.astype(np.intp)], rtol=1e-12)
+    mi, ms = engine.multi_query_top_k(qs, cands, metric, 10)
+    assert mi.shape == (30,) and ms.shape == (30,)
+    for i in range(3):
+        ref_row = want[i] if exact else engine.batch_compute(qs[i], cands, metric)
+        assert mi[i * 10 : (i + 1) * 10].tolist() == ranking(ref_row, metric, 10)
 
 
 @pytest.mark.parametrize("metric", ["dot", "cosine", "l2", "l2sq"])
-def test_int8_and_mixed_dtypes(engine: VectorEngine, metric: str) -> None:
+def test_float32_search_is_exact_against_float64(engine: VectorEngine, metric: str) -> None:
+    """The f32 filtering pass must return the float64 top k, also around rows it cannot
+    bound (zero, huge, NaN)."""
+    rng = np.random.default_rng(3)
+    cands = rng.standard_normal((60_000, 64)).astype(np.float32)
+    cands[::101] = 0
+    cands[7, 0], cands[9, 3] = np.nan, 1e30
+    qs = rng.standard_normal((6, 64)).astype(np.float32)
+    c64 = cands.astype(np.float64)
+    with np.errstate(all="ignore"):
+        for k in (1, 10, 200):
+            mi, ms = engine.multi_query_top_k(qs, cands, metric, k)
+            for i, q in enumerate(qs.astype(np.float64)):
+                if metric in ("dot", "cosine"):
+                    s = c64 @ q
+                    if metric == "cosine":
+                        n = np.linalg.norm(c64, axis=1) * np.linalg.norm(q)
+                        s = np.where(n == 0, 0.0, s / np.where(n == 0, 1, n))
+                else:
+                    s = ((c64 - q) ** 2).sum(1)
+                    s = np.sqrt(s) if metric == "l2" else s
+                want = ranking(s, metric, k)
+                assert mi[i * k : (i + 1) * k].tolist() == want
+                np.testing.assert_allclose(ms[i * k : (i + 1) * k], s[want], rtol=1e-9)
+                if i == 0:
+                    one, _ = engine.top_k_search(qs[0], cands, metric, k)
+                    assert one.tolist() == want
+
+
+def test_mixed_and_wider_dtypes_promote_to_float64(engine: VectorEngine) -> None:
     rng = np.random.default_rng(2)
     c8 = rng.integers(-100, 100, (50, 16)).astype(np.int8)
     q8 = rng.integers(-100, 100, 16).astype(np.int8)
-    want = np.array([ref(q8, c, metric) for c in c8])
-    np.testing.assert_allclose(engine.batch_compute(q8, c8, metric), want, rtol=1e-5)
-    mixed = engine.batch_compute(q8.astype(np.float64), c8.astype(np.float32), metric)
-    np.testing.assert_allclose(mixed, want, rtol=1e-9)
+    for metric in ("dot", "cosine", "l2", "l2sq"):
+        want = np.array([ref(q8, c, metric) for c in c8])
+        np.testing.assert_allclose(engine.batch_compute(q8, c8, metric), want, rtol=1e-12)
+        mixed = engine.batch_compute(q8.astype(np.float64), c8.astype(np.float16), metric)
+        np.testing.assert_allclose(mixed, want, rtol=1e-12)
+        wide = engine.batch_compute(q8.astype(np.int64), c8.astype(np.int32), metric)
+        np.testing.assert_allclose(wide, want, rtol=1e-12)
+    q16, c32 = rng.random(16).astype(np.float16), rng.random((40, 16)).astype(np.float32)
+    want = np.array([ref(q16, c, "dot") for c in c32])
+    np.testing.assert_allclose(engine.batch_compute(q16, c32, "dot"), want, rtol=1e-12)
+    with pytest.raises(TypeError, match="Unsupported dtype"):
+        engine.batch_compute(q16.astype(np.complex64), c32, "dot")
 
 
 @pytest.mark.parametrize("metric", ["hamming", "jaccard"])
@@ -204,3 +274,50 @@ def test_streaming_skips_deleted_rows_and_sees_other_handles(tmp_path: Path) -> 
             eng.streaming_multi_query_top_k(q, store, "emb", "l2", 3)
         with pytest.raises(ValueError):
             eng.streaming_top_k_from_file(q, store, "emb", "l2", 3, batch_size=0)
+
+
+def test_capabilities_zero_width_and_bool(engine: VectorEngine) -> None:
+    caps = engine.capabilities()
+    assert caps.startswith("CPU: ")
+    assert any(x in caps for x in ("AVX-512", "AVX2", "NEON", "SVE", "scalar"))
+    assert StreamingVectorEngine().capabilities() == caps
+    z = np.zeros((4, 0), np.float32)
+    assert engine.batch_compute(z[0], z, "cosine").tolist() == [1.0] * 4
+    assert engine.batch_compute(z[0], z, "l2").tolist() == [0.0] * 4
+    assert engine.top_k_search(z[0], z, "dot", 2)[0].tolist() == [0, 1]
+    bits = np.array([[1, 0, 1], [0, 0, 0], [1, 1, 1]], bool)
+    assert engine.batch_compute(bits[0], bits, "hamming").tolist() == [0.0, 2.0, 1.0]
+    assert engine.top_k_search(bits[2], bits, "jaccard", 3)[0].tolist() == [2, 0, 1]
+    with pytest.raises(ValueError, match="bool"):
+        engine.batch_compute(bits[0], bits, "dot")
+
+
+def test_streaming_float64_large_k_and_appends(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    store = tmp_path / "s.npk"
+    a64 = rng.standard_normal((3000, 12))
+    eng, mem = StreamingVectorEngine(), VectorEngine()
+    with NumPack(store) as npk:
+        npk.save({"e64": a64})
+    for metric in ("dot", "cosine", "l2", "l2sq", "kl", "js"):
+        q = np.abs(a64[5]) if metric in ("kl", "js") else a64[5]
+        src = np.abs(a64) if metric in ("kl", "js") else a64
+        if metric in ("kl", "js"):
+            with NumPack(store) as npk:
+                npk.save({"p64": src})
+        name = "p64" if metric in ("kl", "js") else "e64"
+        idx, sc = eng.streaming_top_k_from_file(q, store, name, metric, 10_000, 700)
+        want_i, want_s = mem.top_k_search(q, src, metric, 10_000)
+        assert idx.shape == (3000,)
+        np.testing.assert_array_equal(idx, want_i)
+        np.testing.assert_allclose(sc, want_s, rtol=1e-12)
+    with pytest.raises(TypeError, match="dtype mismatch"):
+        eng.streaming_top_k_from_file(a64[0].astype(np.float32), store, "e64", "l2", 3)
+    # Rows appended through another handle are seen by the next search.
+    with NumPack(store) as npk:
+        npk.append({"e64": a64[:10] * 100})
+    idx, _ = eng.streaming_top_k_from_file(a64[3] * 100, store, "e64", "l2", 1)
+    assert idx.tolist() == [3003]
+    # float64 queries search float64 arrays here too (the published engine cast them to float32).
+    mi, ms = eng.streaming_multi_query_top_k(a64[:2], store, "e64", "dot", 2)
+    assert mi.shape == (4,) and ms.dtype == np.float64

@@ -155,12 +155,14 @@ def simd_capabilities() -> str: ...
 def vector_scores(
     queries: npt.NDArray[Any], candidates: npt.NDArray[Any], metric_name: str
 ) -> npt.NDArray[np.float64]:
-    """``(m, n)`` scores; both 2-d C-contiguous float32, float64 or packed-bit uint8."""
+    """``(m, n)`` float64 scores; both 2-d C-contiguous, one dtype: float32, float64, float16,
+    int8, or packed-bit uint8."""
 
 def vector_top_k(
     queries: npt.NDArray[Any], candidates: npt.NDArray[Any], metric_name: str, k: int
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
-    """Per query the best ``min(k, n)``: ``(m, k')`` indices and scores, best first."""
+    """Per query the best ``min(k, n)``: ``(m, k')`` indices and exact scores, best first
+    (ties by lower index)."""
 
 def vector_stream_top_k(
     path: str, name: str, queries_arr: npt.NDArray[Any], metric_name: str, k: int, batch: int

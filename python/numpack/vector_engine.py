@@ -47,31 +47,41 @@ def _array(x: Any) -> npt.NDArray[Any]:
     return x if isinstance(x, np.ndarray) else np.asarray(x)
 
 
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), np.dtype(np.int8))
+
+
 def _prepare(
     a: npt.NDArray[Any], b: npt.NDArray[Any], metric: str
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """Both operands in one kernel type: float32, float64, or packed bits (uint8)."""
+    """Both operands in one kernel element type: float32, float64, float16, int8 (computed
+    natively), or packed bits (uint8, bool); wider integers and mixed dtypes become float64."""
     da, db = a.dtype, b.dtype
     for d in (da, db):
         if d.kind not in "biuf":
             raise TypeError(f"Unsupported dtype: {d}")
     if metric in _BINARY:
         if da.kind == "b" and db.kind == "b":
-            return np.packbits(a, axis=-1), np.packbits(b, axis=-1)
+            return _ready(np.packbits(a, axis=-1), np.uint8), _ready(
+                np.packbits(b, axis=-1), np.uint8
+            )
         if da == np.uint8 and db == np.uint8:
             return _ready(a, np.uint8), _ready(b, np.uint8)
-        raise ValueError(f"Compute error: Unsupported metric '{metric}' for dtype {da}")
-    if np.uint8 in (da, db) or "b" in (da.kind, db.kind):
+        bad = db if da in (np.uint8, np.bool_) else da
+        raise ValueError(f"Compute error: Unsupported metric '{metric}' for dtype {bad}")
+    if "b" in (da.kind, db.kind):
+        raise ValueError(f"bool arrays only support 'hamming' and 'jaccard' metrics, got: {metric}")
+    if np.uint8 in (da, db):
         raise ValueError(
             f"uint8 arrays only support 'hamming' and 'jaccard' metrics, got: {metric}"
         )
     if da == db and da == np.int8 and metric not in ("dot", "cosine", "l2", "l2sq"):
         raise ValueError(f"Compute error: Unsupported metric '{metric}' for dtype int8")
-    if da == db and da in (np.float32, np.float16, np.int8):
-        target: type = np.float32
-    else:
-        target = np.float64  # float64, wider integers and mixed dtypes
-    return _ready(a, target), _ready(b, target)
+    target = da if da == db and da in _NATIVE else np.dtype(np.float64)
+    a, b = _ready(a, target), _ready(b, target)
+    if a.shape[-1] == 0:
+        # Zero-width vectors score like zero vectors of width 1 (dot 0, cosine 1, l2 0).
+        a, b = np.zeros((*a.shape[:-1], 1), target), np.zeros((*b.shape[:-1], 1), target)
+    return a, b
 
 
 def _ready(x: npt.NDArray[Any], dtype: Any) -> npt.NDArray[Any]:
@@ -117,7 +127,7 @@ class VectorEngine:
             raise ValueError(
                 f"Query dimension {q.shape[-1]} does not match candidates dimension {c.shape[1]}"
             )
-        qq, cc = _prepare(q.reshape(-1, q.shape[-1]), c, m)
+        qq, cc = _prepare(q[None, :] if q.ndim == 1 else q, c, m)
         out = _core.vector_scores(qq, cc, m)
         return out[0] if q.ndim == 1 else out
 
@@ -246,7 +256,7 @@ class StreamingVectorEngine:
             raise TypeError(f"Query must be 1D or 2D array, got {q.ndim}D")
         path = self._source(npk_dir, array_name, batch_size)
         out = _core.vector_stream_scores(
-            path, array_name, self._queries(q.reshape(-1, q.shape[-1])), m, int(batch_size)
+            path, array_name, self._queries(q[None, :] if q.ndim == 1 else q), m, int(batch_size)
         )
         return out[0] if q.ndim == 1 else out
 

@@ -27,7 +27,8 @@ fn cast<T: bytemuck::Pod>(bytes: &[u8]) -> PyResult<&[T]> {
         .map_err(|_| PyTypeError::new_err("array data is not aligned for its dtype"))
 }
 
-/// Row-major data of a 2-d C-contiguous float32/float64/uint8 array, and its width.
+/// Row-major data of a 2-d C-contiguous float32/float64/float16/int8/uint8 array, and its
+/// width (uint8 rows are packed bits for hamming / jaccard).
 fn rows<'a>(arr: &'a Bound<'_, PyUntypedArray>) -> PyResult<(Vectors<'a>, usize)> {
     let i = input(arr)?;
     if i.shape.len() != 2 {
@@ -37,6 +38,8 @@ fn rows<'a>(arr: &'a Bound<'_, PyUntypedArray>) -> PyResult<(Vectors<'a>, usize)
     let v = match i.dtype {
         DataType::Float32 => Vectors::F32(cast(i.bytes)?),
         DataType::Float64 => Vectors::F64(cast(i.bytes)?),
+        DataType::Float16 => Vectors::F16(cast(i.bytes)?),
+        DataType::Int8 => Vectors::I8(bytemuck::cast_slice(i.bytes)),
         DataType::Uint8 => Vectors::Bits(i.bytes),
         d => return Err(PyTypeError::new_err(format!("Unsupported dtype: {d}"))),
     };
@@ -101,9 +104,7 @@ fn queries(arr: &Bound<'_, PyUntypedArray>) -> PyResult<(Queries, usize)> {
     let q = match v {
         Vectors::F32(x) => Queries::F32(x.to_vec()),
         Vectors::F64(x) => Queries::F64(x.to_vec()),
-        Vectors::Bits(_) => {
-            return Err(PyTypeError::new_err("streaming search needs float queries"))
-        }
+        _ => return Err(PyTypeError::new_err("streaming search needs float32 or float64 queries")),
     };
     Ok((q, dim))
 }

@@ -1,6 +1,13 @@
 //! Exact similarity search: metrics, kernels, top-k selection, in memory and streamed from a
 //! store's mapped arrays (logical rows only).
+//!
+//! Scores are exact: the per-pair kernels accumulate float inputs in f64. float32 top-k
+//! searches with dot, cosine, l2 or l2sq first filter in f32 (a SIMD row scan for one query, a
+//! blocked matrix product for several) with guaranteed error bounds, then rescore the few rows
+//! that can still make the top k.
 
+mod bounds;
+mod filter;
 pub mod kernels;
 pub mod metric;
 pub mod search;
@@ -10,20 +17,23 @@ pub mod topk;
 pub use metric::Metric;
 pub use search::{scores, top_k, Vectors};
 
-/// The SIMD level the kernels are compiled for / run with (`"CPU: AVX-512, AVX2"`, ...).
+/// The SIMD levels in use, best first: `"CPU: AVX-512, AVX2"`, `"CPU: NEON"`, or
+/// `"CPU: scalar (no SIMD)"`.
 pub fn capabilities() -> String {
+    use kernels::scan::{level, Level};
     let mut found: Vec<&str> = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            found.push("AVX-512");
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            found.push("AVX2");
-        }
+    match level() {
+        Level::Avx512 => found.extend(["AVX-512", "AVX2"]),
+        Level::Avx2 => found.push("AVX2"),
+        Level::Portable => {}
     }
     #[cfg(target_arch = "aarch64")]
-    found.push("NEON");
+    {
+        found.push("NEON");
+        if std::arch::is_aarch64_feature_detected!("sve") {
+            found.push("SVE");
+        }
+    }
     if found.is_empty() {
         "CPU: scalar (no SIMD)".to_owned()
     } else {

@@ -1,18 +1,27 @@
-//! In-memory search: scores of queries against candidates, and per-query top-k computed over
-//! candidate blocks in parallel (bounded memory: one block of scores per thread).
+//! In-memory search: scores of queries against candidates, and each query's top k. This file
+//! holds the one dtype dispatch of the engine ([`dispatch`]); float32 top-k with a filterable
+//! metric goes through `filter` (f32 pass + exact rescoring), everything else is scored by the
+//! exact kernels directly. Both split the candidates into row ranges run on the rayon pool.
 
-use super::kernels::{bit_metric, cosine_from, dot, dot_and_norm, float_metric, Float};
+use super::filter::{self, TaskTopK};
+use super::kernels::{self, Element, Query};
 use super::metric::Metric;
-use super::topk::{merge, select};
+use super::topk::{best_k, key, merge, Candidates};
 use crate::error::{NpkError, NpkResult};
+use half::f16;
+use std::ops::Range;
 
-/// Row-major vectors of one element kind.
+/// Row-major vectors of one element type.
 #[derive(Debug, Clone, Copy)]
 pub enum Vectors<'a> {
     /// float32 rows.
     F32(&'a [f32]),
     /// float64 rows.
     F64(&'a [f64]),
+    /// float16 rows.
+    F16(&'a [f16]),
+    /// int8 rows.
+    I8(&'a [i8]),
     /// Bit vectors packed in bytes (hamming / jaccard).
     Bits(&'a [u8]),
 }
@@ -22,6 +31,8 @@ impl Vectors<'_> {
         match self {
             Vectors::F32(v) => v.len(),
             Vectors::F64(v) => v.len(),
+            Vectors::F16(v) => v.len(),
+            Vectors::I8(v) => v.len(),
             Vectors::Bits(v) => v.len(),
         }
     }
@@ -32,121 +43,223 @@ impl Vectors<'_> {
     }
 }
 
-/// Candidate rows per parallel block.
-const BLOCK: usize = 2048;
-
-fn check(metric: Metric, q: &Vectors<'_>, c: &Vectors<'_>) -> NpkResult<()> {
-    let ok = match (q, c) {
-        (Vectors::F32(_), Vectors::F32(_)) | (Vectors::F64(_), Vectors::F64(_)) => {
-            !metric.is_binary()
-        }
-        (Vectors::Bits(_), Vectors::Bits(_)) => metric.is_binary(),
-        _ => {
-            return Err(NpkError::InvalidDtype(
-                "query and candidates must have the same element type".into(),
-            ))
-        }
-    };
-    if !ok {
-        return Err(NpkError::InvalidOperation(format!(
-            "Compute error: Unsupported metric '{}' for this dtype",
-            metric.as_str()
-        )));
-    }
-    Ok(())
-}
-
-fn score_block<T: Float>(metric: Metric, q: &[T], cands: &[T], dim: usize, out: &mut [f64]) {
-    if metric == Metric::Cosine {
-        // The query's norm once, then one fused pass per candidate.
-        let nq = dot(q, q);
-        for (o, c) in out.iter_mut().zip(cands.chunks_exact(dim)) {
-            let (d, nc) = dot_and_norm(q, c);
-            *o = cosine_from(d, nq, nc);
-        }
-        return;
-    }
-    for (o, c) in out.iter_mut().zip(cands.chunks_exact(dim)) {
-        *o = float_metric(metric, q, c);
+/// Work generic over the element type.
+trait Job {
+    type Out;
+    fn run<T: Element>(self, q: &[T], c: &[T]) -> NpkResult<Self::Out>;
+    /// float32 may take a faster route.
+    fn run_f32(self, q: &[f32], c: &[f32]) -> NpkResult<Self::Out>
+    where
+        Self: Sized,
+    {
+        self.run(q, c)
     }
 }
 
-/// Scores of query row `qi` against candidate rows `start..start+out.len()`.
-fn score_rows(
-    metric: Metric,
-    q: &Vectors<'_>,
-    c: &Vectors<'_>,
-    dim: usize,
-    qi: usize,
-    start: usize,
-    out: &mut [f64],
-) {
-    let (a, b) = (qi * dim, start * dim);
-    let e = b + out.len() * dim;
+/// The dtype dispatch: both operands must have the same element type.
+fn dispatch<J: Job>(job: J, q: Vectors<'_>, c: Vectors<'_>) -> NpkResult<J::Out> {
+    kernels::init();
     match (q, c) {
-        (Vectors::F32(q), Vectors::F32(c)) => {
-            score_block(metric, &q[a..a + dim], &c[b..e], dim, out)
+        (Vectors::F32(q), Vectors::F32(c)) => job.run_f32(q, c),
+        (Vectors::F64(q), Vectors::F64(c)) => job.run(q, c),
+        (Vectors::F16(q), Vectors::F16(c)) => job.run(q, c),
+        (Vectors::I8(q), Vectors::I8(c)) => job.run(q, c),
+        (Vectors::Bits(q), Vectors::Bits(c)) => job.run(q, c),
+        _ => Err(NpkError::InvalidDtype(
+            "query and candidates must have the same element type".into(),
+        )),
+    }
+}
+
+fn scorer<T: Element>(metric: Metric) -> NpkResult<kernels::Scorer<T>> {
+    T::scorer(metric).ok_or_else(|| {
+        NpkError::InvalidOperation(format!(
+            "Compute error: Unsupported metric '{}' for dtype {}",
+            metric.as_str(),
+            T::NAME
+        ))
+    })
+}
+
+/// Threads of the pool the searches run on.
+pub fn threads() -> usize {
+    #[cfg(feature = "rayon")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "rayon"))]
+    1
+}
+
+/// Runs `f` on consecutive ranges of `n` rows (`step` each) and merges the per-query results.
+fn over_ranges(
+    n: usize,
+    step: usize,
+    m: usize,
+    k: usize,
+    similarity: bool,
+    f: impl Fn(Range<usize>) -> TaskTopK + Sync + Send,
+) -> TaskTopK {
+    let ranges: Vec<Range<usize>> = (0..n.div_ceil(step))
+        .map(|i| i * step..((i + 1) * step).min(n))
+        .collect();
+    let empty = || vec![(Vec::new(), Vec::new()); m];
+    let combine = |a: TaskTopK, b: TaskTopK| -> TaskTopK {
+        a.into_iter()
+            .zip(b)
+            .map(|(x, y)| merge(x, y, k, similarity))
+            .collect()
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        ranges.into_par_iter().map(&f).reduce(empty, combine)
+    }
+    #[cfg(not(feature = "rayon"))]
+    ranges.into_iter().map(f).fold(empty(), combine)
+}
+
+struct Scores {
+    metric: Metric,
+    dim: usize,
+}
+
+impl Job for Scores {
+    type Out = Vec<f64>;
+    fn run<T: Element>(self, q: &[T], c: &[T]) -> NpkResult<Vec<f64>> {
+        let score = scorer::<T>(self.metric)?;
+        let dim = self.dim;
+        let n = c.len().checked_div(dim).unwrap_or(0);
+        let queries: Vec<Query<'_, T>> = q
+            .chunks_exact(dim.max(1))
+            .map(|v| T::query(self.metric, v))
+            .collect();
+        let mut out = vec![0.0; queries.len() * n];
+        if n == 0 {
+            return Ok(out);
         }
-        (Vectors::F64(q), Vectors::F64(c)) => {
-            score_block(metric, &q[a..a + dim], &c[b..e], dim, out)
-        }
-        (Vectors::Bits(q), Vectors::Bits(c)) => {
-            for (o, row) in out.iter_mut().zip(c[b..e].chunks_exact(dim)) {
-                *o = bit_metric(metric, &q[a..a + dim], row);
+        let fill = |qi: usize, row: &mut [f64], start: usize| {
+            for (i, o) in row.iter_mut().enumerate() {
+                let r = (start + i) * dim;
+                *o = score(&queries[qi], &c[r..r + dim]);
             }
-        }
-        _ => out.fill(f64::NAN),
-    }
-}
-
-/// Squared norms of candidate rows `start..start+len` (float candidates only).
-fn block_norms(c: &Vectors<'_>, dim: usize, start: usize, len: usize) -> Option<Vec<f64>> {
-    let rows = start * dim..(start + len) * dim;
-    match c {
-        Vectors::F32(v) => Some(v[rows].chunks_exact(dim).map(|r| dot(r, r)).collect()),
-        Vectors::F64(v) => Some(v[rows].chunks_exact(dim).map(|r| dot(r, r)).collect()),
-        Vectors::Bits(_) => None,
-    }
-}
-
-/// Squared norm of query row `qi`.
-fn query_norm(q: &Vectors<'_>, dim: usize, qi: usize) -> f64 {
-    let r = qi * dim..(qi + 1) * dim;
-    match q {
-        Vectors::F32(v) => dot(&v[r.clone()], &v[r]),
-        Vectors::F64(v) => dot(&v[r.clone()], &v[r]),
-        Vectors::Bits(_) => f64::NAN,
-    }
-}
-
-/// Row-major `(queries, candidates)` score matrix.
-pub fn scores(metric: Metric, q: Vectors<'_>, c: Vectors<'_>, dim: usize) -> NpkResult<Vec<f64>> {
-    check(metric, &q, &c)?;
-    let (m, n) = (q.rows(dim), c.rows(dim));
-    let mut out = vec![0.0; m * n];
-    if dim == 0 || n == 0 {
-        out.fill(if metric == Metric::Cosine { 1.0 } else { 0.0 });
-        return Ok(out);
-    }
-    let job = |(qi, row): (usize, &mut [f64])| {
+        };
+        const CHUNK: usize = 4096;
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
-            row.par_chunks_mut(BLOCK)
-                .enumerate()
-                .for_each(|(bi, o)| score_rows(metric, &q, &c, dim, qi, bi * BLOCK, o));
+            out.par_chunks_mut(n).enumerate().for_each(|(qi, row)| {
+                row.par_chunks_mut(CHUNK)
+                    .enumerate()
+                    .for_each(|(b, o)| fill(qi, o, b * CHUNK));
+            });
         }
         #[cfg(not(feature = "rayon"))]
-        for (bi, o) in row.chunks_mut(BLOCK).enumerate() {
-            score_rows(metric, &q, &c, dim, qi, bi * BLOCK, o);
+        for (qi, row) in out.chunks_mut(n).enumerate() {
+            fill(qi, row, 0);
         }
-    };
-    out.chunks_mut(n).enumerate().for_each(job);
-    Ok(out)
+        Ok(out)
+    }
 }
 
-/// Per query, the `min(k, n)` best candidates, best first: flattened `(indices, scores)`.
-/// Candidate indices are offset by `offset`.
+/// Row-major `(queries, candidates)` score matrix (float64).
+pub fn scores(metric: Metric, q: Vectors<'_>, c: Vectors<'_>, dim: usize) -> NpkResult<Vec<f64>> {
+    dispatch(Scores { metric, dim }, q, c)
+}
+
+struct TopK {
+    metric: Metric,
+    dim: usize,
+    k: usize,
+    offset: u64,
+}
+
+impl Job for TopK {
+    type Out = TaskTopK;
+
+    fn run<T: Element>(self, q: &[T], c: &[T]) -> NpkResult<TaskTopK> {
+        let score = scorer::<T>(self.metric)?;
+        let (metric, dim, k) = (self.metric, self.dim, self.k);
+        let sim = metric.is_similarity();
+        let n = c.len().checked_div(dim).unwrap_or(0);
+        let queries: Vec<Query<'_, T>> = q
+            .chunks_exact(dim.max(1))
+            .map(|v| T::query(metric, v))
+            .collect();
+        let m = queries.len();
+        if k == 0 || n == 0 {
+            return Ok(vec![(Vec::new(), Vec::new()); m]);
+        }
+        let step = (n.div_ceil(4 * threads())).clamp(1024, 1 << 15);
+        let offset = self.offset;
+        Ok(over_ranges(n, step, m, k, sim, |rows| {
+            let mut sets = vec![Candidates::new(k); m];
+            // Sub-blocks of rows stay in cache while every query scores them.
+            const SUB: usize = 256;
+            let mut s = rows.start;
+            while s < rows.end {
+                let e = (s + SUB).min(rows.end);
+                for (qv, set) in queries.iter().zip(&mut sets) {
+                    for i in s..e {
+                        let kk = key(score(qv, &c[i * dim..(i + 1) * dim]), sim);
+                        set.push_exact(kk, i as u64);
+                    }
+                }
+                s = e;
+            }
+            sets.into_iter()
+                .zip(&queries)
+                .map(|(set, qv)| {
+                    let all = set
+                        .into_entries()
+                        .into_iter()
+                        .map(|e| {
+                            let i = e.index as usize;
+                            (e.index + offset, score(qv, &c[i * dim..(i + 1) * dim]))
+                        })
+                        .collect();
+                    best_k(all, k, sim)
+                })
+                .collect()
+        }))
+    }
+
+    fn run_f32(self, q: &[f32], c: &[f32]) -> NpkResult<TaskTopK> {
+        if self.metric == Metric::L2 {
+            // Same ranking as l2sq (keys and bounds live there); report the square roots.
+            let sq = TopK {
+                metric: Metric::L2Sq,
+                ..self
+            };
+            let mut best = sq.run_f32(q, c)?;
+            for (_, s) in &mut best {
+                s.iter_mut().for_each(|v| *v = v.sqrt());
+            }
+            return Ok(best);
+        }
+        let (metric, dim, k, offset) = (self.metric, self.dim, self.k, self.offset);
+        let n = c.len().checked_div(dim).unwrap_or(0);
+        let bounds = (k > 0 && n > 0)
+            .then(|| filter::bounds(metric, q, dim))
+            .flatten();
+        let Some(bounds) = bounds else {
+            return self.run(q, c);
+        };
+        let m = bounds.len();
+        let step = filter::task_rows(n, m);
+        let sim = metric.is_similarity();
+        Ok(if m == 1 {
+            over_ranges(n, step, 1, k, sim, |rows| {
+                filter::single(metric, &bounds[0], q, c, rows, k, offset)
+            })
+        } else {
+            over_ranges(n, step, m, k, sim, |rows| {
+                filter::multi(metric, &bounds, q, c, rows, k, offset)
+            })
+        })
+    }
+}
+
+/// Per query, the `min(k, n)` best candidates, best first (ties by lower index), with exact
+/// float64 scores. Candidate indices are offset by `offset`.
 pub fn top_k(
     metric: Metric,
     q: Vectors<'_>,
@@ -154,52 +267,15 @@ pub fn top_k(
     dim: usize,
     k: usize,
     offset: u64,
-) -> NpkResult<Vec<(Vec<u64>, Vec<f64>)>> {
-    check(metric, &q, &c)?;
-    let (m, n) = (q.rows(dim), c.rows(dim));
-    let sim = metric.is_similarity();
-    let block_best = |bi: usize| -> Vec<(Vec<u64>, Vec<f64>)> {
-        let start = bi * BLOCK;
-        let len = BLOCK.min(n - start);
-        let mut buf = vec![0.0; len];
-        // Several queries: the block's norms once, then only dot products per query.
-        let norms = (metric == Metric::Cosine && m > 1 && dim > 0)
-            .then(|| block_norms(&c, dim, start, len))
-            .flatten();
-        (0..m)
-            .map(|qi| {
-                if dim == 0 {
-                    buf.fill(if metric == Metric::Cosine { 1.0 } else { 0.0 });
-                } else if let Some(nc) = &norms {
-                    score_rows(Metric::Dot, &q, &c, dim, qi, start, &mut buf);
-                    let nq = query_norm(&q, dim, qi);
-                    for (s, &n) in buf.iter_mut().zip(nc) {
-                        *s = cosine_from(*s, nq, n);
-                    }
-                } else {
-                    score_rows(metric, &q, &c, dim, qi, start, &mut buf);
-                }
-                select(&buf, k, sim, offset + start as u64)
-            })
-            .collect()
-    };
-    let blocks = n.div_ceil(BLOCK);
-    let empty = || vec![(Vec::new(), Vec::new()); m];
-    let combine = |a: Vec<(Vec<u64>, Vec<f64>)>, b: Vec<(Vec<u64>, Vec<f64>)>| {
-        a.into_iter()
-            .zip(b)
-            .map(|(x, y)| merge(x, y, k, sim))
-            .collect::<Vec<_>>()
-    };
-    #[cfg(feature = "rayon")]
-    let best = {
-        use rayon::prelude::*;
-        (0..blocks)
-            .into_par_iter()
-            .map(block_best)
-            .reduce(empty, combine)
-    };
-    #[cfg(not(feature = "rayon"))]
-    let best = (0..blocks).map(block_best).fold(empty(), combine);
-    Ok(best)
+) -> NpkResult<TaskTopK> {
+    dispatch(
+        TopK {
+            metric,
+            dim,
+            k,
+            offset,
+        },
+        q,
+        c,
+    )
 }

@@ -1,5 +1,6 @@
-//! Search streamed from a store: candidates are read from the array's mapping in batches of
-//! logical rows (deleted rows skipped; indices are logical), never loaded whole.
+//! Search streamed from a store: candidates are read from the array's mapping (in place when no
+//! row is deleted, else in batches of logical rows copied out), never loaded whole; deleted
+//! rows are skipped and indices are logical rows.
 
 use super::metric::Metric;
 use super::search::{scores, top_k, Vectors};
@@ -73,7 +74,13 @@ fn for_batches(
 ) -> NpkResult<()> {
     let rows = snap.logical_rows();
     let row_bytes = snap.row_bytes();
-    let batch = batch.max(1) as u64;
+    // Without deleted rows the mapping is searched in place: batches would bound nothing (no
+    // copy is made) and only cost merges. With deleted rows, `batch` rows are copied at a time.
+    let batch = if snap.bitmap().is_none() {
+        rows.max(1)
+    } else {
+        batch.max(1) as u64
+    };
     let mut buf: Vec<u8> = Vec::new();
     let mut start = 0u64;
     while start < rows {
