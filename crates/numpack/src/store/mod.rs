@@ -13,9 +13,10 @@
 //! environment variable `NUMPACK_DURABLE=1`) every commit is fsynced, which also makes each
 //! mutation all-or-nothing under power loss.
 //!
-//! **Visibility.** Readers check (one `stat`) whether `metadata.npkm` was replaced since they
-//! last read it, and reload it under the shared lock, so changes committed by other handles
-//! and processes are seen by the next call.
+//! **Visibility.** Every mutation bumps a generation counter in the lock file's shared page
+//! first; readers compare it with the one their cache was read at (one memory load) and
+//! reload under the shared lock, so changes committed by other handles and processes are
+//! seen by the next call (see `state.rs`).
 
 mod append;
 mod clone;
