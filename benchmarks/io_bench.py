@@ -7,8 +7,9 @@ Run from the repository root after a release build::
     python benchmarks/io_bench.py --quick              # 200,000 rows, CSV 50,000, 1 repeat
 
 Every case runs on a warm page cache; times are the median of ``--repeats`` runs after one
-warm-up, both sides measured in the same run. "By hand" holds the whole array in memory
-(e.g. ``pq.read_table`` + ``np.column_stack`` + ``NumPack.save``); the NPY baseline is
+warm-up, both sides measured alternately in the same run, each after an ``os.sync()``.
+"By hand" holds the whole array in memory (e.g. ``pq.read_table`` + ``np.column_stack`` +
+``NumPack.save``); the NPY baseline is
 ``shutil.copyfile`` of the same bytes. Peak memory is the anonymous resident memory
 (``RssAnon``) above the process's own after imports, sampled every 2 ms from outside in a
 fresh interpreter for each side (``--no-memory`` skips it). Results go to
@@ -45,6 +46,8 @@ BLOSC = "zarr.codecs.BloscCodec(cname='zstd', clevel=3, shuffle='bitshuffle')"
 CASES: list[tuple[str, float, str, str]] = [
     ("from_npy", 1.5, "nio.from_npy(d/'a.npy', st, drop_if_exists=True)",
      "shutil.copyfile(d/'a.npy', d/'copy.bin')"),
+    ("from_npy vs copy+fsync", 1.5, "nio.from_npy(d/'a.npy', st, drop_if_exists=True)",
+     "shutil.copyfile(d/'a.npy', d/'copy.bin'); fsync(d/'copy.bin')"),
     ("to_npy", 1.5, "nio.to_npy(d/'src.npk', d/'o.npy')",
      "shutil.copyfile(d/'a.npy', d/'copy.bin')"),
     ("from_parquet", 1.0, "nio.from_parquet(d/'a.parquet', st, drop_if_exists=True)",
@@ -84,6 +87,10 @@ import shutil, numpy as np
 from pathlib import Path
 import numpack.io as nio
 from numpack import NumPack
+def fsync(path):
+    import os
+    with open(path, 'rb+') as f:
+        os.fsync(f.fileno())
 def save(st, a):
     with NumPack(st, drop_if_exists=True) as npk:
         npk.save({'a': a})
@@ -136,15 +143,20 @@ def make_inputs(d: Path, rows: int, cols: int, csv_rows: int, only: list[str]) -
         np.savetxt(d / "a.csv", c, delimiter=",", fmt="%.9g")
 
 
-def median_s(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
+def medians(ours: Callable[[], Any], hand: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Median seconds of ``ours`` and ``hand``, run alternately after one warm-up each; the
+    page cache's dirty data is written back (``os.sync``) before every timed run, so one
+    side never pays for the other's writes."""
+    times: dict[int, list[float]] = {0: [], 1: []}
     for i in range(repeats + 1):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        if i:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for side, fn in enumerate((ours, hand)):
+            gc.collect()
+            os.sync()
+            t0 = time.perf_counter()
+            fn()
+            if i:
+                times[side].append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def peak_mb(code: str, d: Path) -> float:
@@ -194,8 +206,8 @@ def main() -> None:
         for name, goal, ours, hand in cases:
             env: dict[str, Any] = {"d": d, "st": d / "bench.npk"}
             exec(_prelude(name), env)
-            t_ours = median_s(lambda o=ours, e=env: exec(o, e), args.repeats)
-            t_hand = median_s(lambda h=hand, e=env: exec(h, e), args.repeats)
+            t_ours, t_hand = medians(lambda o=ours, e=env: exec(o, e),
+                                     lambda h=hand, e=env: exec(h, e), args.repeats)  # fmt: skip
             row: dict[str, Any] = {"case": name, "numpack_s": t_ours, "by_hand_s": t_hand,
                                    "ratio": t_ours / t_hand, "goal": goal}  # fmt: skip
             if not args.no_memory:

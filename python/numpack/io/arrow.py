@@ -186,16 +186,24 @@ def arrow_schema(
 def record_batches(
     src: Source, name: str, schema: Any, chunk_size: int, multiple: int = 1
 ) -> Iterator[Any]:
-    """The array ``name`` as record batches of ``schema``, chunk by chunk."""
+    """The array ``name`` as record batches of ``schema``, about ``chunk_size`` bytes of
+    memory at a time (a half-chunk of rows and its column-major copy); the caller drops
+    each batch before asking for the next."""
     pa = _pa()
     _dtype, shape = src.describe(name)
-    for chunk in src.chunks(name, chunk_size, multiple):
+    for chunk in src.chunks(name, max(1, chunk_size // 2), multiple):
         if len(shape) == 2:
             cols = np.ascontiguousarray(chunk.T)
+            del chunk
             arrays = [pa.array(cols[j]) for j in range(cols.shape[0])]
+            del cols
         else:
             arrays = [pa.array(np.ascontiguousarray(chunk).reshape(-1))]
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            del chunk
+        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        del arrays
+        yield batch
+        del batch
 
 
 def _table_batches(table: Any, columns: list[str] | None, chunk_size: int) -> Iterator[Any]:
@@ -265,7 +273,7 @@ def to_table(
         name = src.single(array_name)
         dtype, shape = src.describe(name)
         schema = arrow_schema(dtype, shape, column_names)
-        batches = list(record_batches(src, name, schema, 64 << 20))
+        batches = list(record_batches(src, name, schema, 128 << 20))
     return pa.Table.from_batches(batches, schema=schema)
 
 

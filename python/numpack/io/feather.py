@@ -123,6 +123,7 @@ def to_feather(
                     for start in range(0, batch.num_rows, BATCH_ROWS):
                         w.write_batch(batch.slice(start, BATCH_ROWS))
                     bar.update(batch.nbytes)
+                    del batch
 
 
 from_feather_file = from_feather

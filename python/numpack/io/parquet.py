@@ -70,8 +70,8 @@ def from_parquet(
             names = schema.names if columns is None else list(columns)
             fields = [schema.field(c) for c in names if c in schema.names]
             itemsize = max([_column_dtype(f, str(path)).itemsize for f in fields] or [8])
-            # pyarrow's batch reader holds about 4x a batch while decoding: a quarter chunk.
-            rows = chunk_rows(itemsize * max(1, len(names)), int(chunk_size) // 4)
+            # pyarrow's reader holds several batches (and a decoded column chunk per column)
+            rows = chunk_rows(itemsize * max(1, len(names)), int(chunk_size) // 8)
             batches = pf.iter_batches(batch_size=rows, columns=names, use_threads=True)
             import_batches(imp, array_name or path.stem, schema, batches, str(path), columns, bar)
     return imp.result
@@ -121,6 +121,7 @@ def to_parquet(
                 for batch in record_batches(src, name, schema, int(chunk_size), multiple):
                     w.write_batch(batch, row_group_size=int(row_group_size))
                     bar.update(batch.nbytes)
+                    del batch
 
 
 from_parquet_file = from_parquet

@@ -58,7 +58,10 @@ def _import_array(imp: Import, name: str, arr: Any, chunk_size: int, bar: Progre
     if 0 in shape:
         sink.write(np.empty(shape, dtype))
         return
-    step = chunk_rows(dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64)), chunk_size)
+    # zarr holds about four times a selection while decoding it (the chunks in flight, the
+    # output): slabs of a quarter chunk.
+    row = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    step = chunk_rows(row, max(1, chunk_size // 4))
     grid = getattr(arr, "shards", None) or arr.chunks
     c = int(grid[0]) if grid else 1
     if step >= c:
@@ -183,7 +186,7 @@ def to_zarr(
                     arr[()] = src.load(name)
                     continue
                 start = 0
-                for chunk in src.chunks(name, int(chunk_size), chunks[0]):
+                for chunk in src.chunks(name, max(1, int(chunk_size) // 4), chunks[0]):
                     arr[start : start + len(chunk)] = chunk
                     start += len(chunk)
                     bar.update(chunk.nbytes)
