@@ -170,3 +170,63 @@ def vector_stream_top_k(
 def vector_stream_scores(
     path: str, name: str, queries_arr: npt.NDArray[Any], metric_name: str, batch: int
 ) -> npt.NDArray[np.float64]: ...
+
+# --- CSV / text files (policy and argument normalisation in numpack.io.csv) ---------------
+class CsvReader:
+    """A CSV or text file parsed block by block (text blocks of at most ``block_bytes``, cut
+    at line boundaries, parsed in parallel). Errors are ``ValueError`` naming the file, the
+    line (1-based, every physical line) and the column."""
+
+    def __init__(
+        self,
+        path: str,
+        dtype: np.dtype[Any],
+        delimiter: str | None = ",",
+        comments: list[str] = ...,
+        quote: str | None = '"',
+        skip_lines: int = 0,
+        header_lines: int = 0,
+        max_rows: int | None = None,
+        usecols: list[int] | None = None,
+        block_bytes: int = ...,
+    ) -> None: ...
+    @property
+    def width(self) -> int | None:
+        """Values per row, once the first row was read."""
+    @property
+    def rows(self) -> int:
+        """Rows read so far."""
+    @property
+    def position(self) -> int:
+        """Bytes of the file consumed so far."""
+    def __iter__(self) -> CsvReader: ...
+    def __next__(self) -> npt.NDArray[np.uint8]:
+        """The next block's rows as element bytes (view as the dtype, ``width`` per row)."""
+    def read_into(self, writer: ArrayWriter) -> int | None:
+        """Parse the next block straight into ``writer``; its row count, ``None`` at the end."""
+
+class CsvWriter:
+    """Rows of ``width`` values of ``dtype`` formatted in parallel into a new file at
+    ``path``: the shortest round-trip text, or the printf row format ``fmt``."""
+
+    def __init__(
+        self,
+        path: str,
+        dtype: np.dtype[Any],
+        width: int,
+        delimiter: str = ",",
+        newline: str = "\n",
+        fmt: str | None = None,
+        label: str = "array",
+    ) -> None: ...
+    def write_raw(self, data: bytes) -> None:
+        """Write ``data`` as it is (a header or footer)."""
+    def write(self, array: npt.NDArray[Any], rows: npt.NDArray[np.int64] | None = None) -> None:
+        """Format the rows of a C-contiguous array (or only the physical rows ``rows``)."""
+    def write_blank(self, n: int) -> None:
+        """``n`` empty rows (an array with no values per row)."""
+    def close(self) -> None:
+        """Flush and close the file (idempotent)."""
+
+def csv_format_columns(fmt: str) -> int | None:
+    """Conversions in a printf row format, or ``None`` when the Rust writer cannot apply it."""

@@ -1,5 +1,6 @@
 //! `numpack._core`: the PyO3 bindings of the numpack engine. Registration only.
 
+mod convert;
 mod errors;
 mod numpy_conv;
 mod package;
@@ -16,6 +17,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyStore>()?;
     m.add_class::<numpy_conv::MappedFile>()?;
     m.add_class::<writer::PyArrayWriter>()?;
+    m.add_class::<convert::PyCsvReader>()?;
+    m.add_class::<convert::PyCsvWriter>()?;
+    m.add_function(wrap_pyfunction!(convert::csv_format_columns, m)?)?;
     m.add_function(wrap_pyfunction!(numpy_conv::dtype_code, m)?)?;
     m.add_function(wrap_pyfunction!(package::pack, m)?)?;
     m.add_function(wrap_pyfunction!(package::unpack, m)?)?;

@@ -27,7 +27,7 @@ impl PyArrayWriter {
         self.lock().take().ok_or_else(finished)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ArrayWriter>> {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Option<ArrayWriter>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod convert;
 pub mod dtype;
 pub mod error;
 pub mod format;
