@@ -9,15 +9,18 @@ Median of several repeats after a warm-up. Every numpack and faiss result is che
 an exact float64 reference (indices equal, so recall@10 = 1.0; ties aside). numpack gets the
 raw candidates (it computes their norms); NumPy and faiss get pre-normalised candidates.
 
-"Read bandwidth" is the best of three passes over the candidate matrix that only read it: a
-NumPy sum, the same split over two threads, and a BLAS matrix-vector product (the machine's
-sustained read rate as far as this script can measure it). The single-query goal is 85% of it.
+"Read bandwidth" is the best of passes that only read memory: NumPy's sum and BLAS sgemv over
+the candidates, and glibc ``memchr`` over a buffer of the same size on one and two threads (the
+machine's sustained read rate as far as this script can measure it). The single-query goal is
+85% of it.
 Results also go to ``benchmarks/results/vector-<rows>x<dim>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import platform
@@ -68,19 +71,29 @@ def check(got: np.ndarray, want: np.ndarray) -> str:
 
 
 def read_bandwidth(a: np.ndarray, repeats: int) -> dict[str, float]:
-    halves = np.array_split(a, 2)
-    pool = ThreadPoolExecutor(2)
-
-    def two() -> None:
-        list(pool.map(lambda h: h.sum(axis=0, dtype=np.float32), halves))
-
+    """GB/s of passes that only read memory: NumPy's sum, its BLAS sgemv (OpenBLAS threads),
+    and glibc ``memchr`` over a buffer of the same size in one and two threads (ctypes
+    releases the GIL)."""
     v = np.ones(a.shape[1], np.float32)
     out = {
-        "numpy_sum_1_thread": a.nbytes / median_s(lambda: a.sum(axis=0, dtype=np.float32), repeats),
-        "numpy_sum_2_threads": a.nbytes / median_s(two, repeats),
+        "numpy_sum": a.nbytes / median_s(lambda: a.sum(axis=0, dtype=np.float32), repeats),
         "blas_sgemv": a.nbytes / median_s(lambda: a @ v, repeats),
     }
-    pool.shutdown()
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        libc = ctypes.CDLL(libc_name)
+        libc.memchr.restype = ctypes.c_void_p
+        libc.memchr.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+        buf = np.ones(a.nbytes, np.uint8)  # no zero byte: memchr reads all of it
+        base, half = buf.ctypes.data, a.nbytes // 2
+        with ThreadPoolExecutor(2) as pool:
+
+            def two() -> None:
+                list(pool.map(lambda i: libc.memchr(base + i * half, 0, half), range(2)))
+
+            one_t = median_s(lambda: libc.memchr(base, 0, a.nbytes), repeats)
+            out["memchr_1_thread"] = a.nbytes / one_t
+            out["memchr_2_threads"] = a.nbytes / median_s(two, repeats)
     return {k: x / 1e9 for k, x in out.items()}
 
 

@@ -104,7 +104,11 @@ fn queries(arr: &Bound<'_, PyUntypedArray>) -> PyResult<(Queries, usize)> {
     let q = match v {
         Vectors::F32(x) => Queries::F32(x.to_vec()),
         Vectors::F64(x) => Queries::F64(x.to_vec()),
-        _ => return Err(PyTypeError::new_err("streaming search needs float32 or float64 queries")),
+        _ => {
+            return Err(PyTypeError::new_err(
+                "streaming search needs float32 or float64 queries",
+            ))
+        }
     };
     Ok((q, dim))
 }

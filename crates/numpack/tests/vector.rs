@@ -417,3 +417,55 @@ fn streamed_search_skips_deleted_rows() {
         Err(NpkError::ArrayNotFound(_))
     ));
 }
+
+/// Throughput of the float32 paths on 1M x 128 (run with
+/// `cargo test --release -p numpack --test vector -- --ignored --nocapture`).
+#[test]
+#[ignore = "benchmark"]
+fn throughput() {
+    use numpack::vector::kernels::scan::dot_norm_rows;
+    use rayon::prelude::*;
+    use std::time::Instant;
+    let (n, d) = (1_000_000, 128);
+    let c = normal(n * d, 11);
+    let q = normal(100 * d, 12);
+    let time = |name: &str, f: &dyn Fn()| {
+        f();
+        let mut t: Vec<f64> = (0..9)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64()
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        let gbs = (n * d * 4) as f64 / t[4] / 1e9;
+        println!("{name:40} {:8.2} ms  {gbs:5.1} GB/s", t[4] * 1e3);
+    };
+    time("read pass (sum, 2 threads)", &|| {
+        let s: f32 = c.par_chunks(1 << 16).map(|x| x.iter().sum::<f32>()).sum();
+        std::hint::black_box(s);
+    });
+    time("scan kernel only", &|| {
+        c.par_chunks(64 * d * 256).for_each(|x| {
+            let (mut dt, mut nm) = ([0f32; 64], [0f32; 64]);
+            for r in x.chunks(64 * d) {
+                let len = r.len() / d;
+                dot_norm_rows(&q[..d], r, &mut dt[..len], &mut nm[..len]);
+            }
+            std::hint::black_box(dt);
+        });
+    });
+    for m in [Metric::Cosine, Metric::Dot, Metric::L2Sq] {
+        time(&format!("top_k {m:?}, 1 query"), &|| {
+            std::hint::black_box(
+                top_k(m, Vectors::F32(&q[..d]), Vectors::F32(&c), d, 10, 0).unwrap(),
+            );
+        });
+    }
+    time("top_k Cosine, 100 queries", &|| {
+        std::hint::black_box(
+            top_k(Metric::Cosine, Vectors::F32(&q), Vectors::F32(&c), d, 10, 0).unwrap(),
+        );
+    });
+}

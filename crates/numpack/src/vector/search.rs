@@ -1,5 +1,5 @@
 //! In-memory search: scores of queries against candidates, and each query's top k. This file
-//! holds the one dtype dispatch of the engine ([`dispatch`]); float32 top-k with a filterable
+//! holds the one dtype dispatch of the engine (`dispatch`); float32 top-k with a filterable
 //! metric goes through `filter` (f32 pass + exact rescoring), everything else is scored by the
 //! exact kernels directly. Both split the candidates into row ranges run on the rayon pool.
 
