@@ -93,3 +93,25 @@ def test_export_options(tmp_path, h):
     nio.to_hdf5(tmp_path / "s.npk", tmp_path / "o.h5", compression=None)  # replaces the file
     with h5py.File(tmp_path / "o.h5") as f:
         assert sorted(f) == ["a", "b"] and f["a"].compression is None
+
+
+def test_plain_layouts_copied_raw(tmp_path, h, load):
+    """Unfiltered contiguous and whole-row-chunked datasets are byte copies; partly written
+    (fill-value) chunks and chunks splitting rows go through HDF5."""
+    a = h.sample((37, 5), np.complex64)
+    with h5py.File(tmp_path / "p.h5", "w") as f:
+        f.create_dataset("contig", data=a)
+        f.create_dataset("rows", data=a, chunks=(8, 5))
+        f.create_dataset("split", data=a, chunks=(8, 2))
+        f.create_dataset("flags", data=a.real > 0)
+        part = f.create_dataset("part", shape=(37, 5), dtype=np.float32, chunks=(8, 5),
+                                fillvalue=-1.5)  # fmt: skip
+        part[:8] = 2.0  # chunks 1..4 stay unallocated
+    nio.from_hdf5(tmp_path / "p.h5", tmp_path / "s.npk", chunk_size=50)
+    got = load(tmp_path / "s.npk")
+    for k in ("contig", "rows", "split"):
+        h.assert_same(got[k], a)
+    h.assert_same(got["flags"], a.real > 0)
+    want = np.full((37, 5), -1.5, np.float32)
+    want[:8] = 2.0
+    h.assert_same(got["part"], want)

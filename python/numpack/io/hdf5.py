@@ -52,6 +52,47 @@ def _datasets(h5py: Any, f: Any, path: Path, names: Any, group: str) -> list[tup
     return out
 
 
+def _raw_extents(ds: Any) -> list[tuple[int, int]] | None:
+    """``[(file offset, bytes)]`` of the rows of an unfiltered little-endian dataset stored
+    contiguously or in chunks of whole rows, in row order; ``None`` when it is not so."""
+    dt = ds.dtype
+    if ds.compression is not None or ds.shuffle or ds.fletcher32 or ds.scaleoffset is not None:
+        return None
+    if dt.byteorder == ">" or (dt.byteorder == "=" and not np.little_endian) or ds.external:
+        return None
+    row = dt.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64))
+    n = int(ds.shape[0])
+    if ds.chunks is None:
+        off = ds.id.get_offset()
+        return None if off is None else [(int(off), n * row)]
+    if tuple(ds.chunks[1:]) != tuple(ds.shape[1:]):
+        return None
+    c = int(ds.chunks[0])
+    infos = sorted((ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())),
+                   key=lambda x: x.chunk_offset[0])  # fmt: skip
+    if len(infos) != -(-n // c) or any(x.filter_mask for x in infos):
+        return None  # unallocated (fill-value) chunks or filtered ones: let HDF5 read them
+    return [(int(x.byte_offset), min(c, n - x.chunk_offset[0]) * row) for x in infos]
+
+
+def _copy_raw(sink: Any, ds: Any, chunk_size: int, bar: Progress) -> bool:
+    """Kernel copies of the dataset's bytes when HDF5 stores them as plain rows."""
+    if ds.dtype.kind not in "biufc" or ds.dtype.names is not None:
+        return False
+    extents = _raw_extents(ds)
+    if extents is None:
+        return False
+    path = ds.file.filename
+    row = ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64))
+    step = chunk_rows(row, chunk_size) * row
+    for off, length in extents:
+        for start in range(0, length, step):
+            n = min(step, length - start)
+            sink.copy_from_file(path, off + start, n)
+            bar.update(n)
+    return True
+
+
 def _import_dataset(imp: Import, name: str, ds: Any, chunk_size: int, bar: Progress) -> None:
     shape = tuple(ds.shape)
     dtype = ds.dtype.newbyteorder("<")
@@ -61,6 +102,8 @@ def _import_dataset(imp: Import, name: str, ds: Any, chunk_size: int, bar: Progr
     sink = imp.array(name, dtype, shape[1:])
     if ds.size == 0:
         sink.write(np.empty(shape, dtype))
+        return
+    if _copy_raw(sink, ds, chunk_size, bar):
         return
     step = _slab_rows(ds, chunk_size)
     buf = np.empty((min(step, shape[0]), *shape[1:]), dtype)
