@@ -42,11 +42,25 @@ fn nonfinite(v: f64, out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Appends zmij's text with a two-digit exponent, as Python writes it (`1e-07`).
+#[inline]
+fn push_float(text: &str, out: &mut Vec<u8>) {
+    let b = text.as_bytes();
+    match b.len().checked_sub(3) {
+        Some(k) if b[k] == b'e' => {
+            out.extend_from_slice(&b[..k + 2]);
+            out.push(b'0');
+            out.push(b[k + 2]);
+        }
+        _ => out.extend_from_slice(b),
+    }
+}
+
 impl Shortest for f64 {
     #[inline]
     fn write_shortest(self, out: &mut Vec<u8>) {
         if !nonfinite(self, out) {
-            out.extend_from_slice(zmij::Buffer::new().format_finite(self).as_bytes());
+            push_float(zmij::Buffer::new().format_finite(self), out);
         }
     }
     fn printf_value(self) -> PrintfValue {
@@ -58,7 +72,7 @@ impl Shortest for f32 {
     #[inline]
     fn write_shortest(self, out: &mut Vec<u8>) {
         if !nonfinite(f64::from(self), out) {
-            out.extend_from_slice(zmij::Buffer::new().format_finite(self).as_bytes());
+            push_float(zmij::Buffer::new().format_finite(self), out);
         }
     }
     fn printf_value(self) -> PrintfValue {
@@ -85,7 +99,7 @@ impl Shortest for f16 {
         let x = f64::from(self);
         if !nonfinite(x, out) {
             let y = if x == 0.0 { x } else { shortest_half(self) };
-            out.extend_from_slice(zmij::Buffer::new().format_finite(y).as_bytes());
+            push_float(zmij::Buffer::new().format_finite(y), out);
         }
     }
     fn printf_value(self) -> PrintfValue {
@@ -165,6 +179,9 @@ mod tests {
         assert_eq!(text(f16::from_f32(0.1)), "0.1");
         assert_eq!(text(f16::from_f32(-0.0)), "-0.0");
         assert_eq!(text(f16::MAX), "65500.0");
+        assert_eq!(text(1e-7f64), "1e-07");
+        assert_eq!(text(1e20f32), "1e+20");
+        assert_eq!(text(5e-324f64), "5e-324");
         assert_eq!(text(Complex::new(1.5f64, -2.0)), "1.5-2.0j");
         assert_eq!(text(Complex::new(0.0f32, f32::NAN)), "0.0+nanj");
         assert_eq!(text(Complex::new(1.0f64, -0.0)), "1.0-0.0j");
