@@ -74,3 +74,26 @@ def test_naming_and_helpers():
     assert chunk_rows(100, 1000) == 10 and chunk_rows(5000, 1000) == 1 and chunk_rows(0, 1) > 0
     assert is_storable(">f4") and is_storable(np.bool_) and not is_storable("U2")
     assert not is_storable("datetime64[s]") and not is_storable([("a", "i4")])
+
+
+def test_prefetched():
+    import threading
+
+    from numpack.io._chunks import prefetched
+
+    assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def boom():
+        yield 1
+        raise OSError("disk")
+
+    got = []
+    with pytest.raises(OSError, match="disk"):
+        for x in prefetched(boom()):
+            got.append(x)
+    assert got == [1]
+    before = threading.active_count()
+    for x in prefetched(iter(range(1000))):
+        if x == 2:
+            break
+    assert threading.active_count() == before  # the producer stopped

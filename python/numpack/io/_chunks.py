@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +32,17 @@ from .. import _core
 from .._indexing import le_dtype
 from ..numpack import NumPack
 
-__all__ = ["ArraySink", "Import", "atomic_output", "chunk_rows", "is_storable", "naming"]
+T = TypeVar("T")
+
+__all__ = [
+    "ArraySink",
+    "Import",
+    "atomic_output",
+    "chunk_rows",
+    "is_storable",
+    "naming",
+    "prefetched",
+]
 
 
 def chunk_rows(row_bytes: int, chunk_size: int) -> int:
@@ -68,6 +80,46 @@ def naming(file: str | os.PathLike[str], key: object = None) -> Iterator[None]:
         except Exception:
             new = ValueError(f"{where}: {text}")
         raise new from e
+
+
+def prefetched(items: Iterable[T]) -> Iterator[T]:
+    """Iterate ``items`` with the next one produced by a helper thread while the caller
+    works on the current one (decoding overlaps writing; one extra item in memory).
+    Exceptions of the producer are raised here; leaving the loop early stops it."""
+    q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((0, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((1, None))
+        except BaseException as e:  # handed to the consumer
+            q.put((2, e))
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == 1:
+                return
+            if kind == 2:
+                raise value
+            yield value
+            del value
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            q.get_nowait()
+        worker.join()
 
 
 class ArraySink:

@@ -14,7 +14,7 @@ from ..numpack import NumPack
 from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source
+from ._source import Source, copy_payload
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_hdf5", "to_hdf5"]
@@ -173,6 +173,15 @@ def from_hdf5(
     return imp.result
 
 
+def _contiguous(h5py: Any, g: Any, name: str, dtype: np.dtype[Any], shape: Any) -> int:
+    """A contiguous dataset whose storage is allocated now and never filled; its offset."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    ds = g.create_dataset(name, shape=shape, dtype=dtype, dcpl=dcpl)
+    return int(ds.id.get_offset())
+
+
 def _h5_chunks(shape: tuple[int, ...], dtype: np.dtype[Any]) -> tuple[int, ...]:
     row = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
     rows = max(1, min(shape[0], H5_CHUNK_BYTES // max(1, row)))
@@ -191,7 +200,9 @@ def to_hdf5(
     *,
     progress: bool = False,
 ) -> None:
-    """Export arrays as datasets of a new HDF5 file (about 1 MiB chunks, written in slabs).
+    """Export arrays as datasets of a new HDF5 file: compressed, in chunks of about 1 MiB
+    written in slabs; uncompressed (``compression=None``), as contiguous datasets filled by
+    kernel copies of the store's data files.
 
     Parameters
     ----------
@@ -216,12 +227,19 @@ def to_hdf5(
         names = src.names(array_names)
         total = sum(src.nbytes(n) for n in names)
         with Progress(progress, total, out.name) as bar, atomic_output(out) as tmp:
+            raw: list[tuple[int, Path, int]] = []
             with h5py.File(tmp, "w") as f:
                 g = f if group in ("/", "") else f.require_group(group)
                 for name in names:
                     dtype, shape = src.describe(name)
                     if not shape or 0 in shape:
                         g.create_dataset(name, data=src.load(name))
+                        continue
+                    payload = None if compression else src.payload_file(name)
+                    if payload is not None:
+                        # Uncompressed: a contiguous dataset, filled below by a kernel copy.
+                        offset = _contiguous(h5py, g, name, dtype, shape)
+                        raw.append((offset, payload, src.nbytes(name)))
                         continue
                     kw: dict[str, Any] = {"chunks": _h5_chunks(shape, dtype)}
                     if compression:
@@ -234,3 +252,7 @@ def to_hdf5(
                         ds.write_direct(chunk, dest_sel=np.s_[start : start + len(chunk)])
                         start += len(chunk)
                         bar.update(chunk.nbytes)
+            with open(tmp, "r+b") as out_file:
+                for offset, payload, nbytes in raw:
+                    out_file.seek(offset)
+                    copy_payload(payload, out_file, nbytes, bar)

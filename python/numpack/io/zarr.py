@@ -11,7 +11,7 @@ import numpy as np
 
 from .._deps import require
 from ..numpack import NumPack
-from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming
+from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming, prefetched
 from ._progress import Progress
 from ._remote import remote_path
 from ._source import Source
@@ -66,10 +66,11 @@ def _import_array(imp: Import, name: str, arr: Any, chunk_size: int, bar: Progre
     c = int(grid[0]) if grid else 1
     if step >= c:
         step = step // c * c
-    for start in range(0, shape[0], step):
-        part = np.asarray(arr[start : start + step])
+    slabs = (np.asarray(arr[a : a + step]) for a in range(0, shape[0], step))
+    for part in prefetched(slabs):  # decode the next slab while this one is written
         sink.write(part)
         bar.update(part.nbytes)
+        del part
 
 
 @remote_path("input_path", "in")
