@@ -64,14 +64,43 @@ impl<R: BufRead> Payload<R> {
     }
 }
 
+/// Where a member's decoded bytes go: counted into the checksums, kept (for `verify`) and
+/// written to a file.
+struct Outlet<'a> {
+    crc: crc32fast::Hasher,
+    v1: &'a mut crc32fast::Hasher,
+    keep: Option<&'a mut Vec<u8>>,
+    out: Option<(File, &'a Path)>,
+}
+
+impl Outlet<'_> {
+    fn take(&mut self, bytes: &[u8]) -> NpkResult<()> {
+        self.crc.update(bytes);
+        self.v1.update(bytes);
+        if let Some(keep) = self.keep.as_deref_mut() {
+            keep.extend_from_slice(bytes);
+        }
+        if let Some((f, dst)) = self.out.as_mut() {
+            f.write_all(bytes).at(dst)?;
+        }
+        Ok(())
+    }
+}
+
+/// Buffers in flight between the decoder and the writer (bounds memory: 4 x block).
+const IN_FLIGHT: usize = 4;
+
 /// Writes one member to `dst`, checking its sizes; returns its bytes' CRC32 (and, for
-/// version 1, chains the running checksum over the raw bytes).
+/// version 1, chains the running checksum over the raw bytes). When writing, a second thread
+/// checksums and writes while this one decodes, so the two costs overlap.
+#[allow(clippy::too_many_arguments)]
 fn extract(
     src: &Path,
     e: &Entry,
     dst: Option<&Path>,
-    mut keep: Option<&mut Vec<u8>>,
+    keep: Option<&mut Vec<u8>>,
     v1: &mut crc32fast::Hasher,
+    durable: bool,
     progress: &mut dyn FnMut(u64),
 ) -> NpkResult<u32> {
     let bad = |why: String| NpkError::corrupt(src, format!("member {:?}: {why}", e.name));
@@ -95,27 +124,34 @@ fn extract(
         // The published package writes zlib under the same compression byte.
         Payload::Zlib(flate2::bufread::ZlibDecoder::new(chained))
     };
-    let mut out = match dst {
-        Some(dst) => Some(std::io::BufWriter::with_capacity(
-            CHUNK,
-            File::create_new(dst).at(dst)?,
-        )),
+    let out = match dst {
+        Some(dst) => Some((File::create_new(dst).at(dst)?, dst)),
         None => None,
     };
-    let mut crc = crc32fast::Hasher::new();
+    let mut outlet = Outlet {
+        crc: crc32fast::Hasher::new(),
+        v1,
+        keep,
+        out,
+    };
     let block = if e.shuffle > 1 {
         e.shuffle_block as usize
     } else {
         CHUNK
     };
-    let mut buf = vec![0u8; block.max(1)];
-    let mut plain = vec![0u8; if e.shuffle > 1 { block } else { 0 }];
-    let mut left = e.original_size;
-    while left > 0 {
-        let want = (left.min(block as u64)) as usize;
+    let block = block.max(1);
+    let mut decoded = vec![0u8; if e.shuffle > 1 { block } else { 0 }];
+    // Fills `buf` with the next `want` plain bytes of the member.
+    let mut next = |buf: &mut [u8], left: u64| -> NpkResult<()> {
+        let want = buf.len();
+        let target: &mut [u8] = if e.shuffle > 1 {
+            &mut decoded[..want]
+        } else {
+            buf
+        };
         let mut n = 0;
         while n < want {
-            match reader.read(&mut buf[n..want]) {
+            match reader.read(&mut target[n..]) {
                 Ok(0) => {
                     return Err(bad(format!(
                         "ends {} bytes before its declared size",
@@ -126,25 +162,64 @@ fn extract(
                 Err(err) => return Err(bad(format!("cannot be decoded: {err}"))),
             }
         }
-        let bytes: &[u8] = if e.shuffle > 1 {
+        if e.shuffle > 1 {
             if !want.is_multiple_of(usize::from(e.shuffle)) {
                 return Err(bad("shuffled block is not a whole number of items".into()));
             }
-            unshuffle(&buf[..want], &mut plain[..want], usize::from(e.shuffle));
-            &plain[..want]
-        } else {
-            &buf[..want]
-        };
-        crc.update(bytes);
-        v1.update(bytes);
-        if let Some(keep) = keep.as_deref_mut() {
-            keep.extend_from_slice(bytes);
+            unshuffle(&decoded[..want], buf, usize::from(e.shuffle));
         }
-        if let (Some(out), Some(dst)) = (out.as_mut(), dst) {
-            out.write_all(bytes).at(dst)?;
+        Ok(())
+    };
+    let mut left = e.original_size;
+    if outlet.out.is_none() || left <= CHUNK as u64 {
+        let mut buf = vec![0u8; block];
+        while left > 0 {
+            let want = (left.min(block as u64)) as usize;
+            next(&mut buf[..want], left)?;
+            outlet.take(&buf[..want])?;
+            left -= want as u64;
+            progress(want as u64);
         }
-        left -= want as u64;
-        progress(want as u64);
+    } else {
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        for _ in 0..IN_FLIGHT {
+            let _ = empty_tx.send(vec![0u8; block]);
+        }
+        let written = std::thread::scope(|s| {
+            let outlet = &mut outlet;
+            let writer = s.spawn(move || -> NpkResult<()> {
+                for buf in full_rx {
+                    outlet.take(&buf)?;
+                    // The decoder may have stopped: nothing to recycle then.
+                    let _ = empty_tx.send(buf);
+                }
+                Ok(())
+            });
+            let decoded = (|| -> NpkResult<()> {
+                while left > 0 {
+                    let want = (left.min(block as u64)) as usize;
+                    // Both fail only when the writer stopped; its error is reported below.
+                    let Ok(mut buf) = empty_rx.recv() else {
+                        return Ok(());
+                    };
+                    buf.resize(want, 0);
+                    next(&mut buf, left)?;
+                    if full_tx.send(buf).is_err() {
+                        return Ok(());
+                    }
+                    left -= want as u64;
+                    progress(want as u64);
+                }
+                Ok(())
+            })();
+            drop(full_tx);
+            let wrote = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            decoded.and(wrote)
+        });
+        written?;
     }
     let mut extra = [0u8; 1];
     match reader.read(&mut extra) {
@@ -157,13 +232,12 @@ fn extract(
             "has stored bytes after the end of its compressed stream".into(),
         ));
     }
-    if let (Some(out), Some(dst)) = (out, dst) {
-        let file = out
-            .into_inner()
-            .map_err(|err| NpkError::io(dst, err.into_error()))?;
-        file.sync_all().at(dst)?;
+    if let Some((file, dst)) = &outlet.out {
+        if durable {
+            file.sync_all().at(dst)?;
+        }
     }
-    Ok(crc.finalize())
+    Ok(outlet.crc.finalize())
 }
 
 /// Unpacks `source` into the store directory `target`. Everything is written into a temporary
@@ -186,7 +260,12 @@ pub fn unpack(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let created = CreatedDirs::create(parent)?;
-    let result = unpack_into(source, target, parent, &info, overwrite, verify, progress);
+    // Like a store's mutations, an unpack is not fsynced unless the store is durable, or it
+    // replaces an existing store (whose old contents must survive a power loss intact).
+    let durable = target.exists() || std::env::var("NUMPACK_DURABLE").is_ok_and(|v| v == "1");
+    let result = unpack_into(
+        source, target, parent, &info, overwrite, verify, durable, progress,
+    );
     if result.is_ok() {
         created.keep();
     }
@@ -221,6 +300,7 @@ impl Drop for CreatedDirs {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn unpack_into(
     source: &Path,
     target: &Path,
@@ -228,6 +308,7 @@ fn unpack_into(
     info: &super::entry::PackageInfo,
     overwrite: bool,
     verify: bool,
+    durable: bool,
     progress: Progress<'_>,
 ) -> NpkResult<()> {
     let tmp = crate::store::commit::tmp_path(parent, "unpack");
@@ -237,26 +318,29 @@ fn unpack_into(
         .entries
         .iter()
         .fold(0u64, |t, e| t.saturating_add(e.original_size));
-    let mut done = 0u64;
-    let mut checksum = 0u32;
-    let mut v1 = crc32fast::Hasher::new();
-    for e in &info.entries {
-        let crc = extract(
-            source,
-            e,
-            Some(&tmp.join(&e.name)),
-            None,
-            &mut v1,
-            &mut |n| {
-                done += n;
-                progress(done, total);
-            },
-        )?;
-        checksum = chain_checksum(checksum, crc);
-    }
-    if info.version == 1 {
-        checksum = v1.finalize();
-    }
+    let checksum = if info.version == 1 {
+        // The version-1 checksum runs over all members in order: one at a time.
+        let mut done = 0u64;
+        let mut v1 = crc32fast::Hasher::new();
+        for e in &info.entries {
+            extract(
+                source,
+                e,
+                Some(&tmp.join(&e.name)),
+                None,
+                &mut v1,
+                durable,
+                &mut |n| {
+                    done += n;
+                    progress(done, total);
+                },
+            )?;
+        }
+        v1.finalize()
+    } else {
+        let crcs = extract_all(source, &tmp, &info.entries, durable, total, progress)?;
+        crcs.into_iter().fold(0, chain_checksum)
+    };
     if verify && checksum != info.checksum {
         return Err(NpkError::Checksum {
             path: source.to_owned(),
@@ -264,7 +348,9 @@ fn unpack_into(
         });
     }
     check_metadata(source, fs::read(tmp.join(METADATA)).ok().as_deref())?;
-    sync_dir(&tmp)?;
+    if durable {
+        sync_dir(&tmp)?;
+    }
     if target.exists() {
         if !overwrite {
             return Err(exists_err(target));
@@ -284,7 +370,92 @@ fn unpack_into(
         fs::rename(&tmp, target).at(target)?;
     }
     guard.0 = None;
-    sync_dir(parent)
+    if durable {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Extracts every member into `dir`, several at once (largest first: zstd decodes one frame
+/// on one core, so members are the unit of parallelism). Returns each member's CRC32 in
+/// entry order; the first failure in entry order is the error.
+fn extract_all(
+    source: &Path,
+    dir: &Path,
+    entries: &[Entry],
+    durable: bool,
+    total: u64,
+    progress: Progress<'_>,
+) -> NpkResult<Vec<u32>> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(entries[i].original_size));
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, entries.len().max(1));
+    let (next, done, failed) = (
+        AtomicUsize::new(0),
+        AtomicU64::new(0),
+        AtomicBool::new(false),
+    );
+    let mut results: Vec<Option<NpkResult<u32>>> = entries.iter().map(|_| None).collect();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (order, next, done, failed) = (&order, &next, &done, &failed);
+            s.spawn(move || loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= order.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let e = &entries[order[k]];
+                let mut unused = crc32fast::Hasher::new();
+                let r = extract(
+                    source,
+                    e,
+                    Some(&dir.join(&e.name)),
+                    None,
+                    &mut unused,
+                    durable,
+                    &mut |n| {
+                        done.fetch_add(n, Ordering::Relaxed);
+                    },
+                );
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                let _ = tx.send((order[k], r));
+            });
+        }
+        drop(tx);
+        // This thread reports progress while the workers extract.
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok((i, r)) => results[i] = Some(r),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            progress(done.load(Ordering::Relaxed), total);
+        }
+    });
+    // The first failure in entry order (members after a failure may have been skipped).
+    let mut crcs = Vec::with_capacity(entries.len());
+    let mut skipped = None;
+    for (e, r) in entries.iter().zip(results) {
+        match r {
+            Some(Ok(c)) => crcs.push(c),
+            Some(Err(err)) => return Err(err),
+            None => skipped = skipped.or(Some(&e.name)),
+        }
+    }
+    match skipped {
+        Some(name) => Err(NpkError::corrupt(
+            source,
+            format!("member {name:?} was not extracted"),
+        )),
+        None => Ok(crcs),
+    }
 }
 
 /// Checks that a package's `metadata.npkm` (`None`: absent) decodes.
@@ -306,7 +477,7 @@ pub fn verify(source: &Path) -> NpkResult<()> {
     let mut meta: Option<Vec<u8>> = None;
     for e in &info.entries {
         let keep = (e.name == METADATA).then(|| meta.insert(Vec::new()));
-        let crc = extract(source, e, None, keep, &mut v1, &mut |_| {})?;
+        let crc = extract(source, e, None, keep, &mut v1, false, &mut |_| {})?;
         checksum = chain_checksum(checksum, crc);
     }
     if info.version == 1 {
