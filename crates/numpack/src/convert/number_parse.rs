@@ -72,31 +72,47 @@ fn digit(b: u8) -> Option<u64> {
     (d < 10).then_some(u64::from(d))
 }
 
-/// The value of 8 ASCII digits (little-endian in `chunk`), if all 8 are digits.
+/// Powers of ten up to 10^8.
+const POW10_INT: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// The value of 8 digit values (one per byte, the first in the lowest byte).
 #[inline(always)]
-fn eight_digits(chunk: u64) -> Option<u64> {
-    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    let high = (chunk & HIGH) | ((chunk.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4);
-    if high != 0x3333_3333_3333_3333 {
-        return None;
-    }
-    let v = chunk - 0x3030_3030_3030_3030;
+fn combine_eight(v: u64) -> u64 {
     let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
     let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_FFFF_0000_FFFF;
-    Some((v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF)
+    (v.wrapping_mul(10_000) + (v >> 32)) & 0xFFFF_FFFF
 }
 
-/// Scans digits from `i`, accumulating into `m` (wrapping: callers bound the count).
+/// Scans digits from `i`, accumulating into `m` (wrapping: callers bound the count). Eight
+/// bytes at a time: the leading digits of each 8-byte word are found and combined at once.
 #[inline(always)]
 fn digits(s: &[u8], mut i: usize, m: &mut u64) -> usize {
     while let Some(chunk) = s.get(i..i + 8) {
         let chunk = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        match eight_digits(chunk) {
-            Some(v) => {
-                *m = m.wrapping_mul(100_000_000).wrapping_add(v);
-                i += 8;
-            }
-            None => break,
+        // Bytes minus '0': a digit is 0..=9. Borrows and carries only disturb bytes after
+        // the first non-digit, which are not used.
+        let t = chunk.wrapping_sub(0x3030_3030_3030_3030);
+        let not_digit = (t | t.wrapping_add(0x7676_7676_7676_7676)) & 0x8080_8080_8080_8080;
+        let n = (not_digit.trailing_zeros() / 8) as usize;
+        if n == 0 {
+            return i;
+        }
+        // Move the n digits to the top bytes (the rest become leading zeros).
+        let v = combine_eight(t << (8 * (8 - n)));
+        *m = m.wrapping_mul(POW10_INT[n]).wrapping_add(v);
+        i += n;
+        if n < 8 {
+            return i;
         }
     }
     while let Some(&b) = s.get(i) {
@@ -584,6 +600,25 @@ mod tests {
         assert_eq!(whole::<f32>(s).unwrap(), s.parse::<f32>().unwrap());
         let s = "1.000000059604644775390625";
         assert_eq!(whole::<f32>(s).unwrap(), s.parse::<f32>().unwrap());
+    }
+
+    #[test]
+    fn digit_runs_of_every_length_and_position() {
+        for len in 0..=19usize {
+            let digits_text: String = (0..len).map(|k| char::from(b'1' + (k % 9) as u8)).collect();
+            for tail in ["", ",", "x", ".5", ",123456789"] {
+                let text = format!("{digits_text}{tail}");
+                let mut m = 0u64;
+                let end = digits(text.as_bytes(), 0, &mut m);
+                assert_eq!(end, len, "{text}");
+                let want = if len == 0 {
+                    0
+                } else {
+                    digits_text.parse::<u64>().unwrap()
+                };
+                assert_eq!(m, want, "{text}");
+            }
+        }
     }
 
     #[test]
