@@ -59,9 +59,9 @@ def _import_array(imp: Import, name: str, arr: Any, chunk_size: int, bar: Progre
         sink.write(np.empty(shape, dtype))
         return
     # zarr holds about four times a selection while decoding it (the chunks in flight, the
-    # output): slabs of a quarter chunk.
+    # output), and the next slab is decoded while one is written: slabs of an eighth chunk.
     row = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
-    step = chunk_rows(row, max(1, chunk_size // 4))
+    step = chunk_rows(row, max(1, chunk_size // 8))
     grid = getattr(arr, "shards", None) or arr.chunks
     c = int(grid[0]) if grid else 1
     if step >= c:
