@@ -4,9 +4,13 @@ UV := $(PY) -m uv
 
 .PHONY: deps dev dev-release test test-rust test-python lint fmt bench
 
+# Test dependencies: every optional conversion library is installed, so no io test is skipped
+# (torch is the CPU-capable PyPI wheel; moto's server gives the S3 tests a real local endpoint).
+IO_DEPS := pyarrow h5py zarr pandas safetensors torch s3fs fsspec tqdm "moto[server]" boto3 zstandard
+
 deps:
 	$(PY) -m pip install -q uv
-	$(UV) pip install --system -q maturin numpy pytest pytest-timeout hypothesis "dask[array]" distributed ruff mypy
+	$(UV) pip install --system -q maturin numpy pytest pytest-timeout hypothesis "dask[array]" distributed ruff mypy $(IO_DEPS)
 
 # Editable install of the package with a fast (non-LTO) build of the native module.
 dev:
@@ -27,6 +31,7 @@ test-python:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p numpack
 	$(PY) -m ruff check python tests benchmarks
 	$(PY) -m ruff format --check python tests benchmarks
 

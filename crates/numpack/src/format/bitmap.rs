@@ -1,4 +1,4 @@
-//! `deleted_<name>.npkb`: which physical rows are active (FORMAT.md, "deleted_<name>.npkb").
+//! `deleted_<name>.npkb`: which physical rows are active (FORMAT.md, section `deleted_<name>.npkb`).
 //!
 //! Bit `i % 64` of word `i / 64` is 1 when physical row `i` is active. Rows past the
 //! bitmap's own row count (appended after it was last written) are active.
