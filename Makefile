@@ -10,7 +10,7 @@ IO_DEPS := pyarrow h5py zarr pandas safetensors torch s3fs fsspec tqdm "moto[ser
 
 deps:
 	$(PY) -m pip install -q uv
-	$(UV) pip install --system -q maturin numpy pytest pytest-timeout hypothesis "dask[array]" distributed ruff mypy $(IO_DEPS)
+	$(UV) pip install --python $(PY) -q maturin numpy pytest pytest-timeout hypothesis "dask[array]" distributed ruff mypy $(IO_DEPS)
 
 # Editable install of the package with a fast (non-LTO) build of the native module.
 dev:
