@@ -349,14 +349,30 @@ impl<R: Read + Send> CsvReader<R> {
         if let Some(m) = self.opts.max_rows {
             max_lines = max_lines.min(usize::try_from(m - self.rows).unwrap_or(usize::MAX));
         }
-        let len = match memchr_iter(b'\n', region).nth(max_lines - 1) {
-            Some(k) if k + 1 < region.len() => k + 1,
-            _ => region.len(),
-        };
+        let mut bounds = split_pieces(region);
+        let mut lines: Vec<usize> = par_map(&bounds, |&(s, e)| count_lines(&region[s..e]));
+        let mut total: usize = lines.iter().sum();
+        let mut len = region.len();
+        if total > max_lines {
+            // Cut after line `max_lines`, inside the piece where it falls.
+            let (mut k, mut before) = (0, 0);
+            while before + lines[k] < max_lines {
+                before += lines[k];
+                k += 1;
+            }
+            let (s, e) = bounds[k];
+            let need = max_lines - before;
+            let end = memchr_iter(b'\n', &region[s..e])
+                .nth(need - 1)
+                .map_or(e, |p| s + p + 1);
+            bounds.truncate(k + 1);
+            bounds[k].1 = end;
+            lines.truncate(k + 1);
+            lines[k] = need;
+            total = max_lines;
+            len = end;
+        }
         let region = &region[..len];
-        let bounds = split_pieces(region);
-        let lines: Vec<usize> = par_map(&bounds, |&(s, e)| count_lines(&region[s..e]));
-        let total: usize = lines.iter().sum();
         let mut data = std::mem::take(&mut self.out);
         data.clear();
         data.resize(total * row_bytes, 0);
