@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import random_array
+from helpers import random_array
 
 from numpack import NumPack
 

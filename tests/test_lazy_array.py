@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import random_array
+from helpers import random_array
 
 import numpack
 from numpack import NumPack

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import DTYPES, random_array
+from helpers import DTYPES, random_array
 
 import numpack
 from numpack import NumPack

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DTYPES, random_array
+from helpers import DTYPES, random_array
 
 import numpack
 from numpack import NumPack, _core

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 import numpy as np
-from conftest import DTYPES, random_array
+from helpers import DTYPES, random_array
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
