@@ -13,6 +13,7 @@
 //! renamed into place only when every check passed.
 
 mod entry;
+mod level;
 mod pack;
 mod shuffle;
 mod unpack;

@@ -16,8 +16,11 @@ use std::path::{Path, PathBuf};
 pub struct PackOptions {
     /// zstd-compress each member (kept raw when that does not make it smaller).
     pub compress: bool,
-    /// zstd level.
+    /// zstd level: the most effort spent. Large members may use a cheaper level when samples
+    /// show it compresses them as well (see `level.rs`), unless `exact_level` is set.
     pub level: i32,
+    /// Compress every member at exactly `level`.
+    pub exact_level: bool,
     /// Byte-shuffle numeric data files by item size before compressing (version 3).
     pub shuffle: bool,
     /// zstd worker threads (0 = single-threaded).
@@ -29,11 +32,17 @@ impl Default for PackOptions {
         PackOptions {
             compress: true,
             level: 3,
+            exact_level: false,
             shuffle: false,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         }
     }
 }
+
+/// Members at least this large are compressed straight from a mapping.
+const MAPPED_BYTES: u64 = 1 << 20;
+/// Bytes handed to the encoder per call from a mapping (also the progress step).
+const MAPPED_SLICE: usize = 16 << 20;
 
 /// Input bytes per zstd worker job when compressing on several threads.
 const MT_JOB_SIZE: u32 = 2 << 20;
@@ -88,6 +97,89 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
     Ok(out)
 }
 
+/// Starts writeback of the package while it is still being written (a background
+/// `fdatasync` after every [`NUDGE_BYTES`]), so the final fsync has little left to do.
+struct Flusher {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const NUDGE_BYTES: u64 = 32 << 20;
+
+impl Flusher {
+    fn start(file: &File) -> Self {
+        let Ok(f) = file.try_clone() else {
+            return Flusher {
+                tx: None,
+                thread: None,
+            };
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("numpack-pack-flush".into())
+            .spawn(move || {
+                for () in rx {
+                    // Errors surface in the final fsync.
+                    let _ = f.sync_data();
+                }
+            })
+            .ok();
+        Flusher {
+            tx: thread.is_some().then_some(tx),
+            thread,
+        }
+    }
+
+    /// Asks for a writeback unless one is already pending.
+    fn nudge(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
+
+    fn finish(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The package file, nudging its [`Flusher`] as bytes go out.
+struct Output<'a> {
+    file: File,
+    since: u64,
+    flusher: &'a Flusher,
+}
+
+impl Write for Output<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since += n as u64;
+        if self.since >= NUDGE_BYTES {
+            self.since = 0;
+            self.flusher.nudge();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for Output<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
 /// Fills `buf` from `r` as far as possible; returns the bytes read (short only at the end).
 fn fill<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -124,8 +216,14 @@ pub fn pack(
     let tmp = crate::store::commit::tmp_path(parent, "package.npkg");
     let result = (|| -> NpkResult<()> {
         let file = File::create(&tmp).at(&tmp)?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let w = |out: &mut BufWriter<File>, b: &[u8]| out.write_all(b).at(&tmp);
+        let mut flusher = Flusher::start(&file);
+        let output = Output {
+            file,
+            since: 0,
+            flusher: &flusher,
+        };
+        let mut out = BufWriter::with_capacity(1 << 20, output);
+        let w = |out: &mut BufWriter<Output<'_>>, b: &[u8]| out.write_all(b).at(&tmp);
         w(&mut out, MAGIC)?;
         w(&mut out, &version.to_le_bytes())?;
         w(&mut out, &[u8::from(opts.compress)])?;
@@ -152,9 +250,15 @@ pub fn pack(
             let start = out.stream_position().at(&tmp)?;
             let mut src = File::open(&m.path).at(&m.path)?.take(m.size);
             let mut crc = crc32fast::Hasher::new();
+            let mut mapped_crc: Option<u32> = None;
             let mut stored = 0u64;
             if opts.compress && m.size > 0 {
-                let mut enc = zstd::stream::write::Encoder::new(&mut out, opts.level).at(&tmp)?;
+                let level = if opts.exact_level {
+                    opts.level
+                } else {
+                    super::level::choose(&m.path, m.size, item, opts.level)?
+                };
+                let mut enc = zstd::stream::write::Encoder::new(&mut out, level).at(&tmp)?;
                 // Records the content size in the frame header: one-shot decoders (Python
                 // zstandard's `ZstdDecompressor().decompress`) need it.
                 enc.set_pledged_src_size(Some(m.size)).at(&tmp)?;
@@ -165,25 +269,57 @@ pub fn pack(
                     enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(MT_JOB_SIZE))
                         .at(&tmp)?;
                 }
-                loop {
-                    let n = fill(&mut src, &mut raw).at(&m.path)?;
-                    if n == 0 {
-                        break;
+                if item <= 1 && m.size >= MAPPED_BYTES {
+                    // Straight from a mapping of the member, in large slices (no copy through
+                    // a read buffer), with its checksum computed on another thread meanwhile:
+                    // zstd's workers are never starved by this thread's serial work.
+                    let file = File::open(&m.path).at(&m.path)?;
+                    let len = usize::try_from(m.size).map_err(|_| {
+                        NpkError::corrupt(&m.path, "member larger than the address space")
+                    })?;
+                    // SAFETY: the store's read lock is held, so no writer replaces or trims the
+                    // file, and `len` is within the committed bytes checked by `members`.
+                    let map =
+                        unsafe { memmap2::MmapOptions::new().len(len).map(&file) }.at(&m.path)?;
+                    let _ = map.advise(memmap2::Advice::Sequential);
+                    let fed = std::thread::scope(|sc| -> NpkResult<u32> {
+                        let hasher = sc.spawn(|| {
+                            let mut h = crc32fast::Hasher::new();
+                            h.update(&map);
+                            h.finalize()
+                        });
+                        for part in map.chunks(MAPPED_SLICE) {
+                            enc.write_all(part).at(&tmp)?;
+                            done += part.len() as u64;
+                            progress(done, total);
+                        }
+                        Ok(hasher
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    })?;
+                    mapped_crc = Some(fed);
+                } else {
+                    loop {
+                        let n = fill(&mut src, &mut raw).at(&m.path)?;
+                        if n == 0 {
+                            break;
+                        }
+                        crc.update(&raw[..n]);
+                        if item > 1 {
+                            shuffle(&raw[..n], &mut shuffled[..n], usize::from(item));
+                            enc.write_all(&shuffled[..n]).at(&tmp)?;
+                        } else {
+                            enc.write_all(&raw[..n]).at(&tmp)?;
+                        }
+                        done += n as u64;
+                        progress(done, total);
                     }
-                    crc.update(&raw[..n]);
-                    if item > 1 {
-                        shuffle(&raw[..n], &mut shuffled[..n], usize::from(item));
-                        enc.write_all(&shuffled[..n]).at(&tmp)?;
-                    } else {
-                        enc.write_all(&raw[..n]).at(&tmp)?;
-                    }
-                    done += n as u64;
-                    progress(done, total);
                 }
                 enc.finish().at(&tmp)?;
                 stored = out.stream_position().at(&tmp)? - start;
             }
             if stored == 0 || stored >= m.size {
+                mapped_crc = None;
                 // Raw is smaller (or compression is off): store the bytes as they are.
                 out.seek(SeekFrom::Start(start)).at(&tmp)?;
                 let mut src = File::open(&m.path).at(&m.path)?.take(m.size);
@@ -213,13 +349,15 @@ pub fn pack(
             out.seek(SeekFrom::Start(sizes_at)).at(&tmp)?;
             w(&mut out, &stored.to_le_bytes())?;
             out.seek(SeekFrom::Start(end)).at(&tmp)?;
-            checksum = chain_checksum(checksum, crc.finalize());
+            checksum = chain_checksum(checksum, mapped_crc.unwrap_or_else(|| crc.finalize()));
         }
         w(&mut out, &checksum.to_le_bytes())?;
         let end = out.stream_position().at(&tmp)?;
         let file = out
             .into_inner()
-            .map_err(|e| NpkError::io(&tmp, e.into_error()))?;
+            .map_err(|e| NpkError::io(&tmp, e.into_error()))?
+            .file;
+        flusher.finish();
         file.set_len(end).at(&tmp)?;
         file.sync_all().at(&tmp)?;
         fs::rename(&tmp, target).at(target)?;
