@@ -13,7 +13,8 @@ mapped files) from ``/proc/<pid>/status`` every 2 ms, from the moment the child 
 has imported numpack until it exits. The time is the operation alone, measured in the child.
 The baseline is ``tar -I 'zstd -3 -T0' -cf`` / ``tar -I 'zstd -d -T0' -xf`` on the same
 directory (wall time of the whole command). Both run on a warm page cache, interleaved, each
-after an ``os.sync()``; numpack fsyncs what it writes (tar does not). Timings are the median of
+after an ``os.sync()``; numpack fsyncs the package it writes (tar does not), and, like tar,
+does not fsync an unpack into a new directory (it does when it replaces an existing store). Timings are the median of
 ``--repeats`` runs; memory is the largest peak seen. Results are also written as JSON to
 ``benchmarks/results``.
 """
@@ -137,7 +138,7 @@ def same_store(a: Path, b: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the data")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", help="working directory (default: a temporary one)")
     args = parser.parse_args()
 
@@ -269,7 +270,7 @@ def report(
     print()
     for r in [head, None, *rows]:
         print(line if r is None else "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    print("\nnumpack fsyncs the package / every unpacked file; tar does not (the '+ sync' rows"
+    print("\nnumpack fsyncs the package it writes; tar does not (the '+ sync' rows"
           " time tar followed by sync, for reference)")  # fmt: skip
     if base is None:
         print("note: tar or zstd not found; the baseline was skipped")
