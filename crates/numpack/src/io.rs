@@ -46,3 +46,62 @@ pub fn copy_range(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) 
     }
     Ok(())
 }
+
+/// Bytes written between two background writebacks.
+pub const FLUSH_BYTES: u64 = 32 << 20;
+
+/// Starts writeback of a file while it is still being written (a background `fdatasync`
+/// when nudged, typically every [`FLUSH_BYTES`]), so the final fsync has little left to do
+/// and gigabytes of dirty pages never pile up.
+#[derive(Debug)]
+pub struct Flusher {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Starts the flusher thread of `file` (a no-op flusher if no thread can start).
+    pub fn start(file: &File) -> Self {
+        let Ok(f) = file.try_clone() else {
+            return Flusher {
+                tx: None,
+                thread: None,
+            };
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("numpack-flush".into())
+            .spawn(move || {
+                for () in rx {
+                    // Errors surface in the final fsync.
+                    let _ = f.sync_data();
+                }
+            })
+            .ok();
+        Flusher {
+            tx: thread.is_some().then_some(tx),
+            thread,
+        }
+    }
+
+    /// Asks for a writeback unless one is already pending.
+    pub fn nudge(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Waits for the writeback in flight and stops the thread.
+    pub fn finish(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -5,6 +5,7 @@ use super::{chain_checksum, Progress, MAGIC, VERSION, VERSION_SHUFFLE};
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::MetadataFile;
 use crate::format::names;
+use crate::io::Flusher;
 use crate::store::commit::{sync_dir, METADATA};
 use crate::store::Store;
 use std::fs::{self, File};
@@ -97,66 +98,14 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
     Ok(out)
 }
 
-/// Starts writeback of the package while it is still being written (a background
-/// `fdatasync` after every [`NUDGE_BYTES`]), so the final fsync has little left to do.
-struct Flusher {
-    tx: Option<std::sync::mpsc::SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-const NUDGE_BYTES: u64 = 32 << 20;
-
-impl Flusher {
-    fn start(file: &File) -> Self {
-        let Ok(f) = file.try_clone() else {
-            return Flusher {
-                tx: None,
-                thread: None,
-            };
-        };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("numpack-pack-flush".into())
-            .spawn(move || {
-                for () in rx {
-                    // Errors surface in the final fsync.
-                    let _ = f.sync_data();
-                }
-            })
-            .ok();
-        Flusher {
-            tx: thread.is_some().then_some(tx),
-            thread,
-        }
-    }
-
-    /// Asks for a writeback unless one is already pending.
-    fn nudge(&self) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(());
-        }
-    }
-
-    fn finish(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
 /// The package file, nudging its [`Flusher`] as bytes go out.
 struct Output<'a> {
     file: File,
     since: u64,
     flusher: &'a Flusher,
 }
+
+const NUDGE_BYTES: u64 = crate::io::FLUSH_BYTES;
 
 impl Write for Output<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -13,10 +13,14 @@ use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::{ArrayMetadata, MAX_NDIM};
 use crate::format::names;
-use crate::io::write_at;
+use crate::io::{write_at, Flusher};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
+
+/// Bytes an import writes between two background writebacks: imports are streamed, so the
+/// disk can work while the next batch is parsed or decoded.
+const IMPORT_FLUSH_BYTES: u64 = 8 << 20;
 
 /// A new array being written: its bytes go to a temporary file in the store directory.
 #[derive(Debug)]
@@ -28,6 +32,10 @@ pub struct ArrayWriter {
     len: u64,
     /// Ownership of `tmp` passed to a commit (which removes it on failure itself).
     handed_over: bool,
+    /// Writes the file back while a large import goes on, so the close's fsync is short
+    /// (started once the first [`IMPORT_FLUSH_BYTES`] are written).
+    flusher: Option<Flusher>,
+    unflushed: u64,
 }
 
 impl ArrayWriter {
@@ -86,6 +94,13 @@ impl ArrayWriter {
             return Err(NpkError::io(&self.tmp, e));
         }
         self.len += n;
+        self.unflushed += n;
+        if self.unflushed >= IMPORT_FLUSH_BYTES {
+            self.unflushed = 0;
+            self.flusher
+                .get_or_insert_with(|| Flusher::start(&self.file))
+                .nudge();
+        }
         Ok(())
     }
 }
@@ -132,6 +147,8 @@ impl Store {
             file,
             len: 0,
             handed_over: false,
+            flusher: None,
+            unflushed: 0,
         })
     }
 
