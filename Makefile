@@ -34,6 +34,8 @@ lint:
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p numpack
 	$(PY) -m ruff check python tests benchmarks
 	$(PY) -m ruff format --check python tests benchmarks
+	$(PY) -m mypy python/numpack
+	$(PY) -m mypy.stubtest numpack._core --allowlist .mypy-stubtest-allowlist
 
 fmt:
 	cargo fmt --all

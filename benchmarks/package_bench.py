@@ -14,9 +14,9 @@ has imported numpack until it exits. The time is the operation alone, measured i
 The baseline is ``tar -I 'zstd -3 -T0' -cf`` / ``tar -I 'zstd -d -T0' -xf`` on the same
 directory (wall time of the whole command). Both run on a warm page cache, interleaved, each
 after an ``os.sync()``; numpack fsyncs the package it writes (tar does not), and, like tar,
-does not fsync an unpack into a new directory (it does when it replaces an existing store). Timings are the median of
-``--repeats`` runs; memory is the largest peak seen. Results are also written as JSON to
-``benchmarks/results``.
+does not fsync an unpack into a new directory (it does when it replaces an existing store).
+Timings are the median of ``--repeats`` runs; memory is the largest peak seen. Results are
+also written as JSON to ``benchmarks/results``.
 """
 
 from __future__ import annotations

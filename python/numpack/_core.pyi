@@ -12,19 +12,21 @@ negative values count from the logical end.  Errors are raised as the classes of
 The GIL is released during all file I/O.
 """
 
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
 __version__: str
 
+@final
 class Store:
     """An open store directory (created if missing).  Several ``Store`` objects, in threads
     or processes, may open the same directory; every mutation takes the store lock and is
     all-or-nothing under a crash; reads see other handles' committed changes."""
 
-    def __init__(self, path: str) -> None: ...
+    def __new__(cls, path: str) -> Self: ...
     @property
     def path(self) -> str:
         """The store directory as an absolute path."""
@@ -40,10 +42,12 @@ class Store:
     def append(self, name: str, array: npt.NDArray[Any]) -> None:
         """Append rows.  Missing → ArrayNotFoundError; ndim/trailing mismatch → ValueError;
         dtype mismatch → TypeError; 0-d array stored → ValueError."""
-    def replace(self, name: str, array: npt.NDArray[Any], indices: npt.NDArray[np.int64]) -> None:
+    def replace(
+        self, name: str, array: npt.NDArray[Any], indices_arr: npt.NDArray[np.int64]
+    ) -> None:
         """Overwrite logical rows ``indices`` with ``array`` rows (``array.shape[0]`` must be
         ``len(indices)`` or 1 to broadcast).  Out of range → IndexOutOfRangeError."""
-    def drop_rows(self, name: str, indices: npt.NDArray[np.int64]) -> None:
+    def drop_rows(self, name: str, indices_arr: npt.NDArray[np.int64]) -> None:
         """Mark logical rows deleted (duplicates fine).  Out of range → IndexOutOfRangeError.
         Dropping every row keeps the array with 0 logical rows."""
     def drop_arrays(self, names: list[str]) -> None:
@@ -57,7 +61,7 @@ class Store:
     # --- reading -------------------------------------------------------------------------
     def load(self, name: str) -> npt.NDArray[Any]:
         """A new, writable, owning C-contiguous array of the logical rows (0-d arrays too)."""
-    def getitem(self, name: str, indices: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    def getitem(self, name: str, indices_arr: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
         """Rows in the given order, shape ``(len(indices),) + trailing``."""
     def read_range(self, name: str, start: int, stop: int) -> npt.NDArray[Any]:
         """Logical rows ``start..stop`` (0 <= start <= stop <= rows, else IndexOutOfRangeError)."""
@@ -96,6 +100,7 @@ class Store:
         every other array is removed in the same commit.  All or nothing: on error no array
         changes and the temporary files are removed."""
 
+@final
 class ArrayWriter:
     """A new array being written batch by batch (from ``Store.array_writer``); its
     temporary file is removed when the writer is aborted or dropped uncommitted."""
@@ -116,6 +121,7 @@ class ArrayWriter:
     def abort(self) -> None:
         """Abandon the array and remove its temporary file.  Idempotent."""
 
+@final
 class MappedFile:
     """Owner of a writable shared mapping handed out by ``Store.writable_view``."""
 
@@ -172,24 +178,25 @@ def vector_stream_scores(
 ) -> npt.NDArray[np.float64]: ...
 
 # --- CSV / text files (policy and argument normalisation in numpack.io.csv) ---------------
+@final
 class CsvReader:
     """A CSV or text file parsed block by block (text blocks of at most ``block_bytes``, cut
     at line boundaries, parsed in parallel). Errors are ``ValueError`` naming the file, the
     line (1-based, every physical line) and the column."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str,
         dtype: np.dtype[Any],
-        delimiter: str | None = ",",
-        comments: list[str] = ...,
-        quote: str | None = '"',
+        delimiter: str | None = ...,  # ","
+        comments: list[str] = ...,  # ["#"]
+        quote: str | None = ...,  # '"'
         skip_lines: int = 0,
         header_lines: int = 0,
         max_rows: int | None = None,
         usecols: list[int] | None = None,
         block_bytes: int = ...,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def width(self) -> int | None:
         """Values per row, once the first row was read."""
@@ -205,12 +212,13 @@ class CsvReader:
     def read_into(self, writer: ArrayWriter) -> int | None:
         """Parse the next block straight into ``writer``; its row count, ``None`` at the end."""
 
+@final
 class CsvWriter:
     """Rows of ``width`` values of ``dtype`` formatted in parallel into a new file at
     ``path``: the shortest round-trip text, or the printf row format ``fmt``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str,
         dtype: np.dtype[Any],
         width: int,
@@ -218,7 +226,7 @@ class CsvWriter:
         newline: str = "\n",
         fmt: str | None = None,
         label: str = "array",
-    ) -> None: ...
+    ) -> Self: ...
     def write_raw(self, data: bytes) -> None:
         """Write ``data`` as it is (a header or footer)."""
     def write(self, array: npt.NDArray[Any], rows: npt.NDArray[np.int64] | None = None) -> None:

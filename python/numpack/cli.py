@@ -201,13 +201,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     src, src_name = _split_array(args.src)
     dst = Path(args.dst)
-    importers = {
+    importers: dict[str, Callable[..., Any]] = {
         ".npy": npio.from_npy, ".npz": npio.from_npy, ".csv": npio.from_csv,
         ".txt": npio.from_txt, ".parquet": npio.from_parquet, ".feather": npio.from_feather,
         ".h5": npio.from_hdf5, ".hdf5": npio.from_hdf5, ".zarr": npio.from_zarr,
         ".safetensors": npio.from_safetensors_file, ".pt": npio.from_pt, ".pth": npio.from_pt,
     }  # fmt: skip
-    exporters = {
+    exporters: dict[str, Callable[..., Any]] = {
         ".npy": npio.to_npy, ".npz": npio.to_npy, ".csv": npio.to_csv, ".txt": npio.to_txt,
         ".parquet": npio.to_parquet, ".feather": npio.to_feather, ".h5": npio.to_hdf5,
         ".hdf5": npio.to_hdf5, ".zarr": npio.to_zarr,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 from typing import Any
 
 from .._deps import require
@@ -71,12 +72,13 @@ def from_s3(
     from . import csv, feather, hdf5, npy, parquet, safetensors, torch, zarr
 
     url = _url(s3_path)
-    fn = {
+    importers: dict[str, Callable[..., Any]] = {
         "numpy": npy.from_npy, "csv": csv.from_csv, "txt": csv.from_txt,
         "parquet": parquet.from_parquet, "feather": feather.from_feather,
         "hdf5": hdf5.from_hdf5, "zarr": zarr.from_zarr,
         "safetensors": safetensors.from_safetensors_file, "pt": torch.from_pt,
-    }[_format(url, format)]  # fmt: skip
+    }  # fmt: skip
+    fn = importers[_format(url, format)]
     fs = s3fs.S3FileSystem(**s3_kwargs)
     with local_input(url, fs) as local:
         kw: dict[str, Any] = {"progress": True} if progress else {}
@@ -127,9 +129,13 @@ def to_s3(
         elif fmt in ("csv", "txt"):
             (csv.to_csv if fmt == "csv" else csv.to_txt)(input_path, local, array_name, **kw)
         elif fmt in ("parquet", "feather"):
-            fn = parquet.to_parquet if fmt == "parquet" else feather.to_feather
-            fn(input_path, local, array_name, **kw)
+            single: Callable[..., Any] = (
+                parquet.to_parquet if fmt == "parquet" else feather.to_feather
+            )
+            single(input_path, local, array_name, **kw)
         else:
-            fn = {"hdf5": hdf5.to_hdf5, "zarr": zarr.to_zarr, "pt": torch.to_pt,
-                  "safetensors": safetensors.to_safetensors_file}[fmt]  # fmt: skip
-            fn(input_path, local, array_names=names, **kw)
+            many: dict[str, Callable[..., Any]] = {
+                "hdf5": hdf5.to_hdf5, "zarr": zarr.to_zarr, "pt": torch.to_pt,
+                "safetensors": safetensors.to_safetensors_file,
+            }  # fmt: skip
+            many[fmt](input_path, local, array_names=names, **kw)

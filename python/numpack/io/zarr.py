@@ -116,7 +116,7 @@ def from_zarr(
     with Progress(progress, get_file_size(path), path.name) as bar, naming(path):
         items = _arrays(zarr, path, array_names, group)
         bad = [f"'{n}' ({a.dtype})" for n, a in items
-               if _dtype(a) is None or not is_storable(_dtype(a))]  # fmt: skip
+               if (dt := _dtype(a)) is None or not is_storable(dt)]  # fmt: skip
         if bad:
             raise ValueError(
                 f"array(s) {', '.join(bad)} hold dtypes numpack cannot store; nothing was imported"
