@@ -70,6 +70,8 @@ class Store:
         physical row numbers of the logical rows (``None`` when no row is deleted).  The
         mapping lives as long as the returned array does, whatever happens to the store.
         The array's ``base`` is a ``MappedFile`` (``advise`` works on it) unless it is empty."""
+    def row_source(self, name: str) -> RowSource:
+        """The rows of the current version of ``name``, for streaming."""
     def writable_view(self, name: str) -> tuple[npt.NDArray[Any], MappedFile]:
         """A writable ndarray over a shared mmap of the data file (array must have no deleted
         rows: compact first).  Edits reach the file; ``MappedFile.flush()`` msyncs them."""
@@ -99,6 +101,18 @@ class Store:
         the bytes written), replacing arrays of the same names whole; with ``only_these``,
         every other array is removed in the same commit.  All or nothing: on error no array
         changes and the temporary files are removed."""
+
+@final
+class RowSource:
+    """The physical rows of one array version (independent of the store handle)."""
+
+    @property
+    def rows(self) -> int:
+        """Physical rows."""
+    def view(self) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64] | None]:
+        """``(physical rows as a read-only mapped array, active physical rows or None)``."""
+    def take(self, start: int, stop: int) -> npt.NDArray[Any]:
+        """Physical rows ``start..stop`` as a writable private copy-on-write mapping."""
 
 @final
 class ArrayWriter:

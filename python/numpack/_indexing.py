@@ -276,17 +276,30 @@ def select_rows(
     return store.getitem(name, resolve_rows(spec, shape[0], name))
 
 
+#: Batches at least this large are private mappings of their rows rather than copies.
+MAPPED_BATCH_BYTES = 64 << 10
+
+
 def row_batches(
-    phys: npt.NDArray[Any], active: npt.NDArray[np.int64] | None, size: int
+    phys: npt.NDArray[Any],
+    active: npt.NDArray[np.int64] | None,
+    size: int,
+    source: _core.RowSource | None = None,
 ) -> Iterator[npt.NDArray[Any]]:
-    """Yield copies of the logical rows of ``phys`` (through ``active``) ``size`` at a time."""
+    """Yield the logical rows of ``phys`` (through ``active``) ``size`` at a time, each batch
+    a new writable array: a copy, or (``source`` given, no deleted rows, large batches) a
+    private copy-on-write mapping of the rows, which costs no copy up front."""
     rows = phys.shape[0] if active is None else len(active)
+    row_bytes = phys.itemsize * int(np.prod(phys.shape[1:], dtype=np.int64))
+    mapped = source is not None and active is None and size * row_bytes >= MAPPED_BATCH_BYTES
     for start in range(0, rows, size):
         stop = min(start + size, rows)
-        if active is None:
-            yield np.array(phys[start:stop], copy=True)
-        else:
+        if active is not None:
             yield phys[active[start:stop]]
+        elif mapped and source is not None:
+            yield source.take(start, stop)
+        else:
+            yield np.array(phys[start:stop], copy=True)
 
 
 # --------------------------------------------------------------------------------------------

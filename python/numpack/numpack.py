@@ -457,8 +457,11 @@ class NumPack:
     ) -> Iterator[npt.NDArray[Any]]:
         """Iterate over the logical rows in batches of at most ``buffer_size`` rows.
 
-        The batches come from a snapshot taken at call time, so iteration keeps working after
-        the store is closed.
+        The batches come from the array version current at call time, so iteration keeps
+        working after the store is closed. Each batch is a new, writable array; large batches
+        (64 KiB and up) of arrays without deleted rows are private copy-on-write mappings of
+        their rows, so nothing is copied until a page is written (such a batch may show a
+        later in-place ``replace`` of rows it has not written to, as a ``LazyArray`` does).
 
         Parameters
         ----------
@@ -480,13 +483,15 @@ class NumPack:
         check_name(array_name)
         size = check_buffer_size(buffer_size)
         cached = self._cached(array_name)
+        source = None
         if cached is not None:
             phys, active = cached, None
         else:
-            phys, active = store.view(array_name)
+            source = store.row_source(array_name)
+            phys, active = source.view()
         if phys.ndim == 0:
             raise TypeError(f"Cannot stream array '{array_name}': it is 0-d")
-        return row_batches(phys, active, size)
+        return row_batches(phys, active, size, source)
 
     # --- queries -------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ mod convert;
 mod errors;
 mod numpy_conv;
 mod package;
+mod rows;
 mod store;
 mod vector;
 mod writer;
@@ -17,6 +18,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyStore>()?;
     m.add_class::<numpy_conv::MappedFile>()?;
     m.add_class::<writer::PyArrayWriter>()?;
+    m.add_class::<rows::PyRowSource>()?;
     m.add_class::<convert::PyCsvReader>()?;
     m.add_class::<convert::PyCsvWriter>()?;
     m.add_function(wrap_pyfunction!(convert::csv_format_columns, m)?)?;

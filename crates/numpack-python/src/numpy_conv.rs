@@ -245,6 +245,14 @@ impl MappedFile {
         }
     }
 
+    fn len(&self) -> usize {
+        match &self.map {
+            Mapping::Empty => 0,
+            Mapping::Read(s) => s.physical().len(),
+            Mapping::Write(m) => m.len(),
+        }
+    }
+
     fn ptr(&self) -> *const u8 {
         match &self.map {
             Mapping::Empty => std::ptr::NonNull::dangling().as_ptr(),
@@ -260,6 +268,17 @@ pub fn mapped_array<'py>(
     dtype: DataType,
     shape: &[u64],
     map: Option<MappingKind>,
+) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, MappedFile>>)> {
+    mapped_array_at(py, dtype, shape, map, 0)
+}
+
+/// [`mapped_array`] starting `offset` bytes into the mapping (a multiple of the item size).
+pub fn mapped_array_at<'py>(
+    py: Python<'py>,
+    dtype: DataType,
+    shape: &[u64],
+    map: Option<MappingKind>,
+    offset: usize,
 ) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, MappedFile>>)> {
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     let Some(map) = map else {
@@ -277,11 +296,16 @@ pub fn mapped_array<'py>(
             },
         },
     )?;
-    let ptr = owner.get().ptr();
+    let need = dims.iter().product::<usize>() * dtype.size_bytes();
+    if !offset.is_multiple_of(dtype.size_bytes()) || offset + need > owner.get().len() {
+        return Err(PyValueError::new_err("array outside its mapping"));
+    }
+    // SAFETY: `offset` is within the mapping (checked above).
+    let ptr = unsafe { owner.get().ptr().add(offset) };
     let arr = with_element!(dtype, T => {
-        // SAFETY: the mapping is page-aligned, holds `product(dims)` elements (the engine
-        // mapped exactly `size_bytes`), and lives as long as `owner`, which becomes the
-        // array's base object. Bool bytes in a store are 0/1.
+        // SAFETY: the mapping is page-aligned and `offset` a multiple of the item size, so
+        // `ptr` is aligned; `need` bytes from it lie in the mapping (checked above), which
+        // lives as long as `owner`, the array's base object. Bool bytes in a store are 0/1.
         let view = unsafe { ArrayViewD::<T>::from_shape_ptr(IxDyn(&dims), ptr as *const T) };
         // SAFETY: `owner` keeps the memory alive and is never mutated.
         let a = unsafe { PyArray::<T, IxDyn>::borrow_from_array(&view, owner.clone().into_any()) };

@@ -4,6 +4,7 @@ use crate::errors::IntoPy;
 use crate::numpy_conv::{
     dtype_of, input, mapped_array, new_array, numpy_dtype, MappedFile, MappingKind,
 };
+use crate::rows::PyRowSource;
 use crate::writer::PyArrayWriter;
 use numpack::{ArraySnapshot, Store};
 use numpy::{PyArrayDescr, PyReadonlyArray1, PyUntypedArray};
@@ -201,16 +202,12 @@ impl PyStore {
 
     fn view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {
         let snap = self.snapshot(py, name)?;
-        let active = snap.active_rows().map(|rows| {
-            let rows: Vec<i64> = rows.into_iter().map(|r| r as i64).collect();
-            numpy::PyArray1::from_vec(py, rows).into_any()
-        });
-        let map = (!snap.physical().is_empty()).then(|| MappingKind::Read(Arc::clone(&snap)));
-        let (arr, _) = mapped_array(py, snap.meta.dtype, &snap.meta.shape, map)?;
-        PyTuple::new(
-            py,
-            [arr, active.unwrap_or_else(|| py.None().into_bound(py))],
-        )
+        crate::rows::view_of(py, &snap)
+    }
+
+    /// The rows of the current version of array `name`, for streaming.
+    fn row_source(&self, py: Python<'_>, name: &str) -> PyResult<PyRowSource> {
+        Ok(PyRowSource::new(self.snapshot(py, name)?))
     }
 
     fn writable_view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {

@@ -4,7 +4,14 @@ use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::metadata::ArrayMetadata;
 use crate::io::copy_parallel;
-use memmap2::{Advice, Mmap, MmapOptions};
+use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
+
+/// The system page size (mapping offsets are multiples of it).
+fn page_size() -> u64 {
+    // Every platform numpack runs on uses 4 KiB or a multiple that is a power of two up to
+    // 64 KiB; mapping at a 64 KiB boundary is valid for all of them.
+    64 << 10
+}
 
 /// How a mapped array is about to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +34,8 @@ pub struct ArraySnapshot {
     /// The array's record.
     pub meta: ArrayMetadata,
     path: PathBuf,
+    /// The data file the mapping was made from (for private mappings of row ranges).
+    file: File,
     map: Option<Mmap>,
     bitmap: Option<Bitmap>,
 }
@@ -69,6 +78,7 @@ impl ArraySnapshot {
         Ok(ArraySnapshot {
             meta,
             path,
+            file,
             map,
             bitmap,
         })
@@ -85,6 +95,32 @@ impl ArraySnapshot {
             AccessHint::WillNeed => Advice::WillNeed,
         };
         map.advise(advice).at(&self.path)
+    }
+
+    /// A private, writable, copy-on-write mapping of physical rows `start..stop`, and the
+    /// offset of row `start` in it (mappings start on a page boundary). Nothing is copied
+    /// up front: pages are shared with the page cache until written, and a written page
+    /// becomes the mapping's own. Pages not yet written may show later in-place writes to
+    /// the file (`replace`), as any view of the file does.
+    pub fn map_rows_private(&self, start: u64, stop: u64) -> NpkResult<(MmapMut, usize)> {
+        let row = self.meta.row_bytes();
+        if stop < start || stop > self.meta.rows() || row == 0 {
+            return Err(NpkError::InvalidOperation(format!(
+                "rows {start}..{stop} of array '{}' cannot be mapped",
+                self.meta.name
+            )));
+        }
+        let (first, end) = (start * row, stop * row);
+        let page = page_size();
+        let at = first - first % page;
+        let len = usize::try_from(end - at)
+            .map_err(|_| NpkError::InvalidShape("row range larger than memory".into()))?;
+        // SAFETY: `at..end` lies within the committed bytes (`stop <= rows`, checked against
+        // the file's length when the snapshot was opened), which numpack never shrinks in
+        // place; the mapping is private, so writes through it never reach the file.
+        let map =
+            unsafe { MmapOptions::new().offset(at).len(len).map_copy(&self.file) }.at(&self.path)?;
+        Ok((map, (first - at) as usize))
     }
 
     /// Path of the data file.
