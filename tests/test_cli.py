@@ -292,8 +292,23 @@ def test_drop(store, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# convert (through numpack.io, .npy only)
+# convert (through numpack.io)
 # --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "suffix", [".csv", ".parquet", ".feather", ".h5", ".zarr", ".safetensors", ".pt"]
+)
+def test_convert_every_format_both_ways(store, tmp_path, suffix):
+    out = tmp_path / f"emb{suffix}"
+    ok("convert", f"{store}:emb", out, "-q")
+    assert out.exists()
+    back = tmp_path / "back.npk"
+    ok("convert", out, back, "--name", "emb", "-q")
+    with NumPack(back) as npk:
+        (name,) = npk.get_member_list()
+        got = npk.load(name)
+    np.testing.assert_array_equal(got.reshape(EMB.shape), EMB)
+
+
 def test_convert_npy_both_ways(store, tmp_path):
     pytest.importorskip("numpack.io")
     out = tmp_path / "emb.npy"
