@@ -147,6 +147,9 @@ class MappedFile:
 def dtype_code(dtype: np.dtype[Any]) -> int:
     """The format's dtype code (0..13) of a NumPy dtype; ValueError('Unsupported dtype: <name>')."""
 
+def preallocate(fd: int, offset: int, length: int) -> None:
+    """Reserve the blocks of ``offset..offset+length`` of an open file (best effort, size kept)."""
+
 # --- .npkg packages ------------------------------------------------------------------------
 def pack(
     source: str,

@@ -23,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<convert::PyCsvWriter>()?;
     m.add_function(wrap_pyfunction!(convert::csv_format_columns, m)?)?;
     m.add_function(wrap_pyfunction!(numpy_conv::dtype_code, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::preallocate, m)?)?;
     m.add_function(wrap_pyfunction!(package::pack, m)?)?;
     m.add_function(wrap_pyfunction!(package::unpack, m)?)?;
     m.add_function(wrap_pyfunction!(package::package_info, m)?)?;

@@ -95,3 +95,28 @@ impl PyArrayWriter {
         self.lock().take();
     }
 }
+
+/// `preallocate(fd, offset, length)`: reserves the blocks of a byte range of an open file
+/// before a large write into it (best effort, no byte or size changes). On ext4 this keeps
+/// the write out of delayed allocation, so renaming the finished file over an older one does
+/// not flush it synchronously (`auto_da_alloc`).
+#[pyfunction]
+pub fn preallocate(fd: i32, offset: u64, length: u64) -> PyResult<()> {
+    if fd < 0 {
+        return Err(PyValueError::new_err(format!(
+            "preallocate: {fd} is not a file descriptor"
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: `fd` is non-negative and owned by the caller for this call;
+        // `ManuallyDrop` never closes it. An invalid descriptor only makes the call fail
+        // (EBADF), which `preallocate` ignores.
+        let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+        numpack::io::preallocate(&file, offset, length);
+    }
+    #[cfg(not(unix))]
+    let _ = (offset, length);
+    Ok(())
+}

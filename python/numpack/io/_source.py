@@ -130,6 +130,9 @@ def copy_payload(src: Path, dst: IO[bytes], nbytes: int, bar: Progress | None = 
     dst.flush()
     out = dst.fileno()
     pos = os.lseek(out, 0, os.SEEK_CUR)
+    # Blocks reserved up front: ext4 then skips delayed allocation, whose forced flush made
+    # the final rename over an existing file take as long as the copy itself.
+    _core.preallocate(out, pos, nbytes)
     done = 0
     with open(src, "rb") as f:
         inp = f.fileno()
