@@ -262,12 +262,15 @@ def test_streaming_skips_deleted_rows_and_sees_other_handles(tmp_path: Path) -> 
         mi, _ = eng.streaming_multi_query_top_k(logical[:3], store, "emb", "cosine", 4, 500)
         assert mi.shape == (12,) and list(mi[::4]) == [0, 1, 2]
         assert eng.streaming_top_k_from_file(q, store, "emb", "l2", 0)[0].shape == (0,)
-        with pytest.raises(ArrayNotFoundError):
+        with pytest.raises(ArrayNotFoundError, match=r"^Array 'nope' not found in NumPack$"):
             eng.streaming_top_k_from_file(q, store, "nope", "l2", 3)
         with pytest.raises(ValueError, match="not found"):
             eng.streaming_top_k_from_file(q, tmp_path / "missing.npk", "emb", "l2", 3)
-        with pytest.raises(TypeError, match="dtype mismatch"):
-            eng.streaming_top_k_from_file(q.astype(np.float64), store, "emb", "l2", 3)
+        # A float64 query on a float32 array is promoted to float64, as in memory.
+        idx64, sc64 = eng.streaming_top_k_from_file(q.astype(np.float64), store, "emb", "l2", 3)
+        want_i, want_s = mem.top_k_search(q.astype(np.float64), logical, "l2", 3)
+        np.testing.assert_array_equal(idx64, want_i)
+        np.testing.assert_allclose(sc64, want_s, rtol=1e-12)
         with pytest.raises(ValueError, match="Dimension mismatch"):
             eng.streaming_top_k_from_file(q[:4], store, "emb", "l2", 3)
         with pytest.raises(ValueError):
@@ -311,8 +314,9 @@ def test_streaming_float64_large_k_and_appends(tmp_path: Path) -> None:
         assert idx.shape == (3000,)
         np.testing.assert_array_equal(idx, want_i)
         np.testing.assert_allclose(sc, want_s, rtol=1e-12)
-    with pytest.raises(TypeError, match="dtype mismatch"):
-        eng.streaming_top_k_from_file(a64[0].astype(np.float32), store, "e64", "l2", 3)
+    q32 = a64[0].astype(np.float32)
+    idx, sc = eng.streaming_top_k_from_file(q32, store, "e64", "l2", 3)
+    np.testing.assert_array_equal(idx, mem.top_k_search(q32, a64, "l2", 3)[0])
     # Rows appended through another handle are seen by the next search.
     with NumPack(store) as npk:
         npk.append({"e64": a64[:10] * 100})
@@ -321,3 +325,39 @@ def test_streaming_float64_large_k_and_appends(tmp_path: Path) -> None:
     # float64 queries search float64 arrays here too (the published engine cast them to float32).
     mi, ms = eng.streaming_multi_query_top_k(a64[:2], store, "e64", "dot", 2)
     assert mi.shape == (4,) and ms.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("dtype", "metric"),
+    [(np.float16, "cosine"), (np.float16, "l2sq"), (np.int8, "dot"), (np.int8, "l2"),
+     (np.uint8, "hamming"), (np.bool_, "jaccard"), (np.bool_, "hamming")],
+)  # fmt: skip
+def test_streaming_every_stored_dtype_matches_in_memory(
+    tmp_path: Path, dtype: type, metric: str
+) -> None:
+    rng = np.random.default_rng(9)
+    raw = rng.integers(-100, 100, (900, 16)) if dtype == np.int8 else rng.random((900, 16)) * 255
+    arr = (raw > 127) if dtype == np.bool_ else raw.astype(dtype)
+    store = tmp_path / "d.npk"
+    with NumPack(store) as npk:
+        npk.save({"v": arr})
+        npk.drop("v", [0, 10, 899])
+        logical = npk.load("v")
+    eng, mem = StreamingVectorEngine(), VectorEngine()
+    queries = logical[[5, 77]]
+    promoted = [queries[0].astype(np.float64)] if dtype in (np.float16, np.int8) else []
+    for q in [queries[0], *promoted]:
+        idx, sc = eng.streaming_top_k_from_file(q, store, "v", metric, 9, batch_size=100)
+        want_i, want_s = mem.top_k_search(q, logical, metric, 9)
+        np.testing.assert_array_equal(idx, want_i)
+        np.testing.assert_allclose(sc, want_s, rtol=1e-12)
+        assert idx.dtype == np.uint64 and sc.dtype == np.float64
+    full = eng.streaming_batch_compute(queries, store, "v", metric, batch_size=64)
+    np.testing.assert_allclose(full, mem.batch_compute(queries, logical, metric), rtol=1e-12)
+    mi, ms = eng.streaming_multi_query_top_k(queries, store, "v", metric, 4, batch_size=50)
+    want_i, want_s = mem.multi_query_top_k(queries, logical, metric, 4)
+    np.testing.assert_array_equal(mi, want_i)
+    assert mi.shape == (8,) and ms.dtype == np.float64
+    assert eng.streaming_top_k_from_file(queries[0], store, "v", metric, 0)[0].shape == (0,)
+    with pytest.raises(ArrayNotFoundError, match=r"^Array 'w' not found in NumPack$"):
+        eng.streaming_top_k_from_file(queries[0], store, "w", metric, 3)

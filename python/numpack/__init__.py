@@ -50,6 +50,16 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> object:
+    # `numpack.io` after a bare `import numpack`, without importing it (and its optional
+    # libraries' probes) for users who never convert.
+    if name == "io":
+        import importlib
+
+        return importlib.import_module(".io", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def force_cleanup_windows_handles() -> bool:
     """Run the garbage collector so that unreferenced memory maps release their files.
 

@@ -196,6 +196,73 @@ class VectorEngine:
         return idx[order], sc[order]
 
 
+def _rank(idx: npt.NDArray[np.uint64], sc: npt.NDArray[np.float64], k: int, metric: str) -> Any:
+    """The ``k`` best of ``(idx, sc)`` by the engine's order: similarities descending,
+    distances ascending, NaN last, ties to the lower index."""
+    key = np.where(np.isnan(sc), np.inf, -sc if metric in _SIMILARITY else sc)
+    order = np.lexsort((idx, key))[:k]
+    return idx[order], sc[order]
+
+
+class _Fallback:
+    """Streaming for what the native path does not search in place (float16, integer and
+    bit arrays, or a query dtype other than the array's): batches of logical rows through
+    ``NumPack.stream_load`` scored by the in-memory engine, so mixed dtypes are promoted as
+    there and memory stays one batch."""
+
+    def __init__(self, path: str, name: str, batch_size: int) -> None:
+        self.path, self.name, self.batch_size = path, name, batch_size
+
+    def batches(self) -> Any:
+        from .numpack import NumPack
+
+        npk = NumPack(self.path)
+        npk.open()
+        try:
+            for b in npk.stream_load(self.name, self.batch_size):
+                yield b if b.ndim == 2 else b.reshape(-1, 1)
+        finally:
+            npk.close()
+
+    def scores(self, q: npt.NDArray[Any], metric: str) -> npt.NDArray[np.float64]:
+        engine = VectorEngine()
+        parts = [engine.batch_compute(q, b, metric) for b in self.batches()]
+        if not parts:
+            return np.empty((q.shape[0], 0), np.float64)
+        return np.concatenate(parts, axis=1)
+
+    def top_k(self, q: npt.NDArray[Any], metric: str, k: int) -> Any:
+        engine = VectorEngine()
+        best = [(np.empty(0, np.uint64), np.empty(0, np.float64))] * q.shape[0]
+        offset = 0
+        for b in self.batches() if k else ():
+            s = engine.batch_compute(q, b, metric)
+            ids = np.arange(offset, offset + b.shape[0], dtype=np.uint64)
+            best = [
+                _rank(np.concatenate([i, ids]), np.concatenate([v, s[j]]), k, metric)
+                for j, (i, v) in enumerate(best)
+            ]
+            offset += b.shape[0]
+        n = min((i.shape[0] for i, _ in best), default=0)
+        return np.stack([i[:n] for i, _ in best]), np.stack([v[:n] for _, v in best])
+
+
+def _native(call: Any, fallback: Any, array_name: str, q: npt.NDArray[Any], metric: str) -> Any:
+    """Runs the native streamed search (float queries and arrays), or ``fallback`` for bit
+    metrics, other query dtypes, or an array whose dtype the native path does not search in
+    place; a missing array is reported in the published wording."""
+    try:
+        if q.dtype.kind not in "iuf" or metric in _BINARY:
+            return fallback()
+        return call()
+    except ArrayNotFoundError:
+        raise ArrayNotFoundError(f"Array '{array_name}' not found in NumPack") from None
+    except TypeError as e:
+        if not str(e).startswith("Array dtype mismatch"):
+            raise
+    return fallback()
+
+
 class StreamingVectorEngine:
     """Exact search over an array of a store, read batch by batch from its mapping (deleted
     rows skipped; indices are logical rows). Sees every committed array, also ones written
@@ -237,8 +304,14 @@ class StreamingVectorEngine:
         if q.ndim != 1:
             raise TypeError("Query must be a 1D array")
         path = self._source(npk_dir, array_name, batch_size)
-        idx, scores = _core.vector_stream_top_k(
-            path, array_name, self._queries(q[None, :]), m, k, int(batch_size)
+        idx, scores = _native(
+            lambda: _core.vector_stream_top_k(
+                path, array_name, self._queries(q[None, :]), m, k, int(batch_size)
+            ),
+            lambda: _Fallback(path, array_name, int(batch_size)).top_k(q[None, :], m, k),
+            array_name,
+            q,
+            m,
         )
         return idx[0], scores[0]
 
@@ -255,8 +328,15 @@ class StreamingVectorEngine:
         if q.ndim not in (1, 2):
             raise TypeError(f"Query must be 1D or 2D array, got {q.ndim}D")
         path = self._source(npk_dir, array_name, batch_size)
-        out = _core.vector_stream_scores(
-            path, array_name, self._queries(q[None, :] if q.ndim == 1 else q), m, int(batch_size)
+        q2 = q[None, :] if q.ndim == 1 else q
+        out = _native(
+            lambda: _core.vector_stream_scores(
+                path, array_name, self._queries(q2), m, int(batch_size)
+            ),
+            lambda: _Fallback(path, array_name, int(batch_size)).scores(q2, m),
+            array_name,
+            q,
+            m,
         )
         return out[0] if q.ndim == 1 else out
 
@@ -274,7 +354,13 @@ class StreamingVectorEngine:
         if q.ndim != 2:
             raise ValueError("Queries must be a 2D array")
         path = self._source(npk_dir, array_name, batch_size)
-        idx, scores = _core.vector_stream_top_k(
-            path, array_name, self._queries(q), m, k, int(batch_size)
+        idx, scores = _native(
+            lambda: _core.vector_stream_top_k(
+                path, array_name, self._queries(q), m, k, int(batch_size)
+            ),
+            lambda: _Fallback(path, array_name, int(batch_size)).top_k(q, m, k),
+            array_name,
+            q,
+            m,
         )
         return idx.reshape(-1), scores.reshape(-1)

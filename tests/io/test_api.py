@@ -84,3 +84,19 @@ def test_exporters_handle_empty_stores_and_names(tmp_path):
     with pytest.raises(ValueError, match="NumPack contains no arrays"):
         nio.to_feather(tmp_path / "e.npk", tmp_path / "x.feather")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.npk", "s.npk"]
+
+
+def test_io_is_an_attribute_of_numpack_and_lib_numpack_names_exist():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpack\n"
+        "assert 'numpack.io' not in sys.modules\n"
+        "assert callable(numpack.io.from_npy)\n"
+        "from numpack._lib_numpack import NumPack, LazyArray, VectorEngine, StreamingVectorEngine\n"
+        "assert NumPack is numpack.NumPack and VectorEngine is numpack.vector_engine.VectorEngine\n"
+        "try:\n    numpack.no_such_name\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "no attribute 'no_such_name'" in out.stdout

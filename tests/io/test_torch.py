@@ -106,6 +106,11 @@ def test_bare_tensor_export_and_aliases(tmp_path):
         npk.save({"x": np.arange(6).reshape(2, 3)})
     nio.to_pt(tmp_path / "s.npk", tmp_path / "x.pt", as_dict=False)
     assert torch.load(tmp_path / "x.pt").tolist() == [[0, 1, 2], [3, 4, 5]]
+    # Several arrays: the dict, whatever as_dict says (as 0.6).
+    with numpack.NumPack(tmp_path / "two.npk") as npk:
+        npk.save({"x": np.arange(6).reshape(2, 3), "y": np.ones(2)})
+    nio.to_pt(tmp_path / "two.npk", tmp_path / "xy.pt", as_dict=False)
+    assert sorted(torch.load(tmp_path / "xy.pt")) == ["x", "y"]
     for alias, target in [("from_torch", "from_tensor"), ("to_torch", "to_tensor"),
                           ("from_torch_file", "from_pt"), ("to_torch_file", "to_pt"),
                           ("from_pytorch", "from_pt"), ("to_pytorch", "to_pt")]:  # fmt: skip

@@ -231,6 +231,13 @@ class Import:
         self._sinks[name] = sink
         return sink
 
+    def discard(self, name: str) -> None:
+        """Forget array ``name`` (its written rows are removed; the name can be imported
+        again)."""
+        sink = self._sinks.pop(name, None)
+        if sink is not None:
+            sink._writer.abort()
+
     def save(self, name: str, array: npt.ArrayLike, chunk_size: int | None = None) -> None:
         """Import an in-memory array (any shape, 0-d included); with ``chunk_size``, in
         batches of about that many bytes (so a non-contiguous or big-endian array is never

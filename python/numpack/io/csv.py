@@ -225,6 +225,7 @@ def from_csv(
     max_rows: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     return_npk_obj: bool = False,
+    *,
     progress: bool = False,
     **kwargs: Any,
 ) -> NumPack | None:
@@ -241,8 +242,11 @@ def from_csv(
     drop_if_exists : bool, optional
         Replace every array of the store (in the same all-or-nothing commit).
     dtype : dtype-like, optional
-        Element type, float64 by default; values are parsed straight into it, integers
-        with overflow checks (``1.0`` and ``1.5e+03`` are accepted as integers).
+        Element type; values are parsed straight into it, integers with overflow checks
+        (``1.0`` and ``1.5e+03`` are accepted as integers). By default it is inferred as
+        pandas would: int64 when every field of the first 64 KiB is a plain integer, bool
+        when every one is ``true``/``false``, else float64 (an int64 or bool guess that a
+        later field contradicts re-reads the file as float64).
     delimiter : str or None, optional
         One character; ``None`` or ``' '``: runs of whitespace.
     skiprows : int, optional
@@ -292,11 +296,69 @@ def from_csv(
                     path, imp, name, dtype, delimiter, skiprows, max_rows, chunk_size, kwargs
                 )
         else:
-            dt = le_dtype(np.dtype(dtype if dtype is not None else np.float64))
             if max_rows is None:
                 max_rows = opts["nrows"]
-            _import_native(path, imp, name, dt, opts, skiprows, max_rows, chunk_size, bar)
+            guess = _infer_dtype(path, opts, skiprows) if dtype is None else dtype
+            dt = le_dtype(np.dtype(guess))
+            try:
+                _import_native(path, imp, name, dt, opts, skiprows, max_rows, chunk_size, bar)
+            except ValueError:
+                if dtype is not None or dt == np.float64:
+                    raise
+                # The sample looked like integers or booleans but a later field is not:
+                # float64 as pandas would give (nothing of the first try was committed).
+                dt = np.dtype("<f8")
+                imp.discard(name)
+                _import_native(path, imp, name, dt, opts, skiprows, max_rows, chunk_size, bar)
     return imp.result
+
+
+_INFER_BYTES = 1 << 16
+
+
+def _infer_dtype(path: Path, opts: dict[str, Any], skiprows: int) -> np.dtype[Any]:
+    """The dtype pandas would give a file of numbers, from its first 64 KiB: int64 when every
+    field there is a plain integer, bool when every field is ``true``/``false`` (any case),
+    else float64."""
+    with open(path, "rb") as f:
+        sample = f.read(_INFER_BYTES)
+    sample = sample.removeprefix(codecs.BOM_UTF8)
+    lines = sample.split(b"\n")
+    if len(sample) == _INFER_BYTES and len(lines) > 1:
+        lines.pop()  # cut mid-line
+    markers = [c.encode() for c in opts["comments"] if c]
+    delim = None if opts["delimiter"] is None else opts["delimiter"].encode()
+    quote = None if opts["quote"] is None else opts["quote"].encode()
+    header_left = opts["header_lines"]
+    kinds: set[str] = set()
+    for raw in lines[int(skiprows) :]:
+        line = raw
+        for m in markers:
+            cut = line.find(m)
+            if cut >= 0:
+                line = line[:cut]
+        line = line.strip()
+        if not line:
+            continue
+        if header_left:
+            header_left -= 1
+            continue
+        for field in line.split(delim):
+            field = field.strip()
+            if quote and len(field) >= 2 and field[:1] == quote and field[-1:] == quote:
+                field = field[1:-1].strip()
+            digits = field[1:] if field[:1] in (b"+", b"-") else field
+            if digits.isdigit() and digits.isascii():
+                kinds.add("i")
+            elif field.lower() in (b"true", b"false"):
+                kinds.add("b")
+            else:
+                return np.dtype(np.float64)
+    if kinds == {"i"}:
+        return np.dtype(np.int64)
+    if kinds == {"b"}:
+        return np.dtype(np.bool_)
+    return np.dtype(np.float64)
 
 
 @remote_path("input_path", "in")
@@ -310,6 +372,7 @@ def from_txt(
     skiprows: int = 0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     return_npk_obj: bool = False,
+    *,
     progress: bool = False,
     **kwargs: Any,
 ) -> NumPack | None:
@@ -318,7 +381,7 @@ def from_txt(
     max_rows = kwargs.pop("max_rows", None)
     return from_csv(
         input_path, output_path, array_name, drop_if_exists, dtype, delimiter, skiprows,
-        max_rows, chunk_size, return_npk_obj, progress, **kwargs,
+        max_rows, chunk_size, return_npk_obj, progress=progress, **kwargs,
     )  # fmt: skip
 
 
@@ -353,6 +416,7 @@ def to_csv(
     header: bool | str = False,
     fmt: str | Sequence[str] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    *,
     progress: bool = False,
     **kwargs: Any,
 ) -> None:
@@ -494,9 +558,10 @@ def to_txt(
     delimiter: str = " ",
     fmt: str | Sequence[str] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    *,
     progress: bool = False,
     **kwargs: Any,
 ) -> None:
     """Export one array as whitespace-delimited text: :func:`to_csv` without a header."""
-    to_csv(input_path, output_path, array_name, delimiter, False, fmt, chunk_size, progress,
-           **kwargs)  # fmt: skip
+    to_csv(input_path, output_path, array_name, delimiter, False, fmt, chunk_size,
+           progress=progress, **kwargs)  # fmt: skip

@@ -98,12 +98,12 @@ def _check_path(input_path: str | os.PathLike[str]) -> Path:
 
 def _select(entries: list[_Entry], keys: Any) -> list[_Entry]:
     if keys is None:
-        return entries
+        return sorted(entries, key=lambda e: e.name)  # safe_open's key order
     wanted = [keys] if isinstance(keys, str) else list(keys)
     by_name = {e.name: e for e in entries}
     missing = {k for k in wanted if k not in by_name}
     if missing:
-        raise KeyError(f"Keys not found: {missing}. Available: {list(by_name)}")
+        raise KeyError(f"Keys not found: {missing}. Available: {sorted(by_name)}")
     return [by_name[k] for k in wanted]
 
 
@@ -257,7 +257,8 @@ def get_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     (``dtype`` is the NumPy name, or the SafeTensors code for dtypes NumPy lacks)."""
     entries, meta = _read_header(_check_path(path))
     tensors = {e.name: {"dtype": e.dtype.name if e.dtype is not None else e.code,
-                        "shape": e.shape} for e in entries}  # fmt: skip
+                        "shape": e.shape}
+               for e in sorted(entries, key=lambda e: e.name)}  # fmt: skip
     return {"tensors": tensors, "metadata": meta}
 
 

@@ -219,7 +219,8 @@ def to_pt(
     progress: bool = False,
 ) -> None:
     """Export arrays with ``torch.save``: a dict ``{name: tensor}``, or with
-    ``as_dict=False`` and exactly one array, the bare tensor.
+    ``as_dict=False`` and exactly one array, the bare tensor (several arrays are saved as
+    the dict whatever ``as_dict`` says, as numpack 0.6 does).
 
     The tensors are views of the store's memory-mapped data files, so the export holds no
     array in anonymous memory.
@@ -228,13 +229,13 @@ def to_pt(
     out = Path(os.fspath(output_path))
     with Source(input_path) as src:
         names = src.names(array_names)
-        if not as_dict and len(names) != 1:
-            raise ValueError(f"as_dict=False needs exactly one array, got {len(names)}")
+        # As 0.6: the bare tensor only for exactly one array, else the dict.
+        bare = not as_dict and len(names) == 1
         total = sum(src.nbytes(n) for n in names)
         with Progress(progress, total, out.name) as bar, atomic_output(out) as tmp:
             with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".pt-spill-") as spill:
                 tensors = {n: _mapped_tensor(torch, src, n, Path(spill), int(chunk_size))
                            for n in names}  # fmt: skip
-                torch.save(tensors if as_dict else tensors[names[0]], tmp)
+                torch.save(tensors[names[0]] if bare else tensors, tmp)
                 bar.update(total)
                 del tensors
