@@ -121,3 +121,19 @@ def test_bare_tensor_export_and_aliases(tmp_path):
             else:
                 fn(torch.ones(1) if target == "from_tensor" else tmp_path / "x.pt",
                    tmp_path / "n.npk")  # fmt: skip
+
+
+def test_pickled_objects_need_weights_only_false_with_a_clear_error(tmp_path):
+    import pickle
+
+    f = tmp_path / "m.pt"
+    torch.save({"t": torch.arange(3), "n": np.ones(3)}, f)
+    with pytest.raises(pickle.UnpicklingError, match="weights_only=False"):
+        nio.from_pt(f, tmp_path / "s.npk")
+    if (tmp_path / "s.npk").exists():
+        with numpack.NumPack(tmp_path / "s.npk") as npk:
+            assert npk.get_member_list() == []  # nothing imported
+    nio.from_pt(f, tmp_path / "s.npk", drop_if_exists=True, weights_only=False)
+    with numpack.NumPack(tmp_path / "s.npk") as npk:
+        assert npk.get_member_list() == ["t"]  # non-tensors are skipped, as in 0.6
+        assert npk.load("t").tolist() == [0, 1, 2]

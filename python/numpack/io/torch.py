@@ -9,6 +9,7 @@ tensor in anonymous memory.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -97,12 +98,22 @@ def to_tensor(
 
 def _load(torch: Any, path: Path, weights_only: bool) -> Any:
     try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=weights_only)
-    except RuntimeError as e:
-        if "mmap" not in str(e):
+        try:
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=weights_only)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+        # A legacy (non-zip) file cannot be mapped: it is read into memory.
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as e:
+        if not weights_only:
             raise
-    # A legacy (non-zip) file cannot be mapped: it is read into memory.
-    return torch.load(path, map_location="cpu", weights_only=weights_only)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise pickle.UnpicklingError(
+            f"{path}: the file holds objects other than tensors and plain containers, which "
+            "are not unpickled by default (that can run code); if you trust the file, pass "
+            f"weights_only=False to numpack.io.from_pt. torch said: {first}"
+        ) from e
 
 
 @remote_path("input_path", "in")
