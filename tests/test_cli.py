@@ -166,7 +166,7 @@ def test_pack_default_target_and_output(store, tmp_path):
     assert Path(r.stdout.strip()) == tmp_path / "s.npk.npkg"
     assert (tmp_path / "s.npk.npkg").is_file()
     assert r.stderr == ""  # no progress bar when stderr is not a terminal
-    fails(1, "pack", store, match="exists")
+    fails(1, "pack", store, match="--overwrite")
     ok("pack", store, "--overwrite")
     r = ok("-q", "pack", store, "-o", tmp_path / "quiet")
     assert r.stdout == "" and (tmp_path / "quiet.npkg").is_file()
@@ -178,6 +178,7 @@ def test_pack_options(store, tmp_path):
     ok("pack", store, "-o", tmp_path / "raw.npkg", "--no-compress")
     ok("pack", store, "-o", tmp_path / "shuf.npkg", "--shuffle", "--level", "9")
     ok("pack", store, "--output", tmp_path / "l1.npkg", "--level", "1")
+    fails(1, "pack", store, "-o", tmp_path / "bad.npkg", "--level", "30", match="1 to 22")
     raw = numpack.get_package_info(tmp_path / "raw.npkg")
     assert raw["compression"] == 0 and raw["version"] == 2
     shuf = numpack.get_package_info(tmp_path / "shuf.npkg")
@@ -200,7 +201,7 @@ def test_unpack(store, tmp_path):
     with NumPack(tmp_path / "r.npk") as npk:
         np.testing.assert_array_equal(npk.load("emb"), EMB)
         assert npk.load("flag").shape == ()
-    fails(1, "unpack", pkg, "-o", tmp_path / "r.npk", match="exists")
+    fails(1, "unpack", pkg, "-o", tmp_path / "r.npk", match="--overwrite")
     (tmp_path / "r.npk" / "stray.txt").write_text("x")
     ok("unpack", pkg, "-o", tmp_path / "r.npk", "--overwrite")
     assert not (tmp_path / "r.npk" / "stray.txt").exists()

@@ -973,3 +973,16 @@ def test_pack_while_another_process_appends(tmp_path):
     assert rows == sorted(rows) and rows[-1] > rows[0], rows
     names = sorted(os.listdir(tmp_path))
     assert not [n for n in names if "tmp" in n], names
+
+
+def test_pack_rejects_levels_outside_zstd_range(tmp_path):
+    src = tmp_path / "s.npk"
+    with numpack.NumPack(src) as npk:
+        npk.save({"a": np.arange(10)})
+    for bad in (0, 23, -5, 100):
+        with pytest.raises(ValueError, match="1 to 22"):
+            numpack.pack(src, tmp_path / "x.npkg", level=bad)
+    with pytest.raises(TypeError, match="level must be an int"):
+        numpack.pack(src, tmp_path / "x.npkg", level=3.5)
+    assert not (tmp_path / "x.npkg").exists()
+    assert numpack.pack(src, tmp_path / "x.npkg", level=np.int64(22)).is_file()

@@ -341,7 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("numpack: interrupted", file=sys.stderr)
         return 130
     except (_Failure, OSError, ValueError, TypeError, KeyError, RuntimeError, ImportError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        message = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+        # The library's hints name its keyword; on the command line it is the flag.
+        message = message.replace("pass overwrite=True", "pass --overwrite")
         print(f"numpack: error: {message}", file=sys.stderr)
         return 1
 

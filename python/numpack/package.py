@@ -7,6 +7,7 @@ buffers; this module only resolves paths and defaults.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,8 @@ def pack(
     overwrite : bool, default False
         Replace an existing target.
     level : int, default 3
-        zstd level.
+        zstd level, 1 to 22 (each large member uses the cheapest level up to this one that
+        compresses its samples as well, see docs/FORMAT.md).
     shuffle : bool, default False
         Byte-shuffle numeric data by item size before compressing: a markedly better ratio
         for floating-point data.  Writes format version 3, which older readers reject.
@@ -60,7 +62,8 @@ def pack(
     Raises
     ------
     ValueError
-        ``source`` is missing, not a directory, or has no ``metadata.npkm``.
+        ``source`` is missing, not a directory, or has no ``metadata.npkm``; ``level`` is
+        not 1 to 22.
     FileExistsError
         ``target`` exists and ``overwrite`` is false.
     """
@@ -77,10 +80,16 @@ def pack(
         dst = Path(target)
         if not dst.suffix:
             dst = dst.with_name(dst.name + ".npkg")
+    try:
+        lvl = operator.index(level)
+    except TypeError:
+        raise TypeError(f"level must be an int, not {type(level).__name__}") from None
+    if isinstance(level, bool) or not 1 <= lvl <= 22:
+        raise ValueError(f"level must be a zstd level from 1 to 22, got {level!r}")
     if dst.exists() and not overwrite:
         raise FileExistsError(f"Target file already exists: {dst} (pass overwrite=True)")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    _core.pack(str(src), str(dst), bool(compression), int(level), bool(shuffle), progress)
+    _core.pack(str(src), str(dst), bool(compression), lvl, bool(shuffle), progress)
     return dst
 
 
