@@ -191,15 +191,15 @@ class VectorEngine:
             [current_indices, np.arange(c.shape[0], dtype=np.uint64) + global_offset]
         )
         sc = np.concatenate([current_scores, scores])
-        key = np.where(np.isnan(sc), np.inf, -sc if is_similarity else sc)
-        order = np.lexsort((idx, key))[:k]
-        return idx[order], sc[order]
+        return _rank(idx, sc, k, bool(is_similarity))
 
 
-def _rank(idx: npt.NDArray[np.uint64], sc: npt.NDArray[np.float64], k: int, metric: str) -> Any:
+def _rank(
+    idx: npt.NDArray[np.uint64], sc: npt.NDArray[np.float64], k: int, similarity: bool
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
     """The ``k`` best of ``(idx, sc)`` by the engine's order: similarities descending,
     distances ascending, NaN last, ties to the lower index."""
-    key = np.where(np.isnan(sc), np.inf, -sc if metric in _SIMILARITY else sc)
+    key = np.where(np.isnan(sc), np.inf, -sc if similarity else sc)
     order = np.lexsort((idx, key))[:k]
     return idx[order], sc[order]
 
@@ -232,14 +232,14 @@ class _Fallback:
         return np.concatenate(parts, axis=1)
 
     def top_k(self, q: npt.NDArray[Any], metric: str, k: int) -> Any:
-        engine = VectorEngine()
+        engine, similarity = VectorEngine(), metric in _SIMILARITY
         best = [(np.empty(0, np.uint64), np.empty(0, np.float64))] * q.shape[0]
         offset = 0
         for b in self.batches() if k else ():
             s = engine.batch_compute(q, b, metric)
             ids = np.arange(offset, offset + b.shape[0], dtype=np.uint64)
             best = [
-                _rank(np.concatenate([i, ids]), np.concatenate([v, s[j]]), k, metric)
+                _rank(np.concatenate([i, ids]), np.concatenate([v, s[j]]), k, similarity)
                 for j, (i, v) in enumerate(best)
             ]
             offset += b.shape[0]

@@ -27,6 +27,13 @@ table_to_numpy_zero_copy numpy_to_torch_zero_copy torch_to_numpy_zero_copy ZeroC
 wrap_for_zero_copy""".split()
 
 
+def fresh_python(code: str) -> str:
+    """Standard output of ``code`` run in a fresh interpreter (which must succeed)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def test_all_published_names():
     assert len(PUBLISHED) == 70
     assert nio.__all__ == PUBLISHED
@@ -38,8 +45,7 @@ def test_all_published_names():
 def test_import_is_lazy():
     code = ("import sys, numpack.io; heavy = {'pyarrow', 'torch', 'h5py', 'zarr', 'pandas', "
             "'s3fs', 'tqdm', 'safetensors'}; print(sorted(heavy & set(sys.modules)))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert fresh_python(code).strip() == "[]"
 
 
 def test_dependency_error_names_the_extra():
@@ -52,9 +58,9 @@ def test_dependency_error_names_the_extra():
         "try:\n    nio.to_table('x')\n"
         "except nio.DependencyError as e:\n    print(e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "The optional dependency 'pyarrow' is required" in out.stdout
-    assert "pip install numpack[parquet]" in out.stdout
+    out = fresh_python(code)
+    assert "The optional dependency 'pyarrow' is required" in out
+    assert "pip install numpack[parquet]" in out
 
 
 def test_size_utilities(tmp_path):
@@ -87,9 +93,6 @@ def test_exporters_handle_empty_stores_and_names(tmp_path):
 
 
 def test_io_is_an_attribute_of_numpack_and_lib_numpack_names_exist():
-    import subprocess
-    import sys
-
     code = (
         "import sys, numpack\n"
         "assert 'numpack.io' not in sys.modules\n"
@@ -98,5 +101,4 @@ def test_io_is_an_attribute_of_numpack_and_lib_numpack_names_exist():
         "assert NumPack is numpack.NumPack and VectorEngine is numpack.vector_engine.VectorEngine\n"
         "try:\n    numpack.no_such_name\nexcept AttributeError as e:\n    print(e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "no attribute 'no_such_name'" in out.stdout
+    assert "no attribute 'no_such_name'" in fresh_python(code)

@@ -4,77 +4,10 @@ use memmap2::MmapMut;
 use numpack::{ArraySnapshot, DataType};
 use numpy::ndarray::{ArrayViewD, IxDyn};
 use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
-use numpy::{
-    Complex32, Complex64, PyArray, PyArrayDescr, PyArrayDescrMethods, PyUntypedArray,
-    PyUntypedArrayMethods,
-};
+use numpy::{PyArray, PyArrayDescr, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::sync::Arc;
-
-/// Calls `$body` with `T` bound to the Rust element type of `$dtype`.
-macro_rules! with_element {
-    ($dtype:expr, $T:ident => $body:expr) => {
-        match $dtype {
-            DataType::Bool => {
-                type $T = bool;
-                $body
-            }
-            DataType::Uint8 => {
-                type $T = u8;
-                $body
-            }
-            DataType::Uint16 => {
-                type $T = u16;
-                $body
-            }
-            DataType::Uint32 => {
-                type $T = u32;
-                $body
-            }
-            DataType::Uint64 => {
-                type $T = u64;
-                $body
-            }
-            DataType::Int8 => {
-                type $T = i8;
-                $body
-            }
-            DataType::Int16 => {
-                type $T = i16;
-                $body
-            }
-            DataType::Int32 => {
-                type $T = i32;
-                $body
-            }
-            DataType::Int64 => {
-                type $T = i64;
-                $body
-            }
-            DataType::Float16 => {
-                type $T = half::f16;
-                $body
-            }
-            DataType::Float32 => {
-                type $T = f32;
-                $body
-            }
-            DataType::Float64 => {
-                type $T = f64;
-                $body
-            }
-            DataType::Complex64 => {
-                type $T = Complex32;
-                $body
-            }
-            DataType::Complex128 => {
-                type $T = Complex64;
-                $body
-            }
-        }
-    };
-}
 
 /// The format's dtype for a NumPy dtype (native byte order required).
 pub fn dtype_of(d: &Bound<'_, PyArrayDescr>) -> PyResult<DataType> {
@@ -115,7 +48,7 @@ pub fn dtype_code(dtype: &Bound<'_, PyArrayDescr>) -> PyResult<u8> {
 
 /// The NumPy dtype object of a format dtype.
 pub fn numpy_dtype<'py>(py: Python<'py>, d: DataType) -> Bound<'py, PyArrayDescr> {
-    with_element!(d, T => numpy::dtype::<T>(py))
+    numpack::with_dtype!(d, T => numpy::dtype::<T>(py))
 }
 
 /// A C-contiguous native-order input array: its bytes, shape and dtype.
@@ -184,7 +117,7 @@ pub fn new_array<'py>(
 ) -> (Bound<'py, PyAny>, OutBuf) {
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     let len = dims.iter().product::<usize>() * dtype.size_bytes();
-    with_element!(dtype, T => {
+    numpack::with_dtype!(dtype, T => {
         // SAFETY: the array is filled completely before Python sees it (every caller writes
         // all `len` bytes); for bool only 0/1 bytes are written by numpack's readers.
         let arr = unsafe { PyArray::<T, IxDyn>::new(py, IxDyn(&dims), false) };
@@ -302,7 +235,7 @@ pub fn mapped_array_at<'py>(
     }
     // SAFETY: `offset` is within the mapping (checked above).
     let ptr = unsafe { owner.get().ptr().add(offset) };
-    let arr = with_element!(dtype, T => {
+    let arr = numpack::with_dtype!(dtype, T => {
         // SAFETY: the mapping is page-aligned and `offset` a multiple of the item size, so
         // `ptr` is aligned; `need` bytes from it lie in the mapping (checked above), which
         // lives as long as `owner`, the array's base object. Bool bytes in a store are 0/1.

@@ -146,6 +146,85 @@ pub trait NpkElement: Copy + Send + Sync + 'static + sealed::Sealed {
     fn from_bytes(bytes: &[u8]) -> Vec<Self>;
 }
 
+/// Runs `$body` with `$T` bound to the Rust element type of a [`DataType`] value; bools are
+/// `bool` unless another type is given after `bool =`. One dispatch for the crate and its
+/// bindings.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! with_dtype {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::with_dtype!($dtype, $T => $body; bool = bool)
+    };
+    ($dtype:expr, $T:ident => $body:expr; bool = $B:ty) => {{
+        use $crate::dtype::DataType as D;
+        match $dtype {
+            D::Bool => {
+                type $T = $B;
+                $body
+            }
+            D::Uint8 => {
+                type $T = u8;
+                $body
+            }
+            D::Uint16 => {
+                type $T = u16;
+                $body
+            }
+            D::Uint32 => {
+                type $T = u32;
+                $body
+            }
+            D::Uint64 => {
+                type $T = u64;
+                $body
+            }
+            D::Int8 => {
+                type $T = i8;
+                $body
+            }
+            D::Int16 => {
+                type $T = i16;
+                $body
+            }
+            D::Int32 => {
+                type $T = i32;
+                $body
+            }
+            D::Int64 => {
+                type $T = i64;
+                $body
+            }
+            D::Float16 => {
+                type $T = $crate::dtype::elements::F16;
+                $body
+            }
+            D::Float32 => {
+                type $T = f32;
+                $body
+            }
+            D::Float64 => {
+                type $T = f64;
+                $body
+            }
+            D::Complex64 => {
+                type $T = $crate::dtype::elements::Complex32;
+                $body
+            }
+            D::Complex128 => {
+                type $T = $crate::dtype::elements::Complex64;
+                $body
+            }
+        }
+    }};
+}
+
+/// The element types behind [`with_dtype!`] that come from other crates.
+#[doc(hidden)]
+pub mod elements {
+    pub use half::f16 as F16;
+    pub use num_complex::{Complex32, Complex64};
+}
+
 macro_rules! pod_element {
     ($($t:ty => $d:ident),* $(,)?) => {$(
         impl sealed::Sealed for $t {}

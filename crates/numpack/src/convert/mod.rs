@@ -31,66 +31,8 @@ pub(crate) fn threads() -> usize {
 
 /// Runs `$body` with `$T` bound to the text element type of `$dtype` (bools as one byte).
 macro_rules! with_field {
-    ($dtype:expr, $T:ident => $body:expr) => {{
-        use $crate::dtype::DataType as D;
-        match $dtype {
-            D::Bool => {
-                type $T = $crate::convert::number_parse::BoolByte;
-                $body
-            }
-            D::Uint8 => {
-                type $T = u8;
-                $body
-            }
-            D::Uint16 => {
-                type $T = u16;
-                $body
-            }
-            D::Uint32 => {
-                type $T = u32;
-                $body
-            }
-            D::Uint64 => {
-                type $T = u64;
-                $body
-            }
-            D::Int8 => {
-                type $T = i8;
-                $body
-            }
-            D::Int16 => {
-                type $T = i16;
-                $body
-            }
-            D::Int32 => {
-                type $T = i32;
-                $body
-            }
-            D::Int64 => {
-                type $T = i64;
-                $body
-            }
-            D::Float16 => {
-                type $T = half::f16;
-                $body
-            }
-            D::Float32 => {
-                type $T = f32;
-                $body
-            }
-            D::Float64 => {
-                type $T = f64;
-                $body
-            }
-            D::Complex64 => {
-                type $T = num_complex::Complex<f32>;
-                $body
-            }
-            D::Complex128 => {
-                type $T = num_complex::Complex<f64>;
-                $body
-            }
-        }
-    }};
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::with_dtype!($dtype, $T => $body; bool = $crate::convert::number_parse::BoolByte)
+    };
 }
 pub(crate) use with_field;

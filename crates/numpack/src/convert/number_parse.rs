@@ -126,13 +126,43 @@ fn digits(s: &[u8], mut i: usize, m: &mut u64) -> usize {
     i
 }
 
+/// A leading `+` or `-`: whether it is negative, and its length (0 or 1).
+#[inline(always)]
+fn sign(s: &[u8]) -> (bool, usize) {
+    match s.first() {
+        Some(b'-') => (true, 1),
+        Some(b'+') => (false, 1),
+        _ => (false, 0),
+    }
+}
+
+/// An exponent `(e|E)[+-]digits` at `s[i..]`, clamped to ±2^20: its value and the index
+/// after it, or `(0, i)` when there is none. Taken only when it has digits, as C's `strtod`
+/// does.
+#[inline(always)]
+fn exponent(s: &[u8], i: usize) -> (i64, usize) {
+    if !matches!(s.get(i), Some(b'e' | b'E')) {
+        return (0, i);
+    }
+    let (neg, n) = sign(&s[i + 1..]);
+    let start = i + 1 + n;
+    let (mut e, mut j) = (0i64, start);
+    while let Some(d) = s.get(j).and_then(|&b| digit(b)) {
+        e = (e * 10 + d as i64).min(1 << 20);
+        j += 1;
+    }
+    if j == start {
+        return (0, i);
+    }
+    (if neg { -e } else { e }, j)
+}
+
 /// Scans `[+-]digits[.digits][(e|E)[+-]digits]` with at most 19 digits in all (else
 /// `None`: the caller takes the general parser). The exponent is taken only when it has
 /// digits, as C's `strtod` does.
 #[inline(always)]
 fn scan_decimal(s: &[u8]) -> Option<Decimal> {
-    let neg = s.first() == Some(&b'-');
-    let mut i = usize::from(matches!(s.first(), Some(b'-' | b'+')));
+    let (neg, mut i) = sign(s);
     let mut mantissa: u64 = 0;
     let int_start = i;
     i = digits(s, i, &mut mantissa);
@@ -147,21 +177,9 @@ fn scan_decimal(s: &[u8]) -> Option<Decimal> {
     if count == 0 || count > 19 {
         return None;
     }
-    if matches!(s.get(i), Some(b'e' | b'E')) {
-        let mut j = i + 1;
-        let eneg = s.get(j) == Some(&b'-');
-        j += usize::from(matches!(s.get(j), Some(b'-' | b'+')));
-        let start = j;
-        let mut e: u64 = 0;
-        while let Some(d) = s.get(j).and_then(|&b| digit(b)) {
-            e = (e * 10 + d).min(1 << 20);
-            j += 1;
-        }
-        if j > start {
-            exp10 += if eneg { -(e as i64) } else { e as i64 };
-            i = j;
-        }
-    }
+    let (e, end) = exponent(s, i);
+    exp10 += e;
+    i = end;
     Some(Decimal {
         neg,
         mantissa,
@@ -342,18 +360,7 @@ impl Field for Complex<f32> {
 
 /// An integer of any size within ±(2^64 - 1): sign and magnitude.
 fn parse_integer(s: &[u8]) -> Result<(bool, u64, usize), FieldError> {
-    let mut i = 0;
-    let neg = match s.first() {
-        Some(b'-') => {
-            i = 1;
-            true
-        }
-        Some(b'+') => {
-            i = 1;
-            false
-        }
-        _ => false,
-    };
+    let (neg, mut i) = sign(s);
     let start = i;
     let mut v: u64 = 0;
     let mut overflow = false;
@@ -379,18 +386,7 @@ fn parse_integer(s: &[u8]) -> Result<(bool, u64, usize), FieldError> {
 /// A decimal with a fraction or an exponent that must be an exact integer (`1.0`,
 /// `1.500000000000000000e+03`).
 fn integral_decimal(s: &[u8]) -> Result<(bool, u64, usize), FieldError> {
-    let mut i = 0;
-    let neg = match s.first() {
-        Some(b'-') => {
-            i = 1;
-            true
-        }
-        Some(b'+') => {
-            i = 1;
-            false
-        }
-        _ => false,
-    };
+    let (neg, mut i) = sign(s);
     let mut digits: Vec<u8> = Vec::new();
     let mut frac = 0i64;
     while let Some(&b) = s.get(i).filter(|b| b.is_ascii_digit()) {
@@ -408,30 +404,8 @@ fn integral_decimal(s: &[u8]) -> Result<(bool, u64, usize), FieldError> {
     if digits.is_empty() {
         return Err(FieldError::Invalid);
     }
-    let mut exp = 0i64;
-    if matches!(s.get(i), Some(b'e' | b'E')) {
-        let mut j = i + 1;
-        let eneg = match s.get(j) {
-            Some(b'-') => {
-                j += 1;
-                true
-            }
-            Some(b'+') => {
-                j += 1;
-                false
-            }
-            _ => false,
-        };
-        let start = j;
-        while let Some(&b) = s.get(j).filter(|b| b.is_ascii_digit()) {
-            exp = (exp * 10 + i64::from(b - b'0')).min(1 << 20);
-            j += 1;
-        }
-        if j > start {
-            exp = if eneg { -exp } else { exp };
-            i = j;
-        }
-    }
+    let (exp, end) = exponent(s, i);
+    i = end;
     // value = digits * 10^(exp - frac); drop leading zeros and trailing zeros.
     let first = digits.iter().position(|&d| d != 0);
     let Some(first) = first else {
@@ -465,8 +439,7 @@ fn integral_decimal(s: &[u8]) -> Result<(bool, u64, usize), FieldError> {
 /// Sign and at most 18 plain digits, not followed by `.`, `e` or `E`.
 #[inline(always)]
 fn plain_integer(s: &[u8]) -> Option<(bool, u64, usize)> {
-    let neg = s.first() == Some(&b'-');
-    let start = usize::from(matches!(s.first(), Some(b'-' | b'+')));
+    let (neg, start) = sign(s);
     let mut v = 0u64;
     let end = digits(s, start, &mut v);
     if end == start || end - start > 18 || matches!(s.get(end), Some(b'.' | b'e' | b'E')) {
