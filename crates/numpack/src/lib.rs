@@ -17,9 +17,10 @@ pub use error::{NpkError, NpkResult};
 pub use format::metadata::ArrayMetadata;
 pub use ndarray;
 pub use parallel_io::{ArrayView, ParallelIO};
-pub use read::snapshot::{AccessHint, ArraySnapshot};
+pub use read::select::RowSelection;
+pub use read::snapshot::{AccessHint, ArraySnapshot, Selected};
 pub use read::stream::StreamIterator;
-pub use store::Store;
+pub use store::{AppendItem, ReplaceItem, SaveItem, Store};
 
 /// Paths of the published crate, kept so its examples compile (`numpack::core::error`).
 pub mod core {

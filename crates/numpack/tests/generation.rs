@@ -5,7 +5,7 @@ mod common;
 
 use common::{dir_names, rows_i32, store, to_rows};
 use numpack::prelude::*;
-use numpack::store::commit::{begin_undo, UndoLog};
+use numpack::store::commit::{begin_undo, UndoFile, UndoLog};
 use numpack::store::lock::StoreLock;
 use numpack::store::verify::verify_dir;
 use numpack::Store;
@@ -90,8 +90,10 @@ fn an_interrupted_replace_is_rolled_back_from_the_lock_file() {
     let lock = StoreLock::open(&path).unwrap();
     let old: Vec<u8> = [3i32, 4].iter().flat_map(|v| v.to_le_bytes()).collect();
     let log = UndoLog {
-        file: "data_x.npkd".into(),
-        rows: vec![(8, old)],
+        files: vec![UndoFile {
+            file: "data_x.npkd".into(),
+            rows: vec![(8, old)],
+        }],
     };
     begin_undo(&path, &lock, &log, false).unwrap();
     let mut bytes = std::fs::read(path.join("data_x.npkd")).unwrap();

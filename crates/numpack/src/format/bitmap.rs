@@ -152,45 +152,74 @@ impl Bitmap {
         out
     }
 
-    /// Decodes a bitmap file for an array of `physical_rows` rows. Accepts the headered
-    /// layout and the legacy header-less one (words only). The deleted count is recomputed
-    /// from the bits; padding bits are cleared.
-    pub fn decode(bytes: &[u8], physical_rows: u64) -> Result<Self, String> {
-        let (rows, body) = if bytes.len() >= 16 {
+    /// Largest file a valid bitmap of an array of `physical_rows` rows can be (the headered
+    /// layout covering every row); a file longer than this need not be read to be refused.
+    pub fn max_file_len(physical_rows: u64) -> u64 {
+        16 + physical_rows.div_ceil(64) * 8
+    }
+
+    /// Splits a bitmap file into the rows it covers and its words. Accepts the headered
+    /// layout (covering at most `physical_rows`) and the legacy header-less one (words only).
+    fn parse(bytes: &[u8], physical_rows: u64) -> Result<(u64, &[u8]), String> {
+        let legacy = bytes.len() as u64 == physical_rows.div_ceil(64) * 8;
+        if bytes.len() >= 16 {
             let rows = u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes"));
             let body = &bytes[16..];
             if rows <= physical_rows && body.len() as u64 == rows.div_ceil(64) * 8 {
-                (rows, body)
-            } else if bytes.len() as u64 == physical_rows.div_ceil(64) * 8 {
-                (physical_rows, bytes)
+                Ok((rows, body))
+            } else if legacy {
+                Ok((physical_rows, bytes))
             } else if rows > physical_rows {
-                return Err(format!(
+                Err(format!(
                     "bitmap covers {rows} rows but the array has {physical_rows}"
-                ));
+                ))
             } else {
-                return Err(format!(
+                Err(format!(
                     "bitmap is {} bytes; {rows} rows need {}",
                     bytes.len(),
                     16 + rows.div_ceil(64) * 8
-                ));
+                ))
             }
-        } else if bytes.len() as u64 == physical_rows.div_ceil(64) * 8 {
-            (physical_rows, bytes)
+        } else if legacy {
+            Ok((physical_rows, bytes))
         } else {
-            return Err(format!("bitmap is only {} bytes", bytes.len()));
-        };
-        let mut words: Vec<u64> = body
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        if !rows.is_multiple_of(64) {
-            if let Some(last) = words.last_mut() {
-                *last &= (1u64 << (rows % 64)) - 1;
-            }
+            Err(format!("bitmap is only {} bytes", bytes.len()))
         }
+    }
+
+    /// Words of `body` with the padding bits past `rows` cleared.
+    fn words_of(body: &[u8], rows: u64) -> impl Iterator<Item = u64> + '_ {
+        let last = body.len() / 8;
+        body.chunks_exact(8).enumerate().map(move |(i, c)| {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            if i + 1 == last && !rows.is_multiple_of(64) {
+                w & ((1u64 << (rows % 64)) - 1)
+            } else {
+                w
+            }
+        })
+    }
+
+    /// Decodes a bitmap file for an array of `physical_rows` rows (the caller has checked
+    /// that the data file holds them, so the words allocated are bounded by the data). The
+    /// deleted count is recomputed from the bits; padding bits are cleared.
+    pub fn decode(bytes: &[u8], physical_rows: u64) -> Result<Self, String> {
+        let (rows, body) = Self::parse(bytes, physical_rows)?;
+        let words: Vec<u64> = Self::words_of(body, rows).collect();
         let mut b = Self::from_words(rows, words);
         b.extend_to(physical_rows);
         Ok(b)
+    }
+
+    /// The active rows a bitmap file leaves of `physical_rows`, without building the bitmap:
+    /// memory and time are bounded by the file, whatever the row count (for arrays whose rows
+    /// hold no bytes, which are kept without per-row state).
+    pub fn count_active(bytes: &[u8], physical_rows: u64) -> Result<u64, String> {
+        let (rows, body) = Self::parse(bytes, physical_rows)?;
+        let ones: u64 = Self::words_of(body, rows)
+            .map(|w| u64::from(w.count_ones()))
+            .sum();
+        Ok(ones + (physical_rows - rows))
     }
 }
 
@@ -238,5 +267,8 @@ mod tests {
         assert_eq!(short.deleted(), 2);
         assert!(Bitmap::decode(&enc, 60).is_err());
         assert!(Bitmap::decode(&enc[..20], 70).is_err());
+        assert_eq!(Bitmap::count_active(&enc, 70).unwrap(), 68);
+        assert_eq!(Bitmap::count_active(&enc, 1 << 62).unwrap(), (1 << 62) - 2);
+        assert!(enc.len() as u64 <= Bitmap::max_file_len(70));
     }
 }

@@ -1,14 +1,40 @@
 //! `metadata.npkm`: the binary directory of every array (FORMAT.md, "metadata.npkm").
 
+use super::cursor::Cursor;
+use super::names;
 use crate::dtype::DataType;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Magic number at offset 0 (the bytes `N P K B`).
 pub const MAGIC: u32 = 0x424B_504E;
 /// The only metadata version.
 pub const VERSION: u32 = 1;
-/// Dimensions beyond this are treated as corruption (NumPy allows 64).
-pub const MAX_NDIM: usize = 64;
+/// Most dimensions an array may have (what every NumPy and rust-numpy build can represent);
+/// more is corruption in a file and a `ValueError` for an argument.
+pub const MAX_NDIM: usize = 32;
+
+/// Largest byte size (and element count, and dimension) of an array: NumPy's `intp`.
+pub const MAX_ARRAY_BYTES: u64 = isize::MAX as u64;
+
+/// Checks that an array of `shape` and `dtype` can exist in NumPy: at most [`MAX_NDIM`]
+/// dimensions, and its size in bytes, counting only the non-zero dimensions (so that an empty
+/// array's rows still have a size), within `intp`. Returns the size in bytes.
+pub fn check_shape(shape: &[u64], dtype: DataType) -> Result<u64, String> {
+    if shape.len() > MAX_NDIM {
+        return Err(format!("{} dimensions (at most {MAX_NDIM})", shape.len()));
+    }
+    shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ARRAY_BYTES)
+        .ok_or_else(|| format!("shape {shape:?} of {dtype} is larger than NumPy allows"))?;
+    Ok(if shape.contains(&0) {
+        0
+    } else {
+        shape.iter().product::<u64>() * dtype.size_bytes() as u64
+    })
+}
 
 /// Optional per-block compression description carried by a record (kept verbatim).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,10 +170,11 @@ impl MetadataFile {
         out
     }
 
-    /// Decodes the file. Every length is checked against the bytes left, every dtype code
-    /// and size is validated; the error string says what is wrong (the caller adds the path).
+    /// Decodes the file. Every length is checked against the bytes left, every dtype code,
+    /// shape and size is validated, every data file name must be a bare `data_*.npkd` name
+    /// used by one record only; the error string says what is wrong (the caller adds the path).
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Cursor::new(bytes);
         let magic = r.u32()?;
         if magic != MAGIC {
             return Err(format!(
@@ -167,30 +194,44 @@ impl MetadataFile {
             return Err(format!("array count {count} does not fit in the file"));
         }
         let mut arrays = BTreeMap::new();
+        let mut files: HashMap<String, String> = HashMap::with_capacity(count);
         for i in 0..count {
             let a = decode_record(&mut r).map_err(|e| format!("record {i}: {e}"))?;
-            if arrays.insert(a.name.clone(), a).is_some() {
-                return Err(format!("record {i}: duplicate array name"));
+            if arrays.contains_key(&a.name) {
+                return Err(format!("record {i}: duplicate array name '{}'", a.name));
             }
+            if let Some(other) = files.insert(a.data_file.clone(), a.name.clone()) {
+                return Err(format!(
+                    "record {i}: arrays '{other}' and '{}' both name the data file {}",
+                    a.name, a.data_file
+                ));
+            }
+            arrays.insert(a.name.clone(), a);
         }
-        if r.left() != 0 {
-            return Err(format!("{} unexpected trailing bytes", r.left()));
-        }
+        r.finish()?;
         Ok(MetadataFile { arrays })
     }
 }
 
-fn decode_record(r: &mut Reader<'_>) -> Result<ArrayMetadata, String> {
+fn decode_record(r: &mut Cursor<'_>) -> Result<ArrayMetadata, String> {
     let name = r.string()?;
+    names::validate(&name).map_err(|e| e.to_string())?;
     let ndim = r.u32()? as usize;
     if ndim > MAX_NDIM {
-        return Err(format!("array '{name}': {ndim} dimensions"));
+        return Err(format!(
+            "array '{name}': {ndim} dimensions (at most {MAX_NDIM})"
+        ));
     }
     let mut shape = Vec::with_capacity(ndim);
     for _ in 0..ndim {
         shape.push(r.u64()?);
     }
     let data_file = r.string()?;
+    if !names::is_safe_data_file(&data_file) {
+        return Err(format!(
+            "array '{name}': unsafe data file name {data_file:?}"
+        ));
+    }
     let last_modified = r.u64()?;
     let size_bytes = r.u64()?;
     let code = r.u8()?;
@@ -223,17 +264,7 @@ fn decode_record(r: &mut Reader<'_>) -> Result<ArrayMetadata, String> {
         }
         f => return Err(format!("array '{name}': bad block-info flag {f}")),
     };
-    // NumPy's rule: the non-zero dimensions times the item size must fit even when a zero
-    // dimension makes the array empty, or the size of one row overflows.
-    shape
-        .iter()
-        .filter(|&&d| d != 0)
-        .try_fold(dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("array '{name}': shape {shape:?} overflows"))?;
-    let expected = shape
-        .iter()
-        .try_fold(dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| format!("array '{name}': shape {shape:?} overflows"))?;
+    let expected = check_shape(&shape, dtype).map_err(|e| format!("array '{name}': {e}"))?;
     if expected != size_bytes {
         return Err(format!(
             "array '{name}': size_bytes {size_bytes} but shape {shape:?} of {dtype} needs {expected}"
@@ -261,52 +292,6 @@ fn put_u32(out: &mut Vec<u8>, n: usize) {
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_u32(out, s.len());
     out.extend_from_slice(s.as_bytes());
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn left(&self) -> usize {
-        self.bytes.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if n > self.left() {
-            return Err(format!(
-                "truncated: needs {n} bytes at offset {}, {} left",
-                self.pos,
-                self.left()
-            ));
-        }
-        let s = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        let n = self.u32()? as usize;
-        let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8".to_owned())
-    }
 }
 
 #[cfg(test)]
@@ -353,7 +338,7 @@ mod tests {
         m.arrays.get_mut("x").unwrap().shape = vec![u64::MAX, u64::MAX];
         assert!(MetadataFile::decode(&m.encode())
             .unwrap_err()
-            .contains("overflows"));
+            .contains("larger than NumPy allows"));
     }
 
     #[test]

@@ -9,10 +9,17 @@ use crate::error::{NpkError, NpkResult};
 /// Longest name that keeps the published file naming (file names stay under 255 bytes).
 const MAX_PLAIN_LEN: usize = 200;
 
-/// Checks that `name` can be stored: non-empty, no NUL.
+/// Checks that `name` can be stored: non-empty, no NUL, at most 1 MiB of UTF-8.
 pub fn validate(name: &str) -> NpkResult<()> {
     if name.is_empty() {
         return Err(NpkError::InvalidArrayName("the name is empty".into()));
+    }
+    if name.len() > super::cursor::MAX_STRING {
+        return Err(NpkError::InvalidArrayName(format!(
+            "the name is {} bytes long (at most {})",
+            name.len(),
+            super::cursor::MAX_STRING
+        )));
     }
     if name.contains('\0') {
         return Err(NpkError::InvalidArrayName(format!(
@@ -69,8 +76,16 @@ pub fn bitmap_file(data_file: &str) -> Option<String> {
 pub fn is_safe_data_file(file: &str) -> bool {
     file.starts_with("data_")
         && file.ends_with(".npkd")
-        && file.len() <= 255
-        && !file.contains(['/', '\\', '\0'])
+        && file.len() > "data_.npkd".len()
+        && super::cursor::is_bare_name(file)
+}
+
+/// Whether `file` is a bitmap file name (`deleted_*.npkb`, bare).
+pub fn is_bitmap_file(file: &str) -> bool {
+    file.starts_with("deleted_")
+        && file.ends_with(".npkb")
+        && file.len() > "deleted_.npkb".len()
+        && super::cursor::is_bare_name(file)
 }
 
 #[cfg(test)]

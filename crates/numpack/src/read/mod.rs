@@ -1,4 +1,6 @@
-//! Reading arrays: mapped snapshots, row gathers and streaming.
+//! Reading arrays: deleted rows, row selections, mapped snapshots and streaming.
 
+pub mod deleted;
+pub mod select;
 pub mod snapshot;
 pub mod stream;

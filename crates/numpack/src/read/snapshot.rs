@@ -1,9 +1,11 @@
 //! A consistent, mmap-backed view of one array: its record, its data and its bitmap.
 
+use super::deleted::{check_file_len, fold_zero_width, is_zero_width, read_bitmap};
+use super::select::{physical, RowSelection};
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::metadata::ArrayMetadata;
-use crate::io::copy_parallel;
+use crate::io::{copy_parallel, fs};
 use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
 
 /// The system page size (mapping offsets are multiples of it).
@@ -26,6 +28,17 @@ pub enum AccessHint {
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// A resolved selection of rows of one array version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selected {
+    /// Logical rows `start..stop`.
+    Range(u64, u64),
+    /// Physical rows, in order.
+    Rows(Vec<u64>),
+    /// This many rows of an array whose rows hold no bytes.
+    Empty(u64),
+}
+
 /// An opened array. Reads never go past the committed bytes, and the mapping stays valid
 /// whatever later writers do: numpack never truncates committed bytes of a data file (it
 /// replaces files by rename and only trims uncommitted bytes past `size_bytes`).
@@ -41,9 +54,14 @@ pub struct ArraySnapshot {
 }
 
 impl ArraySnapshot {
-    /// Opens the array described by `meta` in `dir`, reading its bitmap from disk.
+    /// Opens the array described by `meta` in `dir`, reading its bitmap from disk. An array
+    /// whose rows hold no bytes gets its deleted rows folded into its row count instead.
     pub fn open(dir: &Path, meta: ArrayMetadata) -> NpkResult<Self> {
-        let bitmap = crate::store::read_bitmap(dir, &meta)?;
+        if is_zero_width(&meta) {
+            let (folded, _) = fold_zero_width(dir, &meta)?;
+            return Self::open_with_bitmap(dir, folded, None);
+        }
+        let bitmap = read_bitmap(dir, &meta)?;
         Self::open_with_bitmap(dir, meta, bitmap)
     }
 
@@ -61,8 +79,8 @@ impl ArraySnapshot {
                 meta.name, meta.compression
             )));
         }
-        let file = File::open(&path).at(&path)?;
-        crate::store::check_file_len(&path, file.metadata().at(&path)?.len(), &meta)?;
+        let file = fs::open_read(&path)?;
+        check_file_len(&path, file.metadata().at(&path)?.len(), &meta)?;
         let map = if meta.size_bytes == 0 {
             None
         } else {
@@ -203,13 +221,77 @@ impl ArraySnapshot {
     /// Maps logical indices (negative from the end) to physical rows.
     pub fn resolve(&self, indices: &[i64]) -> NpkResult<Vec<u64>> {
         self.require_rows()?;
-        crate::store::resolve_rows(indices, self.logical_rows(), self.bitmap.as_ref())
+        super::select::resolve_rows(indices, self.logical_rows(), self.bitmap.as_ref())
+    }
+
+    /// Resolves a selection of logical rows of this version of the array.
+    pub fn select(&self, sel: &RowSelection<'_>) -> NpkResult<Selected> {
+        self.require_rows()?;
+        let n = self.logical_rows();
+        if let Some((start, stop)) = sel.as_range(n) {
+            return Ok(Selected::Range(start, stop));
+        }
+        if self.meta.row_bytes() == 0 {
+            return Ok(Selected::Empty(sel.count(&self.meta.name, n)?.0));
+        }
+        let rows = sel.resolve(&self.meta.name, n)?;
+        Ok(Selected::Rows(physical(rows, self.bitmap.as_ref())))
+    }
+
+    /// The shape of a selection's result (the row axis is kept).
+    pub fn selected_shape(&self, s: &Selected) -> Vec<u64> {
+        let mut shape = self.meta.shape.clone();
+        shape[0] = match s {
+            Selected::Range(a, b) => b - a,
+            Selected::Rows(r) => r.len() as u64,
+            Selected::Empty(n) => *n,
+        };
+        shape
+    }
+
+    /// Copies a selection's rows into `dst` (`selected_shape` elements).
+    pub fn copy_selected(&self, s: &Selected, dst: &mut [u8]) -> NpkResult<()> {
+        match s {
+            Selected::Range(a, b) => self.range_into(*a, *b, dst),
+            Selected::Rows(rows) => self.gather_physical_into(rows, dst),
+            Selected::Empty(_) => self.check_len(dst.len(), 0),
+        }
+    }
+
+    /// A shared writable mapping of the data file (for the writable batch mode; `None` for
+    /// an array of 0 bytes). Refused when rows are deleted: the mapping shows physical rows.
+    pub fn map_writable(&self) -> NpkResult<Option<MmapMut>> {
+        if self.bitmap.as_ref().is_some_and(|b| b.deleted() > 0) {
+            return Err(NpkError::InvalidOperation(format!(
+                "array '{}' has deleted rows; compact it (update) before mapping it writable",
+                self.meta.name
+            )));
+        }
+        let size = self.physical().len();
+        if size == 0 {
+            return Ok(None);
+        }
+        let file = fs::open_rw(&self.path)?;
+        check_file_len(
+            &self.path,
+            file.metadata().at(&self.path)?.len(),
+            &self.meta,
+        )?;
+        // SAFETY: the file holds at least `size` committed bytes (checked above) and numpack
+        // never shrinks committed bytes in place.
+        let m = unsafe { MmapOptions::new().len(size).map_mut(&file) }.at(&self.path)?;
+        Ok(Some(m))
     }
 
     /// Copies the rows `indices` (logical, negative from the end, any order, duplicates)
     /// into `dst` (`indices.len() * row_bytes()` long).
     pub fn gather_into(&self, indices: &[i64], dst: &mut [u8]) -> NpkResult<()> {
         let rows = self.resolve(indices)?;
+        self.gather_physical_into(&rows, dst)
+    }
+
+    /// Copies physical rows (each < `meta.rows()`) into `dst`.
+    fn gather_physical_into(&self, rows: &[u64], dst: &mut [u8]) -> NpkResult<()> {
         let row = self.row_bytes();
         self.check_len(dst.len(), rows.len() * row)?;
         if row == 0 {

@@ -1,61 +1,131 @@
-//! `append`: add rows at the end of an array, in place. Cost grows with the new rows only.
+//! `append`: add rows at the end of arrays, in place. Cost grows with the new rows only.
 
-use super::{check_dtype, check_rows_shape, now_micros, read_bitmap, Store};
+use super::{check_dtype, check_rows_shape, fold_zero_width, now_micros, read_bitmap, Store};
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::metadata::{check_shape, ArrayMetadata};
 use crate::format::names;
-use crate::io::write_at;
+use crate::io::fs;
+use std::collections::HashSet;
+
+/// Rows to append to one array: little-endian C-order bytes of `shape` elements.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendItem<'a> {
+    /// The array (it must exist).
+    pub name: &'a str,
+    /// Element type (must be the stored one).
+    pub dtype: DataType,
+    /// Shape of the new rows (same trailing dimensions as the array).
+    pub shape: &'a [u64],
+    /// Their bytes.
+    pub data: &'a [u8],
+}
+
+/// Checks one item against its record; returns the record and the row count after it.
+fn check(
+    txn_meta: &crate::format::metadata::MetadataFile,
+    it: &AppendItem<'_>,
+) -> NpkResult<(ArrayMetadata, u64)> {
+    let a = txn_meta
+        .arrays
+        .get(it.name)
+        .cloned()
+        .ok_or_else(|| NpkError::ArrayNotFound(it.name.to_owned()))?;
+    check_dtype(&a, it.dtype)?;
+    check_rows_shape(&a, it.shape)?;
+    let new_rows = it.shape[0];
+    if new_rows.checked_mul(a.row_bytes()) != Some(it.data.len() as u64) {
+        return Err(NpkError::InvalidShape(format!(
+            "array '{}': {new_rows} rows need {} bytes, got {}",
+            it.name,
+            new_rows.saturating_mul(a.row_bytes()),
+            it.data.len()
+        )));
+    }
+    let mut shape = a.shape.clone();
+    shape[0] = a.rows().checked_add(new_rows).ok_or_else(|| {
+        NpkError::InvalidShape(format!("array '{}' would have too many rows", it.name))
+    })?;
+    check_shape(&shape, a.dtype)
+        .map_err(|e| NpkError::InvalidShape(format!("array '{}' would have {e}", it.name)))?;
+    Ok((a, new_rows))
+}
 
 impl Store {
     /// Appends rows (`shape` = shape of the new rows, `data` their bytes). The bytes go past
     /// the committed end of the data file first; the metadata commit makes them visible.
     pub fn append(&self, name: &str, dtype: DataType, shape: &[u64], data: &[u8]) -> NpkResult<()> {
+        self.append_many(&[AppendItem {
+            name,
+            dtype,
+            shape,
+            data,
+        }])
+    }
+
+    /// Appends rows to several arrays in one commit: every item is checked before anything is
+    /// written, and either all arrays grow or none does (also if the process is killed).
+    pub fn append_many(&self, items: &[AppendItem<'_>]) -> NpkResult<()> {
+        let mut seen = HashSet::new();
+        if let Some(dup) = items.iter().find(|it| !seen.insert(it.name)) {
+            return Err(NpkError::InvalidOperation(format!(
+                "array '{}' given twice",
+                dup.name
+            )));
+        }
         self.mutate(|txn| {
-            let a = txn
-                .meta
-                .arrays
-                .get(name)
-                .cloned()
-                .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
-            check_rows_shape(&a, shape)?;
-            check_dtype(&a, dtype)?;
-            let new_rows = shape[0];
-            if new_rows.checked_mul(a.row_bytes()) != Some(data.len() as u64) {
-                return Err(NpkError::InvalidShape(format!(
-                    "array '{name}': {new_rows} rows need {} bytes, got {}",
-                    new_rows.saturating_mul(a.row_bytes()),
-                    data.len()
-                )));
+            let checked = items
+                .iter()
+                .map(|it| check(&txn.meta, it))
+                .collect::<NpkResult<Vec<_>>>()?;
+            let now = now_micros();
+            for (it, (a, new_rows)) in items.iter().zip(checked) {
+                if new_rows == 0 {
+                    continue;
+                }
+                let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
+                if had_bitmap {
+                    // Rows of no bytes keep no per-row state: the bitmap is folded away.
+                    let bitmap =
+                        names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
+                    txn.stage_remove(&bitmap);
+                }
+                let a = folded;
+                if a.row_bytes() > 0 {
+                    let path = txn.dir().join(&a.data_file);
+                    let (f, _) = self.write_handle(&a, false)?;
+                    let len = f.metadata().at(&path)?.len();
+                    super::check_file_len(&path, len, &a)?;
+                    if len > a.size_bytes {
+                        // Leftover of an append whose commit never happened.
+                        fs::set_len(&f, &path, a.size_bytes)?;
+                    }
+                    fs::write_at(&f, &path, it.data, a.size_bytes)?;
+                    self.mark_dirty(path.clone());
+                    txn.wrote_in_place(f, path);
+                    let bitmap = if self.has_bitmap(&a) {
+                        read_bitmap(txn.dir(), &a)?
+                    } else {
+                        None
+                    };
+                    if let Some(mut bitmap) = bitmap {
+                        bitmap.extend_to(a.rows() + new_rows);
+                        let file =
+                            names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
+                        let tmp = txn.stage_file(&file);
+                        fs::write_new(&tmp, &bitmap.encode(), false)?;
+                        self.mark_dirty(txn.dir().join(&file));
+                    }
+                }
+                let r = txn
+                    .meta_mut()
+                    .arrays
+                    .get_mut(it.name)
+                    .expect("record exists");
+                r.shape[0] = a.shape[0] + new_rows;
+                r.size_bytes = a.size_bytes + it.data.len() as u64;
+                r.last_modified = now;
             }
-            if new_rows == 0 {
-                return Ok(());
-            }
-            let path = txn.dir().join(&a.data_file);
-            let (f, _) = self.write_handle(&a, false)?;
-            let len = f.metadata().at(&path)?.len();
-            super::check_file_len(&path, len, &a)?;
-            if len > a.size_bytes {
-                // Leftover of an append whose commit never happened.
-                f.set_len(a.size_bytes).at(&path)?;
-            }
-            write_at(&f, data, a.size_bytes).at(&path)?;
-            self.mark_dirty(path);
-            let bitmap = if self.has_bitmap(&a) {
-                read_bitmap(txn.dir(), &a)?
-            } else {
-                None
-            };
-            if let Some(mut bitmap) = bitmap {
-                bitmap.extend_to(a.rows() + new_rows);
-                let file = names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
-                let tmp = txn.stage_file(&file);
-                super::commit::write_file(&tmp, &bitmap.encode(), false)?;
-                self.mark_dirty(txn.dir().join(&file));
-            }
-            let r = txn.meta_mut().arrays.get_mut(name).expect("record exists");
-            r.shape[0] += new_rows;
-            r.size_bytes += data.len() as u64;
-            r.last_modified = now_micros();
             Ok(())
         })
     }

@@ -26,7 +26,7 @@ impl Store {
             let snap = ArraySnapshot::open(txn.dir(), a.clone())?;
             let bytes = snap.to_bytes()?;
             let (file, path) = target_file(txn, target);
-            super::commit::write_file(&path, &bytes, false)?;
+            crate::io::fs::write_new(&path, &bytes, false)?;
             self.mark_dirty(txn.dir().join(&file));
             let record =
                 ArrayMetadata::new(target, snap.logical_shape(), a.dtype, file, now_micros());

@@ -1,6 +1,6 @@
 //! `compact`: rewrite a data file with only its active rows and remove the bitmap.
 
-use super::{now_micros, read_bitmap, Store};
+use super::{fold_zero_width, now_micros, read_bitmap, Store};
 use crate::error::{NpkError, NpkResult};
 use crate::format::names;
 use crate::read::snapshot::ArraySnapshot;
@@ -15,10 +15,21 @@ impl Store {
                 .get(name)
                 .cloned()
                 .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
+            let bitmap_file = names::bitmap_file(&a.data_file).expect("bitmap name");
+            if a.row_bytes() == 0 && !a.shape.is_empty() {
+                // Rows of no bytes: fold the bitmap into the row count.
+                let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
+                if had_bitmap {
+                    txn.stage_remove(&bitmap_file);
+                    let r = txn.meta_mut().arrays.get_mut(name).expect("record exists");
+                    r.shape[0] = folded.rows();
+                    r.last_modified = now_micros();
+                }
+                return Ok(());
+            }
             let Some(bitmap) = read_bitmap(txn.dir(), &a)? else {
                 return Ok(());
             };
-            let bitmap_file = names::bitmap_file(&a.data_file).expect("bitmap name");
             txn.stage_remove(&bitmap_file);
             if bitmap.deleted() == 0 {
                 return Ok(());
@@ -26,7 +37,7 @@ impl Store {
             let snap = ArraySnapshot::open_with_bitmap(txn.dir(), a.clone(), Some(bitmap))?;
             let bytes = snap.to_bytes()?;
             let tmp = txn.stage_file(&a.data_file);
-            super::commit::write_file(&tmp, &bytes, false)?;
+            crate::io::fs::write_new(&tmp, &bytes, false)?;
             self.mark_dirty(txn.dir().join(&a.data_file));
             let r = txn.meta_mut().arrays.get_mut(name).expect("record exists");
             r.shape[0] = snap.logical_rows();

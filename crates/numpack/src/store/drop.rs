@@ -1,37 +1,72 @@
 //! `drop`: delete rows logically through the bitmap, or whole arrays.
 
-use super::{check_data_len, now_micros, read_bitmap, require_rows, resolve_rows, Store};
+use super::{check_data_len, fold_zero_width, now_micros, read_bitmap, require_rows, Store};
 use crate::error::{NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::names;
+use crate::io::fs;
+use crate::read::select::{physical, RowSelection};
+use std::collections::HashSet;
 
 impl Store {
     /// Marks logical rows deleted (duplicates allowed). The data file is untouched; reads
     /// no longer see the rows. Deleting every row leaves an array with 0 logical rows.
     pub fn drop_rows(&self, name: &str, indices: &[i64]) -> NpkResult<()> {
+        self.drop_selected(&[(name, RowSelection::Indices(indices))])
+    }
+
+    /// Deletes rows of several arrays in one commit; each selection is resolved under the
+    /// store lock against the array as it is then. All or nothing.
+    pub fn drop_selected(&self, items: &[(&str, RowSelection<'_>)]) -> NpkResult<()> {
+        let mut seen = HashSet::new();
+        if let Some((dup, _)) = items.iter().find(|(n, _)| !seen.insert(*n)) {
+            return Err(NpkError::InvalidOperation(format!(
+                "array '{dup}' given twice"
+            )));
+        }
         self.mutate(|txn| {
-            let a = txn
-                .meta
-                .arrays
-                .get(name)
-                .cloned()
-                .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
-            require_rows(&a)?;
-            // Before the bitmap is sized by the record's row count (see `check_data_len`).
-            check_data_len(txn.dir(), &a)?;
-            let mut bitmap =
-                read_bitmap(txn.dir(), &a)?.unwrap_or_else(|| Bitmap::all_active(a.rows()));
-            let rows = resolve_rows(indices, bitmap.active(), Some(&bitmap))?;
-            if rows.is_empty() {
-                return Ok(());
+            let now = now_micros();
+            for (name, sel) in items {
+                let a = txn
+                    .meta
+                    .arrays
+                    .get(*name)
+                    .cloned()
+                    .ok_or_else(|| NpkError::ArrayNotFound((*name).to_owned()))?;
+                require_rows(&a)?;
+                let bitmap_file =
+                    names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
+                if a.row_bytes() == 0 {
+                    // Rows of no bytes keep no per-row state: deleting k distinct rows is
+                    // keeping k rows fewer (all rows are the same empty row).
+                    let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
+                    let (_, distinct) = sel.count(name, folded.rows())?;
+                    if distinct == 0 && !had_bitmap {
+                        continue;
+                    }
+                    if had_bitmap {
+                        txn.stage_remove(&bitmap_file);
+                    }
+                    let r = txn.meta_mut().arrays.get_mut(*name).expect("record exists");
+                    r.shape[0] = folded.rows() - distinct;
+                    r.last_modified = now;
+                    continue;
+                }
+                // Before the bitmap is sized by the record's row count.
+                check_data_len(txn.dir(), &a)?;
+                let mut bitmap =
+                    read_bitmap(txn.dir(), &a)?.unwrap_or_else(|| Bitmap::all_active(a.rows()));
+                let rows = physical(sel.resolve(name, bitmap.active())?, Some(&bitmap));
+                if rows.is_empty() {
+                    continue;
+                }
+                bitmap.delete(rows);
+                let tmp = txn.stage_file(&bitmap_file);
+                fs::write_new(&tmp, &bitmap.encode(), false)?;
+                self.mark_dirty(txn.dir().join(&bitmap_file));
+                let r = txn.meta_mut().arrays.get_mut(*name).expect("record exists");
+                r.last_modified = now;
             }
-            bitmap.delete(rows);
-            let file = names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
-            let tmp = txn.stage_file(&file);
-            super::commit::write_file(&tmp, &bitmap.encode(), false)?;
-            self.mark_dirty(txn.dir().join(&file));
-            let r = txn.meta_mut().arrays.get_mut(name).expect("record exists");
-            r.last_modified = now_micros();
             Ok(())
         })
     }

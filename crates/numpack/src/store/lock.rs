@@ -12,8 +12,9 @@
 //! a zeroed or missing lock file only costs one journal look-up.
 
 use crate::error::{IoContext, NpkResult};
+use crate::io::fs;
 use memmap2::MmapMut;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -30,6 +31,8 @@ pub const UNDO_OFFSET: u64 = HEADER_BYTES;
 pub const FLAG_JOURNAL: u64 = 1;
 /// Recovery flag: an undo record in the lock file is live (its length in the header).
 pub const FLAG_UNDO: u64 = 2;
+/// Every flag numpack sets; other bits are cleared by recovery.
+pub const KNOWN_FLAGS: u64 = FLAG_JOURNAL | FLAG_UNDO;
 
 const GENERATION: usize = 0;
 const FLAGS: usize = 1;
@@ -54,13 +57,7 @@ impl StoreLock {
     /// Opens (creating) the lock file of the store in `dir` and maps its header page.
     pub fn open(dir: &Path) -> NpkResult<Self> {
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .at(&path)?;
+        let file = fs::open_or_create(&path)?;
         if file.metadata().at(&path)?.len() < HEADER_BYTES {
             // Growing never changes existing bytes, so racing openers are harmless.
             file.set_len(HEADER_BYTES).at(&path)?;
@@ -166,9 +163,9 @@ impl StoreLock {
 pub fn pending_undo(dir: &Path) -> bool {
     use std::os::unix::fs::FileExt;
     let mut word = [0u8; 8];
-    File::open(dir.join(LOCK_FILE))
-        .and_then(|f| f.read_exact_at(&mut word, (FLAGS * 8) as u64))
-        .is_ok_and(|()| u64::from_le_bytes(word) & FLAG_UNDO != 0)
+    fs::open_read(&dir.join(LOCK_FILE))
+        .is_ok_and(|f| f.read_exact_at(&mut word, (FLAGS * 8) as u64).is_ok())
+        && u64::from_le_bytes(word) & FLAG_UNDO != 0
 }
 
 impl Drop for LockGuard<'_> {

@@ -31,18 +31,19 @@ mod state;
 pub mod verify;
 mod writer;
 
+pub use append::AppendItem;
+pub use replace::ReplaceItem;
 pub use save::SaveItem;
 pub use writer::ArrayWriter;
 
 use crate::error::{IoContext, NpkError, NpkResult};
-use crate::format::bitmap::Bitmap;
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::format::names;
+use crate::io::fs;
 use commit::{MetaBase, MetaWrite, Txn, METADATA};
 use lock::StoreLock;
 use state::{MetadataRead, State};
 use std::collections::HashSet;
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -83,7 +84,14 @@ impl Store {
     /// [`Store::open`] with options.
     pub fn open_with(dir: impl AsRef<Path>, options: OpenOptions) -> NpkResult<Self> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).at(&dir)?;
+        let created = !dir.exists();
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        if created && options.durable {
+            // The new directory's entry in its parent must survive a power loss too.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::sync_dir(parent)?;
+            }
+        }
         if !dir.is_dir() {
             return Err(NpkError::io(
                 &dir,
@@ -103,7 +111,7 @@ impl Store {
             commit::recover(&store.dir, &store.lock, store.durable, true)?;
             commit::remove_stale_temps(&store.dir)?;
         }
-        if !store.dir.join(METADATA).exists() {
+        if fs::entry(&store.dir.join(METADATA))?.is_none() {
             // A store directory always holds its metadata, so a store that was opened but
             // never written to is still a valid (empty) store for packers and other readers.
             store.mutate(|txn| {
@@ -271,13 +279,11 @@ impl Store {
         }
         // Every commit marks the metadata dirty, so it is among `files`.
         for p in &files {
-            match File::open(p) {
-                Ok(f) => f.sync_all().at(p)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(NpkError::io(p, e)),
+            if let Some(f) = fs::open_read_opt(p)? {
+                fs::sync(&f, p)?;
             }
         }
-        commit::sync_dir(&self.dir)
+        fs::sync_dir(&self.dir)
     }
 
     /// Removes every array.
@@ -291,14 +297,13 @@ impl Store {
                 files.extend(names::bitmap_file(&r.data_file));
             }
             // Orphans of killed saves too, so a later array never inherits a stale file.
-            for entry in fs::read_dir(txn.dir()).at(txn.dir())? {
+            for entry in std::fs::read_dir(txn.dir()).at(txn.dir())? {
                 let n = entry
                     .at(txn.dir())?
                     .file_name()
                     .to_string_lossy()
                     .into_owned();
-                let ours = (n.starts_with("data_") && n.ends_with(".npkd"))
-                    || (n.starts_with("deleted_") && n.ends_with(".npkb"));
+                let ours = names::is_safe_data_file(&n) || names::is_bitmap_file(&n);
                 if ours && !files.contains(&n) {
                     files.push(n);
                 }
@@ -317,85 +322,9 @@ impl Drop for Store {
     }
 }
 
-/// Reads an array's bitmap from disk (`None` when it has none).
-pub(crate) fn read_bitmap(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<Bitmap>> {
-    let Some(file) = names::bitmap_file(&a.data_file) else {
-        return Ok(None);
-    };
-    let path = dir.join(file);
-    match fs::read(&path) {
-        Ok(bytes) => {
-            // A 0-d array has no rows to delete (compaction would index its empty shape).
-            if a.shape.is_empty() {
-                return Err(NpkError::corrupt(
-                    &path,
-                    format!("array '{}' is 0-d but has a deletion bitmap", a.name),
-                ));
-            }
-            // The bitmap is extended to every physical row: make sure the rows exist before
-            // allocating for them (a corrupt record may claim 2^50 rows).
-            check_data_len(dir, a)?;
-            Bitmap::decode(&bytes, a.rows())
-                .map(Some)
-                .map_err(|r| NpkError::corrupt(&path, r))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(NpkError::io(path, e)),
-    }
-}
-
-/// A data file of `len` bytes must hold the `size_bytes` its record commits (longer is fine:
-/// uncommitted bytes of an interrupted append).
-pub(crate) fn check_file_len(path: &Path, len: u64, a: &ArrayMetadata) -> NpkResult<()> {
-    if len < a.size_bytes {
-        return Err(NpkError::corrupt(
-            path,
-            format!(
-                "data file is {len} bytes but the metadata of array '{}' says {}",
-                a.name, a.size_bytes
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Most rows a deletion bitmap may cover.
-const MAX_BITMAP_ROWS: u64 = 1 << 36;
-
-/// Fails unless the data file holds at least the `size_bytes` its record promises. Call it
-/// before building anything sized by the record's row count.
-pub(crate) fn check_data_len(dir: &Path, a: &ArrayMetadata) -> NpkResult<()> {
-    let path = dir.join(&a.data_file);
-    check_file_len(&path, fs::metadata(&path).at(&path)?.len(), a)?;
-    // Zero-width rows take no bytes, so the data file cannot bound their count: cap it
-    // (2^36 rows is an 8 GiB bitmap) instead of trying to allocate petabytes.
-    if a.rows() > MAX_BITMAP_ROWS {
-        return Err(NpkError::InvalidShape(format!(
-            "array '{}' has {} rows, more than a deletion bitmap can cover ({MAX_BITMAP_ROWS})",
-            a.name,
-            a.rows()
-        )));
-    }
-    Ok(())
-}
-
-/// Maps logical indices (negative from the end) to physical rows; out of range is an error.
-pub(crate) fn resolve_rows(
-    indices: &[i64],
-    logical: u64,
-    bitmap: Option<&Bitmap>,
-) -> NpkResult<Vec<u64>> {
-    indices
-        .iter()
-        .map(|&i| {
-            let j = if i < 0 { i + logical as i64 } else { i };
-            if j < 0 || j as u64 >= logical {
-                return Err(NpkError::IndexOutOfBounds(i, logical));
-            }
-            Ok(bitmap.map_or(j as u64, |b| b.select(j as u64)))
-        })
-        .collect()
-}
+pub(crate) use crate::read::deleted::{
+    check_data_len, check_file_len, fold_zero_width, read_bitmap,
+};
 
 /// Fails unless `a` has a row axis.
 pub(crate) fn require_rows(a: &ArrayMetadata) -> NpkResult<()> {

@@ -1,9 +1,99 @@
-//! `replace`: overwrite rows in place through a shared mapping, under an undo journal.
+//! `replace`: overwrite rows in place through shared mappings, under one undo record.
 
-use super::commit::{begin_undo, finish_undo, UndoLog};
-use super::{check_dtype, check_rows_shape, read_bitmap, resolve_rows, Store};
+use super::commit::{begin_undo, finish_undo, UndoFile, UndoLog};
+use super::{check_dtype, check_rows_shape, fold_zero_width, read_bitmap, Store};
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::metadata::{ArrayMetadata, MetadataFile};
+use crate::io::fs;
+use crate::read::select::{physical, RowSelection};
+use std::collections::HashSet;
+
+/// New values for some rows of one array.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplaceItem<'a> {
+    /// The array.
+    pub name: &'a str,
+    /// Element type (must be the stored one).
+    pub dtype: DataType,
+    /// Shape of the new rows: one row per selected row, or one row written to all of them
+    /// (its row axis may be left out).
+    pub shape: &'a [u64],
+    /// Their bytes.
+    pub data: &'a [u8],
+    /// The logical rows, resolved under the store lock.
+    pub rows: RowSelection<'a>,
+}
+
+/// An item checked against its record: the record and the physical rows to write.
+struct Plan<'a> {
+    item: &'a ReplaceItem<'a>,
+    record: ArrayMetadata,
+    rows: Vec<u64>,
+    /// One row written everywhere.
+    broadcast: bool,
+}
+
+fn plan<'a>(store: &Store, meta: &MetadataFile, it: &'a ReplaceItem<'a>) -> NpkResult<Plan<'a>> {
+    let a = meta
+        .arrays
+        .get(it.name)
+        .ok_or_else(|| NpkError::ArrayNotFound(it.name.to_owned()))?;
+    check_dtype(a, it.dtype)?;
+    // One row without its row axis is one row.
+    let shape: Vec<u64> = if !a.shape.is_empty() && it.shape.len() + 1 == a.shape.len() {
+        std::iter::once(1).chain(it.shape.iter().copied()).collect()
+    } else {
+        it.shape.to_vec()
+    };
+    check_rows_shape(a, &shape)?;
+    let n = shape[0];
+    let row = a.row_bytes();
+    if n.checked_mul(row) != Some(it.data.len() as u64) {
+        return Err(NpkError::InvalidShape(format!(
+            "array '{}': {n} rows need {} bytes, got {}",
+            it.name,
+            n.saturating_mul(row),
+            it.data.len()
+        )));
+    }
+    let count_error = |picked: u64| {
+        NpkError::InvalidShape(format!(
+            "Cannot replace rows of array '{}': got {n} rows of values for {picked} indexes",
+            it.name
+        ))
+    };
+    if row == 0 {
+        // Rows of no bytes: check the selection, write nothing.
+        let (folded, _) = fold_zero_width(store.dir(), a)?;
+        let (picked, _) = it.rows.count(it.name, folded.rows())?;
+        if n != picked && n != 1 {
+            return Err(count_error(picked));
+        }
+        return Ok(Plan {
+            item: it,
+            record: folded,
+            rows: Vec::new(),
+            broadcast: false,
+        });
+    }
+    let bitmap = if store.has_bitmap(a) {
+        read_bitmap(store.dir(), a)?
+    } else {
+        None
+    };
+    let logical = bitmap.as_ref().map_or(a.rows(), |b| b.active());
+    let rows = physical(it.rows.resolve(it.name, logical)?, bitmap.as_ref());
+    if n != rows.len() as u64 && n != 1 {
+        return Err(count_error(rows.len() as u64));
+    }
+    Ok(Plan {
+        item: it,
+        record: a.clone(),
+        rows,
+        broadcast: n == 1,
+    })
+}
 
 impl Store {
     /// Overwrites the logical rows `indices` with the rows of `data` (shape `shape`, whose
@@ -17,66 +107,79 @@ impl Store {
         data: &[u8],
         indices: &[i64],
     ) -> NpkResult<()> {
+        self.replace_many(&[ReplaceItem {
+            name,
+            dtype,
+            shape,
+            data,
+            rows: RowSelection::Indices(indices),
+        }])
+    }
+
+    /// Overwrites rows of several arrays at once: every item is checked and its rows resolved
+    /// under the store lock before anything is written, and one undo record covers them
+    /// all, so a crash leaves every row of every array old or every row new.
+    pub fn replace_many(&self, items: &[ReplaceItem<'_>]) -> NpkResult<()> {
+        let mut seen = HashSet::new();
+        if let Some(dup) = items.iter().find(|it| !seen.insert(it.name)) {
+            return Err(NpkError::InvalidOperation(format!(
+                "array '{}' given twice",
+                dup.name
+            )));
+        }
         self.locked(|meta| {
-            let a = meta
-                .arrays
-                .get(name)
-                .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
-            check_rows_shape(a, shape)?;
-            check_dtype(a, dtype)?;
-            let n = shape[0];
-            if n != indices.len() as u64 && n != 1 {
-                return Err(NpkError::InvalidShape(format!(
-                    "array '{name}': {n} rows given for {} indexes",
-                    indices.len()
-                )));
-            }
-            let row = a.row_bytes();
-            if n.checked_mul(row) != Some(data.len() as u64) {
-                return Err(NpkError::InvalidShape(format!(
-                    "array '{name}': {n} rows need {} bytes, got {}",
-                    n.saturating_mul(row),
-                    data.len()
-                )));
-            }
-            let bitmap = if self.has_bitmap(a) {
-                read_bitmap(self.dir(), a)?
-            } else {
-                None
-            };
-            let logical = bitmap.as_ref().map_or(a.rows(), |b| b.active());
-            let rows = resolve_rows(indices, logical, bitmap.as_ref())?;
-            if rows.is_empty() || row == 0 {
+            let plans = items
+                .iter()
+                .map(|it| plan(self, meta, it))
+                .collect::<NpkResult<Vec<_>>>()?;
+            let plans: Vec<Plan<'_>> = plans.into_iter().filter(|p| !p.rows.is_empty()).collect();
+            if plans.is_empty() {
                 return Ok(());
             }
-            let (_, map) = self.write_handle(a, true)?;
-            let map = map.expect("a mapping was asked for");
-            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-            let row = usize::try_from(row).expect("row fits in memory");
-            let mut undo = UndoLog {
-                file: a.data_file.clone(),
-                rows: Vec::with_capacity(rows.len()),
-            };
-            let mut seen = std::collections::HashSet::with_capacity(rows.len());
-            for &r in &rows {
-                if seen.insert(r) {
-                    let at = r as usize * row;
-                    undo.rows.push((at as u64, map[at..at + row].to_vec()));
+            let mut maps = Vec::with_capacity(plans.len());
+            let mut undo = UndoLog::default();
+            for p in &plans {
+                let (_, map) = self.write_handle(&p.record, true)?;
+                let map = map.expect("a mapping was asked for");
+                let row = usize::try_from(p.record.row_bytes()).expect("row fits in memory");
+                let mut old = UndoFile {
+                    file: p.record.data_file.clone(),
+                    rows: Vec::with_capacity(p.rows.len()),
+                };
+                {
+                    let m = map.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut seen = HashSet::with_capacity(p.rows.len());
+                    for &r in &p.rows {
+                        if seen.insert(r) {
+                            let at = r as usize * row;
+                            old.rows.push((at as u64, m[at..at + row].to_vec()));
+                        }
+                    }
                 }
+                undo.files.push(old);
+                maps.push((map, row));
             }
-            let slot = begin_undo(self.dir(), self.store_lock(), &undo, self.durable())?;
-            // Later duplicates win, as with NumPy's `a[idx] = v`.
-            for (k, &r) in rows.iter().enumerate() {
-                let src = if n == 1 { 0 } else { k * row };
-                let at = r as usize * row;
-                map[at..at + row].copy_from_slice(&data[src..src + row]);
+            let durable = self.durable();
+            let slot = begin_undo(self.dir(), self.store_lock(), &undo, durable)?;
+            for (p, (map, row)) in plans.iter().zip(&maps) {
+                let row = *row;
+                let path = self.dir().join(&p.record.data_file);
+                let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+                // Later duplicates win, as with NumPy's `a[idx] = v`.
+                for (k, &r) in p.rows.iter().enumerate() {
+                    let src = if p.broadcast { 0 } else { k * row };
+                    let at = r as usize * row;
+                    let new = &p.item.data[src..src + row];
+                    m[at..at + row].copy_from_slice(new);
+                    fs::note_mapped_write(&path, at as u64, new);
+                }
+                if durable {
+                    m.flush().at(&path)?;
+                    fs::note_synced(&path);
+                }
+                self.mark_dirty(path);
             }
-            let path = self.dir().join(&a.data_file);
-            if self.durable() {
-                map.flush().at(&path)?;
-            }
-            self.mark_dirty(path);
-            finish_undo(self.dir(), self.store_lock(), slot)
+            finish_undo(self.dir(), self.store_lock(), slot, durable)
         })
     }
 }

@@ -2,10 +2,10 @@
 
 use super::{commit::Txn, now_micros, Store};
 use crate::dtype::DataType;
-use crate::error::{IoContext, NpkError, NpkResult};
-use crate::format::metadata::ArrayMetadata;
+use crate::error::{NpkError, NpkResult};
+use crate::format::metadata::{check_shape, ArrayMetadata};
 use crate::format::names;
-use crate::io::write_at;
+use crate::io::fs;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -25,11 +25,8 @@ pub struct SaveItem<'a> {
 impl SaveItem<'_> {
     fn check(&self) -> NpkResult<()> {
         names::validate(self.name)?;
-        let need = self
-            .shape
-            .iter()
-            .try_fold(self.dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| NpkError::InvalidShape(format!("shape {:?} overflows", self.shape)))?;
+        let need = check_shape(self.shape, self.dtype)
+            .map_err(|e| NpkError::InvalidShape(format!("array '{}': {e}", self.name)))?;
         if need != self.data.len() as u64 {
             return Err(NpkError::InvalidShape(format!(
                 "array '{}': shape {:?} of {} needs {need} bytes, got {}",
@@ -37,13 +34,6 @@ impl SaveItem<'_> {
                 self.shape,
                 self.dtype,
                 self.data.len()
-            )));
-        }
-        if self.shape.len() > crate::format::metadata::MAX_NDIM {
-            return Err(NpkError::InvalidShape(format!(
-                "array '{}' has more than {} dimensions",
-                self.name,
-                crate::format::metadata::MAX_NDIM
             )));
         }
         Ok(())
@@ -78,7 +68,7 @@ pub(crate) fn final_data_file(txn: &mut Txn, name: &str) -> String {
             let file = fresh_data_file(txn, name);
             // A stale bitmap of a killed earlier array must not apply to this one.
             if let Some(bitmap) = names::bitmap_file(&file) {
-                if txn.dir().join(&bitmap).exists() {
+                if !matches!(fs::entry(&txn.dir().join(&bitmap)), Ok(None)) {
                     txn.stage_remove(&bitmap);
                 }
             }
@@ -87,17 +77,29 @@ pub(crate) fn final_data_file(txn: &mut Txn, name: &str) -> String {
     }
 }
 
-/// Where the bytes of an array saved in `txn` go: the final file for a new array, a staged
-/// temporary for an existing one (renamed over the old file at commit).
+/// Where the bytes of an array saved in `txn` go: a new temporary file, renamed at commit
+/// onto the array's data file (over the old one under the journal, or onto a fresh name).
 pub(crate) fn target_file(txn: &mut Txn, name: &str) -> (String, PathBuf) {
     let exists = txn.meta.arrays.contains_key(name);
     let file = final_data_file(txn, name);
     let path = if exists {
         txn.stage_file(&file)
     } else {
-        txn.dir().join(&file)
+        txn.stage_new_file(&file)
     };
     (file, path)
+}
+
+/// [`target_file`] for a temporary that already exists (a streaming import's).
+pub(crate) fn adopt_file(txn: &mut Txn, name: &str, tmp: &std::path::Path) -> String {
+    let exists = txn.meta.arrays.contains_key(name);
+    let file = final_data_file(txn, name);
+    if exists {
+        txn.adopt(tmp, &file);
+    } else {
+        txn.adopt_new(tmp, &file);
+    }
+    file
 }
 
 impl Store {
@@ -131,12 +133,7 @@ impl Store {
             }
             let durable = txn.durable();
             let write = |(path, data): &(PathBuf, &[u8])| -> NpkResult<()> {
-                let f = std::fs::File::create(path).at(path)?;
-                write_at(&f, data, 0).at(path)?;
-                if durable {
-                    f.sync_all().at(path)?;
-                }
-                Ok(())
+                fs::write_new(path, data, durable).map(|_| ())
             };
             #[cfg(feature = "rayon")]
             {

@@ -12,10 +12,11 @@ use super::Store;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::format::names;
+use crate::io::fs;
 use crate::read::snapshot::ArraySnapshot;
 use memmap2::MmapMut;
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -23,10 +24,13 @@ use std::time::{Duration, Instant};
 /// How often the metadata file itself is compared with what was read (foreign writers).
 pub const STAMP_INTERVAL: Duration = Duration::from_millis(20);
 
+/// Largest metadata file read (about two million arrays); longer is corruption.
+pub const MAX_METADATA_BYTES: u64 = 256 << 20;
+
 /// `(dev, ino, len, mtime ns)` of the metadata file.
 pub(crate) type Stamp = (u64, u64, u64, i128);
 
-pub(crate) fn stamp_of(m: &fs::Metadata) -> Stamp {
+pub(crate) fn stamp_of(m: &std::fs::Metadata) -> Stamp {
     (
         m.dev(),
         m.ino(),
@@ -91,28 +95,31 @@ impl Store {
     /// Reads and decodes `metadata.npkm` (empty when absent). Call under a lock.
     pub(crate) fn read_metadata(&self) -> NpkResult<MetadataRead> {
         let path = self.meta_path();
-        let (mut f, writable) = match OpenOptions::new().read(true).write(true).open(&path) {
+        let (f, writable) = match fs::open_rw(&path) {
             Ok(f) => (f, true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(MetadataRead::default())
+            Err(e) if fs::is_not_found(&e) => return Ok(MetadataRead::default()),
+            Err(NpkError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                (fs::open_read(&path)?, false)
             }
-            Err(_) => (File::open(&path).at(&path)?, false),
+            Err(e) => return Err(e),
         };
-        let stamp = stamp_of(&f.metadata().at(&path)?);
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut bytes).at(&path)?;
-        let meta = MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(&path, r))?;
-        for a in meta.arrays.values() {
-            if !names::is_safe_data_file(&a.data_file) {
-                return Err(NpkError::corrupt(
-                    &path,
-                    format!(
-                        "array '{}': unsafe data file name {:?}",
-                        a.name, a.data_file
-                    ),
-                ));
-            }
+        let m = f.metadata().at(&path)?;
+        let stamp = stamp_of(&m);
+        if m.len() > MAX_METADATA_BYTES {
+            return Err(NpkError::corrupt(
+                &path,
+                format!(
+                    "is {} bytes, more than a metadata file can be ({MAX_METADATA_BYTES})",
+                    m.len()
+                ),
+            ));
         }
+        let mut bytes = Vec::with_capacity(m.len() as usize);
+        std::io::Read::read_to_end(&mut std::io::Read::take(&f, MAX_METADATA_BYTES), &mut bytes)
+            .at(&path)?;
+        let meta = MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(&path, r))?;
         Ok(MetadataRead {
             meta,
             bytes,
@@ -161,11 +168,7 @@ impl Store {
                 if !due {
                     return Ok(Arc::clone(&st.meta));
                 }
-                let on_disk = match fs::metadata(self.meta_path()) {
-                    Ok(m) => Some(stamp_of(&m)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(NpkError::io(self.meta_path(), e)),
-                };
+                let on_disk = fs::entry(&self.meta_path())?.map(|m| stamp_of(&m));
                 if on_disk == st.stamp {
                     let meta = Arc::clone(&st.meta);
                     drop(st);
@@ -185,9 +188,9 @@ impl Store {
         let fresh = {
             let st = self.state();
             let due = st.checked.is_none_or(|t| t.elapsed() >= STAMP_INTERVAL);
-            let same_stamp = || match fs::metadata(self.meta_path()) {
-                Ok(m) => Some(stamp_of(&m)) == st.stamp,
-                Err(_) => st.stamp.is_none(),
+            let same_stamp = || match fs::entry(&self.meta_path()) {
+                Ok(Some(m)) => Some(stamp_of(&m)) == st.stamp,
+                _ => st.stamp.is_none(),
             };
             st.gen == Some(self.lock.generation()) && (!due || same_stamp())
         };
@@ -248,7 +251,9 @@ impl Store {
                 }
             }
         }
-        let found = names::bitmap_file(&a.data_file).is_some_and(|b| self.dir.join(b).exists());
+        // Anything at the bitmap's name counts: reading it refuses what is not a file.
+        let found = names::bitmap_file(&a.data_file)
+            .is_some_and(|b| !matches!(fs::entry(&self.dir.join(b)), Ok(None)));
         let mut st = self.state_mut();
         if st.gen == Some(gen) {
             st.bitmaps.insert(a.name.clone(), found);
@@ -296,11 +301,18 @@ impl Store {
             .get(&a.name)
             .is_some_and(|h| h.data_file == a.data_file);
         if !reuse {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .at(&path)?;
+            let f = fs::open_rw(&path)?;
+            let links = f.metadata().at(&path)?.nlink();
+            if links > 1 {
+                // An in-place write would change the file under every other name too, which
+                // may lie outside the store (a hard-linked copy or backup).
+                return Err(NpkError::InvalidOperation(format!(
+                    "the data file {} of array '{}' has {links} hard links: writing it in place \
+                     would change every copy; save the array again (or clone it) to give it a \
+                     file of its own",
+                    a.data_file, a.name
+                )));
+            }
             st.writers.insert(
                 a.name.clone(),
                 WriteHandle {

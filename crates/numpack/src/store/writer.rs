@@ -7,13 +7,13 @@
 //! are removed by the next open.
 
 use super::commit::tmp_path;
-use super::save::final_data_file;
+use super::save::adopt_file;
 use super::{now_micros, Store};
 use crate::dtype::DataType;
-use crate::error::{IoContext, NpkError, NpkResult};
-use crate::format::metadata::{ArrayMetadata, MAX_NDIM};
+use crate::error::{NpkError, NpkResult};
+use crate::format::metadata::{check_shape as shape_bytes, ArrayMetadata};
 use crate::format::names;
-use crate::io::{write_at, Flusher};
+use crate::io::{fs, write_at, Flusher};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
@@ -70,6 +70,9 @@ impl ArrayWriter {
             )));
         }
         let r = write_at(&self.file, data, self.len);
+        if r.is_ok() {
+            fs::note_written(&self.file, &self.tmp, self.len, data.len() as u64);
+        }
         self.settle(r, data.len() as u64, true)
     }
 
@@ -84,6 +87,9 @@ impl ArrayWriter {
         }
         crate::io::preallocate(&self.file, self.len, len);
         let r = crate::io::copy_range(src, offset, &self.file, self.len, len);
+        if r.is_ok() {
+            fs::note_written(&self.file, &self.tmp, self.len, len);
+        }
         // No background writeback here: an fdatasync racing a kernel copy into the same
         // file made 256 MB NPY imports 1.5-2x slower and erratic; the kernel's own
         // writeback bounds the dirty pages.
@@ -122,16 +128,8 @@ impl Drop for ArrayWriter {
 }
 
 fn check_shape(w: &ArrayWriter, shape: &[u64]) -> NpkResult<()> {
-    if shape.len() > MAX_NDIM {
-        return Err(NpkError::InvalidShape(format!(
-            "array '{}' has more than {MAX_NDIM} dimensions",
-            w.name
-        )));
-    }
-    let need = shape
-        .iter()
-        .try_fold(w.dtype.size_bytes() as u64, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| NpkError::InvalidShape(format!("shape {shape:?} overflows")))?;
+    let need = shape_bytes(shape, w.dtype)
+        .map_err(|e| NpkError::InvalidShape(format!("array '{}': {e}", w.name)))?;
     if need != w.len {
         return Err(NpkError::InvalidShape(format!(
             "array '{}': shape {shape:?} of {} needs {need} bytes, {} were written",
@@ -147,7 +145,7 @@ impl Store {
         names::validate(name)?;
         let final_name = names::data_file(&names::stem(name, 0));
         let tmp = tmp_path(self.dir(), &final_name);
-        let file = File::create_new(&tmp).at(&tmp)?;
+        let file = fs::create_new(&tmp)?;
         Ok(ArrayWriter {
             name: name.to_owned(),
             dtype,
@@ -191,7 +189,7 @@ impl Store {
         let durable = self.durable();
         if durable {
             for (w, _) in &writers {
-                w.file.sync_all().at(&w.tmp)?;
+                fs::sync(&w.file, &w.tmp)?;
             }
         }
         let mut writers = writers;
@@ -215,8 +213,7 @@ impl Store {
                 }
             }
             for (w, shape) in &mut writers {
-                let file = final_data_file(txn, &w.name);
-                txn.adopt(&w.tmp, &file);
+                let file = adopt_file(txn, &w.name, &w.tmp);
                 w.handed_over = true;
                 self.mark_dirty(txn.dir().join(&file));
                 let record = ArrayMetadata::new(&w.name, std::mem::take(shape), w.dtype, file, now);

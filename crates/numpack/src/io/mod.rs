@@ -1,4 +1,8 @@
-//! Positional file I/O helpers shared by writers and readers.
+//! File I/O shared by writers and readers: positional writes, kernel copies, background
+//! writeback, and (in [`fs`]) every open, rename and sync of a store's files.
+
+pub mod fs;
+pub mod trace;
 
 use std::fs::File;
 use std::io;

@@ -1,0 +1,120 @@
+//! An array's deleted rows as read from disk: its bitmap file, checked against the data it
+//! describes before anything is sized by the record's row count.
+//!
+//! Arrays whose rows hold no bytes (shape `(n, 0, ...)`) are kept without per-row state: the
+//! data file cannot bound their row count, so a bitmap sized by it could be of any size.
+//! Their deleted rows are folded into the row count instead ([`fold_zero_width`]): every row
+//! of such an array is the same empty row, so the logical content is unchanged.
+
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::bitmap::Bitmap;
+use crate::format::metadata::ArrayMetadata;
+use crate::format::names;
+use crate::io::fs;
+use std::path::{Path, PathBuf};
+
+/// Whether the rows of `a` hold no bytes (and it has rows: it is not 0-d).
+pub fn is_zero_width(a: &ArrayMetadata) -> bool {
+    !a.shape.is_empty() && a.row_bytes() == 0
+}
+
+/// A data file of `len` bytes must hold the `size_bytes` its record commits (longer is fine:
+/// uncommitted bytes of an interrupted append).
+pub fn check_file_len(path: &Path, len: u64, a: &ArrayMetadata) -> NpkResult<()> {
+    if len < a.size_bytes {
+        return Err(NpkError::corrupt(
+            path,
+            format!(
+                "data file is {len} bytes but the metadata of array '{}' says {}",
+                a.name, a.size_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails unless the data file is a regular file holding at least the `size_bytes` its record
+/// promises. Call it before building anything sized by the record's row count.
+pub fn check_data_len(dir: &Path, a: &ArrayMetadata) -> NpkResult<()> {
+    let path = dir.join(&a.data_file);
+    match fs::file_len(&path)? {
+        Some(len) => check_file_len(&path, len, a),
+        None => Err(NpkError::io(
+            &path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "data file missing"),
+        )),
+    }
+}
+
+/// The path of `a`'s bitmap file when one is there (`None` when it has none).
+fn bitmap_path(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<PathBuf>> {
+    let Some(file) = names::bitmap_file(&a.data_file) else {
+        return Ok(None);
+    };
+    let path = dir.join(file);
+    if fs::entry(&path)?.is_none() {
+        return Ok(None);
+    }
+    if a.shape.is_empty() {
+        // A 0-d array has no rows to delete (compaction would index its empty shape).
+        return Err(NpkError::corrupt(
+            &path,
+            format!("array '{}' is 0-d but has a deletion bitmap", a.name),
+        ));
+    }
+    Ok(Some(path))
+}
+
+/// The bitmap file of `a`, read whole (`None` when it has none). Its size is bounded by the
+/// largest bitmap the array's rows can have, and those rows by its data file.
+fn read_file(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<(PathBuf, Vec<u8>)>> {
+    let Some(path) = bitmap_path(dir, a)? else {
+        return Ok(None);
+    };
+    check_data_len(dir, a)?;
+    Ok(fs::read_bounded(&path, Bitmap::max_file_len(a.rows()))?.map(|b| (path, b)))
+}
+
+/// Reads an array's bitmap from disk (`None` when it has none, and always for arrays whose
+/// rows hold no bytes: see [`fold_zero_width`]).
+pub fn read_bitmap(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<Bitmap>> {
+    if is_zero_width(a) {
+        return Ok(None);
+    }
+    let Some((path, bytes)) = read_file(dir, a)? else {
+        return Ok(None);
+    };
+    Bitmap::decode(&bytes, a.rows())
+        .map(Some)
+        .map_err(|r| NpkError::corrupt(&path, r))
+}
+
+/// For an array whose rows hold no bytes: its record with deleted rows folded into the row
+/// count, and whether a bitmap file is there (to be removed by the next mutation). Other
+/// arrays come back unchanged.
+pub fn fold_zero_width(dir: &Path, a: &ArrayMetadata) -> NpkResult<(ArrayMetadata, bool)> {
+    if !is_zero_width(a) {
+        return Ok((a.clone(), false));
+    }
+    let Some(path) = bitmap_path(dir, a)? else {
+        return Ok((a.clone(), false));
+    };
+    // Counted through a mapping: nothing is allocated whatever the file's length.
+    let Some(file) = fs::open_read_opt(&path)? else {
+        return Ok((a.clone(), false));
+    };
+    let len = usize::try_from(file.metadata().at(&path)?.len())
+        .map_err(|_| NpkError::corrupt(&path, "larger than the address space"))?;
+    let map = if len == 0 {
+        None
+    } else {
+        // SAFETY: a read-only mapping of a regular file of `len` bytes; numpack replaces
+        // bitmap files by rename, never truncates them.
+        Some(unsafe { memmap2::MmapOptions::new().len(len).map(&file) }.at(&path)?)
+    };
+    let bytes = map.as_deref().unwrap_or(&[]);
+    let active = Bitmap::count_active(bytes, a.rows()).map_err(|r| NpkError::corrupt(&path, r))?;
+    let mut folded = a.clone();
+    folded.shape[0] = active;
+    Ok((folded, true))
+}

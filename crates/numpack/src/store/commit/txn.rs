@@ -1,0 +1,260 @@
+//! The transaction: a mutation being prepared under the exclusive lock, and its commit.
+//!
+//! Commit order (`D` = durable only):
+//! 1. bump the store generation (every handle reloads);
+//! 2. D: fdatasync every data file written in place (appended rows), fsync every new file;
+//! 3. rename new files onto the names no record refers to yet; D: fsync the directory;
+//! 4. the commit point: the metadata `pwrite` in place, the metadata rename (one step), or
+//!    the journal rename (several steps; D: the journal is fsynced first and the directory
+//!    after), then the journaled steps and the journal's removal;
+//! 5. D: fsync the directory.
+
+use super::journal::{self, Step};
+use super::{tmp_path, JOURNAL, METADATA};
+use crate::error::{NpkError, NpkResult};
+use crate::format::metadata::MetadataFile;
+use crate::io::fs;
+use crate::store::lock::{StoreLock, FLAG_JOURNAL};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The metadata file as this handle last read or wrote it, for in-place commits.
+#[derive(Debug, Clone, Copy)]
+pub struct MetaBase<'a> {
+    /// A read-write descriptor of the live `metadata.npkm`.
+    pub file: &'a File,
+    /// Its exact bytes.
+    pub bytes: &'a [u8],
+}
+
+/// What a commit did to `metadata.npkm`.
+#[derive(Debug)]
+pub enum MetaWrite {
+    /// Not written.
+    Unchanged,
+    /// Edited in place: the base file now holds these bytes.
+    InPlace(Vec<u8>),
+    /// Replaced by a new file (open read-write) holding these bytes.
+    Replaced(File, Vec<u8>),
+}
+
+/// A mutation being prepared under the exclusive lock.
+#[derive(Debug)]
+pub struct Txn<'a> {
+    dir: PathBuf,
+    durable: bool,
+    lock: &'a StoreLock,
+    base: Option<MetaBase<'a>>,
+    /// The metadata as it will be committed.
+    pub meta: MetadataFile,
+    meta_changed: bool,
+    /// New files renamed onto unreferenced names before the commit point.
+    places: Vec<(String, String)>,
+    steps: Vec<Step>,
+    tmp_files: Vec<PathBuf>,
+    /// Files written in place (appends), to be synced before a durable commit point.
+    written: Vec<(Arc<File>, PathBuf)>,
+}
+
+fn bare(tmp: &Path) -> String {
+    tmp.file_name()
+        .and_then(|n| n.to_str())
+        .expect("utf-8 temp name")
+        .to_owned()
+}
+
+impl<'a> Txn<'a> {
+    /// Starts a mutation of the store in `dir` whose current metadata is `meta` (and, when
+    /// known, `base`: the file and bytes it was decoded from).
+    pub fn new(
+        dir: &Path,
+        meta: MetadataFile,
+        durable: bool,
+        lock: &'a StoreLock,
+        base: Option<MetaBase<'a>>,
+    ) -> Self {
+        Txn {
+            dir: dir.to_owned(),
+            durable,
+            lock,
+            base,
+            meta,
+            meta_changed: false,
+            places: Vec::new(),
+            steps: Vec::new(),
+            tmp_files: Vec::new(),
+            written: Vec::new(),
+        }
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether files must be fsynced as they are committed.
+    pub fn durable(&self) -> bool {
+        self.durable
+    }
+
+    /// Marks the metadata as changed, so the commit writes it.
+    pub fn meta_mut(&mut self) -> &mut MetadataFile {
+        self.meta_changed = true;
+        &mut self.meta
+    }
+
+    /// A new temporary path that will be renamed onto `final_name` (an existing file it
+    /// replaces) at commit, under the journal.
+    pub fn stage_file(&mut self, final_name: &str) -> PathBuf {
+        let tmp = tmp_path(&self.dir, final_name);
+        self.adopt(&tmp, final_name);
+        tmp
+    }
+
+    /// A new temporary path that will be renamed onto `final_name`, a name no record refers
+    /// to, just before the commit point.
+    pub fn stage_new_file(&mut self, final_name: &str) -> PathBuf {
+        let tmp = tmp_path(&self.dir, final_name);
+        self.adopt_new(&tmp, final_name);
+        tmp
+    }
+
+    /// Takes over an existing temporary file in the store directory, renamed onto
+    /// `final_name` at commit (and removed if the mutation is abandoned before that).
+    pub fn adopt(&mut self, tmp: &Path, final_name: &str) {
+        self.tmp_files.push(tmp.to_owned());
+        self.steps
+            .push(Step::Rename(bare(tmp), final_name.to_owned()));
+    }
+
+    /// [`Txn::adopt`] for a file that goes onto a name no record refers to.
+    pub fn adopt_new(&mut self, tmp: &Path, final_name: &str) {
+        self.tmp_files.push(tmp.to_owned());
+        self.places.push((bare(tmp), final_name.to_owned()));
+    }
+
+    /// Removes `final_name` at commit (if it exists).
+    pub fn stage_remove(&mut self, final_name: &str) {
+        self.steps.push(Step::Remove(final_name.to_owned()));
+    }
+
+    /// Notes a file written in place (rows appended past its committed end), synced before
+    /// the commit point of a durable store.
+    pub fn wrote_in_place(&mut self, file: Arc<File>, path: PathBuf) {
+        self.written.push((file, path));
+    }
+
+    /// Commits: bumps the store generation (so every handle reloads), writes the metadata
+    /// if changed, then applies every step atomically (see the module docs for the order).
+    pub fn commit(mut self) -> NpkResult<(MetadataFile, MetaWrite)> {
+        let nothing = !self.meta_changed && self.steps.is_empty() && self.places.is_empty();
+        if nothing {
+            return Ok((std::mem::take(&mut self.meta), MetaWrite::Unchanged));
+        }
+        self.lock.bump_generation();
+        let mut written = MetaWrite::Unchanged;
+        if self.meta_changed {
+            let bytes = self.meta.encode();
+            let in_place = self.steps.is_empty() && self.places.is_empty() && !self.durable;
+            match self.base.filter(|_| in_place) {
+                Some(base) if write_in_place(&self.dir, base, &bytes)? => {
+                    written = MetaWrite::InPlace(bytes);
+                }
+                _ => {
+                    let tmp = self.stage_file(METADATA);
+                    let f = fs::write_new(&tmp, &bytes, false)?;
+                    written = MetaWrite::Replaced(f, bytes);
+                }
+            }
+        }
+        if self.durable {
+            for (f, p) in &self.written {
+                fs::sync_data(f, p)?;
+            }
+            for t in &self.tmp_files {
+                // Journaled temporaries were written by this process and are never links.
+                if let Some(f) = fs::open_read_opt(t)? {
+                    fs::sync(&f, t)?;
+                }
+            }
+        }
+        for (tmp, name) in &self.places {
+            journal::apply(&self.dir, &Step::Rename(tmp.clone(), name.clone()))?;
+        }
+        if self.durable && !self.places.is_empty() {
+            fs::sync_dir(&self.dir)?;
+        }
+        match self.steps.len() {
+            0 => {}
+            1 => journal::apply(&self.dir, &self.steps[0])?,
+            _ => {
+                let path = self.dir.join(JOURNAL);
+                let tmp = tmp_path(&self.dir, JOURNAL);
+                self.tmp_files.push(tmp.clone());
+                fs::write_new(&tmp, &journal::encode(&self.steps), self.durable)?;
+                self.lock.set_flags(FLAG_JOURNAL);
+                fs::rename(&tmp, &path).map_err(|e| NpkError::io(&path, e))?;
+                // Committed: from here on the temporaries belong to the journal, and a
+                // failure must leave them for recovery to rename, never delete them.
+                self.tmp_files.clear();
+                if self.durable {
+                    fs::sync_dir(&self.dir)?;
+                }
+                for s in &self.steps {
+                    journal::apply_journaled(&self.dir, s)?;
+                }
+                if self.durable {
+                    fs::sync_dir(&self.dir)?;
+                }
+                fs::remove(&path)?;
+                self.lock.clear_flags(FLAG_JOURNAL);
+            }
+        }
+        if self.durable {
+            fs::sync_dir(&self.dir)?;
+        }
+        self.tmp_files.clear();
+        let meta = std::mem::take(&mut self.meta);
+        Ok((meta, written))
+    }
+}
+
+/// Writes `new` over the metadata file in place when that is one untearable write: same
+/// length, and every changed byte within one page. Returns whether it did.
+fn write_in_place(dir: &Path, base: MetaBase<'_>, new: &[u8]) -> NpkResult<bool> {
+    const PAGE: usize = 4096;
+    if new.len() != base.bytes.len() {
+        return Ok(false);
+    }
+    let Some(first) = new.iter().zip(base.bytes).position(|(a, b)| a != b) else {
+        return Ok(true);
+    };
+    let last = new.len()
+        - 1
+        - new
+            .iter()
+            .rev()
+            .zip(base.bytes.iter().rev())
+            .position(|(a, b)| a != b)
+            .expect("a byte differs");
+    if first / PAGE != last / PAGE {
+        return Ok(false);
+    }
+    fs::write_at(
+        base.file,
+        &dir.join(METADATA),
+        &new[first..=last],
+        first as u64,
+    )?;
+    Ok(true)
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        // An abandoned mutation leaves nothing behind.
+        for t in &self.tmp_files {
+            let _ = fs::remove(t);
+        }
+    }
+}

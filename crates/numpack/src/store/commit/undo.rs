@@ -1,0 +1,275 @@
+//! The undo record of an in-place `replace`: the old bytes of every row about to be
+//! overwritten, written (and, when durable, synced) before the first row changes, retired
+//! once every new row is written. Recovery writes the old bytes back.
+//!
+//! ```text
+//! "NPKJ" | u32 kind = 3 | u32 file count
+//! per file: str data file name | u64 row count
+//!           per row: u64 offset | u64 length | old bytes
+//! ```
+//! Kind 2 (one file: `u32 row count | str name | rows`) is still read. An entry may only
+//! name a data file, and recovery checks every `offset + length` against the file's length
+//! before it writes anything, so a record can only write inside the file it belongs to.
+
+use super::journal::MAGIC;
+use super::{tmp_path, JOURNAL};
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::cursor::Cursor;
+use crate::format::names;
+use crate::io::fs;
+use crate::store::lock::{StoreLock, FLAG_JOURNAL, FLAG_UNDO, UNDO_OFFSET};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Kind of a single-file undo record (older numpack).
+pub const KIND_UNDO_ONE: u32 = 2;
+/// Kind of an undo record over several files.
+pub const KIND_UNDO: u32 = 3;
+
+/// Undo records up to this size live in the lock file.
+pub const UNDO_IN_LOCK_FILE: usize = 1 << 20;
+
+/// The old rows of one data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoFile<B> {
+    /// The data file (bare name).
+    pub file: String,
+    /// `(offset, old bytes)` of each touched row.
+    pub rows: Vec<(u64, B)>,
+}
+
+/// Old bytes of the rows an in-place replacement is about to overwrite, per data file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UndoLog {
+    /// One entry per data file.
+    pub files: Vec<UndoFile<Vec<u8>>>,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes an undo record.
+pub fn encode(log: &UndoLog) -> Vec<u8> {
+    let payload: usize = log
+        .files
+        .iter()
+        .map(|f| 12 + f.file.len() + f.rows.iter().map(|(_, b)| 16 + b.len()).sum::<usize>())
+        .sum();
+    let mut out = Vec::with_capacity(12 + payload);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&KIND_UNDO.to_le_bytes());
+    out.extend_from_slice(&(log.files.len() as u32).to_le_bytes());
+    for f in &log.files {
+        put_str(&mut out, &f.file);
+        out.extend_from_slice(&(f.rows.len() as u64).to_le_bytes());
+        for (off, bytes) in &f.rows {
+            out.extend_from_slice(&off.to_le_bytes());
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+    }
+    out
+}
+
+fn rows<'a>(r: &mut Cursor<'a>, count: u64) -> Result<Vec<(u64, &'a [u8])>, String> {
+    // Every row takes at least its 16-byte header: bound the count by the bytes left.
+    if count > (r.left() / 16) as u64 {
+        return Err(format!("{count} rows do not fit in the record"));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let off = r.u64()?;
+        let len = usize::try_from(r.u64()?).map_err(|_| "row length out of range".to_owned())?;
+        off.checked_add(len as u64)
+            .ok_or_else(|| "row extent overflows".to_owned())?;
+        out.push((off, r.take(len)?));
+    }
+    Ok(out)
+}
+
+fn data_file(r: &mut Cursor<'_>) -> Result<String, String> {
+    let f = r.file_name()?;
+    if !names::is_safe_data_file(&f) {
+        return Err(format!("{f:?} is not a data file"));
+    }
+    Ok(f)
+}
+
+/// Decodes an undo record (kind 2 or 3), borrowing the old bytes from `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Vec<UndoFile<&[u8]>>, String> {
+    let mut r = Cursor::new(bytes);
+    if r.take(4)? != MAGIC {
+        return Err("bad magic".into());
+    }
+    let kind = r.u32()?;
+    let files = match kind {
+        KIND_UNDO_ONE => {
+            let count = u64::from(r.u32()?);
+            let file = data_file(&mut r)?;
+            vec![UndoFile {
+                file,
+                rows: rows(&mut r, count)?,
+            }]
+        }
+        KIND_UNDO => {
+            let n = r.u32()? as usize;
+            if n > r.left() / 12 {
+                return Err(format!("{n} files do not fit in the record"));
+            }
+            let mut files = Vec::with_capacity(n);
+            for _ in 0..n {
+                let file = data_file(&mut r)?;
+                let count = r.u64()?;
+                files.push(UndoFile {
+                    file,
+                    rows: rows(&mut r, count)?,
+                });
+            }
+            files
+        }
+        k => return Err(format!("journal kind {k} is not an undo record")),
+    };
+    r.finish()?;
+    Ok(files)
+}
+
+/// Writes the old bytes of a decoded record back. Every extent is checked against its file
+/// before anything is written, so a damaged record changes nothing.
+pub fn replay(dir: &Path, source: &Path, bytes: &[u8], durable: bool) -> NpkResult<()> {
+    let files = decode(bytes).map_err(|why| super::recover::unusable(source, &why))?;
+    let mut opened = Vec::with_capacity(files.len());
+    for f in &files {
+        let path = dir.join(&f.file);
+        let file = match fs::open_rw(&path) {
+            Ok(file) => file,
+            // Nothing to restore in a file that is gone (its array was removed since).
+            Err(e) if fs::is_not_found(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let len = file.metadata().at(&path)?.len();
+        if let Some((off, b)) = f.rows.iter().find(|(o, b)| o + b.len() as u64 > len) {
+            return Err(super::recover::unusable(
+                source,
+                &format!(
+                    "it would write {} bytes at offset {off} of {}, which is {len} bytes long",
+                    b.len(),
+                    f.file
+                ),
+            ));
+        }
+        opened.push((path, file, f));
+    }
+    for (path, file, f) in opened {
+        for (off, old) in &f.rows {
+            fs::write_at(&file, &path, old, *off)?;
+        }
+        if durable {
+            fs::sync_data(&file, &path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where an undo record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoSlot {
+    /// The lock file's undo area.
+    LockFile,
+    /// `.numpack.journal`.
+    Journal,
+}
+
+/// Records the undo log before rows are overwritten in place; remove it with
+/// [`finish_undo`] once the new bytes are written. Durable: the record is on stable storage
+/// (file and directory entry) before this returns.
+pub fn begin_undo(
+    dir: &Path,
+    lock: &StoreLock,
+    log: &UndoLog,
+    durable: bool,
+) -> NpkResult<UndoSlot> {
+    let out = encode(log);
+    if !durable && out.len() <= UNDO_IN_LOCK_FILE {
+        // The record is complete in the page cache before the flag makes it live.
+        lock.file()
+            .write_all_at(&out, UNDO_OFFSET)
+            .at(lock.path())?;
+        lock.set_undo_len(out.len() as u64);
+        lock.set_flags(FLAG_UNDO);
+        return Ok(UndoSlot::LockFile);
+    }
+    let tmp = tmp_path(dir, JOURNAL);
+    if let Err(e) = fs::write_new(&tmp, &out, durable) {
+        let _ = fs::remove(&tmp);
+        return Err(e);
+    }
+    let journal = dir.join(JOURNAL);
+    lock.set_flags(FLAG_JOURNAL);
+    if let Err(e) = fs::rename(&tmp, &journal) {
+        let _ = fs::remove(&tmp);
+        return Err(NpkError::io(journal, e));
+    }
+    if durable {
+        fs::sync_dir(dir)?;
+    }
+    Ok(UndoSlot::Journal)
+}
+
+/// Retires the undo record after the new rows were written (and, when durable, synced).
+/// Durable: the removal is on stable storage before this returns, so a power loss cannot
+/// roll back a replace that returned.
+pub fn finish_undo(dir: &Path, lock: &StoreLock, slot: UndoSlot, durable: bool) -> NpkResult<()> {
+    match slot {
+        UndoSlot::LockFile => {
+            lock.clear_flags(FLAG_UNDO);
+            lock.set_undo_len(0);
+            Ok(())
+        }
+        UndoSlot::Journal => {
+            fs::remove(&dir.join(JOURNAL))?;
+            if durable {
+                fs::sync_dir(dir)?;
+            }
+            lock.clear_flags(FLAG_JOURNAL);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_truncations_and_names() {
+        let log = UndoLog {
+            files: vec![
+                UndoFile {
+                    file: "data_a.npkd".into(),
+                    rows: vec![(0, vec![1, 2]), (8, vec![3])],
+                },
+                UndoFile {
+                    file: "data_b.npkd".into(),
+                    rows: vec![(4, vec![])],
+                },
+            ],
+        };
+        let bytes = encode(&log);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].rows, vec![(0, &[1u8, 2][..]), (8, &[3u8][..])]);
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "prefix {n}");
+        }
+        let mut bad = log.clone();
+        bad.files[0].file = ".numpack.lock".into();
+        assert!(decode(&encode(&bad)).is_err());
+        bad.files[0].file = "metadata.npkm".into();
+        assert!(decode(&encode(&bad)).is_err());
+        let mut huge = log;
+        huge.files[0].rows = vec![(u64::MAX, vec![1])];
+        assert!(decode(&encode(&huge)).is_err());
+    }
+}
