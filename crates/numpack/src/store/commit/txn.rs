@@ -3,7 +3,8 @@
 //! Commit order (`D` = durable only):
 //! 1. bump the store generation (every handle reloads);
 //! 2. D: fdatasync every data file written in place (appended rows), fsync every new file;
-//! 3. rename new files onto the names no record refers to yet; D: fsync the directory;
+//! 3. rename new files onto the names no record refers to yet; D: fsync the directory (also
+//!    when a journal follows, so that the temporaries it renames are durable);
 //! 4. the commit point: the metadata `pwrite` in place, the metadata rename (one step), or
 //!    the journal rename (several steps; D: the journal is fsynced first and the directory
 //!    after), then the journaled steps and the journal's removal;
@@ -182,7 +183,9 @@ impl<'a> Txn<'a> {
         for (tmp, name) in &self.places {
             journal::apply(&self.dir, &Step::Rename(tmp.clone(), name.clone()))?;
         }
-        if self.durable && !self.places.is_empty() {
+        if self.durable && (!self.places.is_empty() || self.steps.len() > 1) {
+            // New files' entries must be durable before anything names them: the metadata
+            // (places) or the journal (whose steps rename the temporaries).
             fs::sync_dir(&self.dir)?;
         }
         match self.steps.len() {
