@@ -5,8 +5,9 @@ public layer; it normalises arguments and calls these primitives.  Every primiti
 *logical* rows (rows deleted through the bitmap are invisible) unless it says "physical".
 
 Arrays passed in must already be C-contiguous, native (little-endian) byte order, and one of
-the 14 supported dtypes; the Python layer converts.  Index arrays are 1-d ``int64``;
-negative values count from the logical end.  Errors are raised as the classes of
+the 14 supported dtypes; the Python layer converts.  Rows are given as a 1-d ``int64``
+array (negative values count from the logical end), a 1-d ``bool`` mask or a ``slice``, and
+resolved by the engine against the array as the call finds it.  Errors are raised as the classes of
 ``numpack.exceptions`` (``ArrayNotFoundError``, ``IndexOutOfRangeError``,
 ``CorruptStoreError``) or as built-in ``ValueError`` / ``TypeError`` / ``OSError``.
 The GIL is released during all file I/O.
@@ -19,6 +20,9 @@ import numpy.typing as npt
 from typing_extensions import Self
 
 __version__: str
+
+_Rows = npt.NDArray[np.int64] | npt.NDArray[np.bool_] | slice
+"""Logical rows: indexes (negative from the end), a mask over every row, or a slice."""
 
 @final
 class Store:
@@ -39,16 +43,18 @@ class Store:
     # --- writing -------------------------------------------------------------------------
     def save(self, arrays: list[tuple[str, npt.NDArray[Any]]]) -> None:
         """Create or replace each array whole (new shape/dtype allowed, bitmap removed)."""
-    def append(self, name: str, array: npt.NDArray[Any]) -> None:
-        """Append rows.  Missing → ArrayNotFoundError; ndim/trailing mismatch → ValueError;
-        dtype mismatch → TypeError; 0-d array stored → ValueError."""
-    def replace(
-        self, name: str, array: npt.NDArray[Any], indices_arr: npt.NDArray[np.int64]
-    ) -> None:
-        """Overwrite logical rows ``indices`` with ``array`` rows (``array.shape[0]`` must be
-        ``len(indices)`` or 1 to broadcast).  Out of range → IndexOutOfRangeError."""
-    def drop_rows(self, name: str, indices_arr: npt.NDArray[np.int64]) -> None:
-        """Mark logical rows deleted (duplicates fine).  Out of range → IndexOutOfRangeError.
+    def append(self, arrays: list[tuple[str, npt.NDArray[Any]]]) -> None:
+        """Append rows to every ``(name, array)`` in one commit (all arrays grow or none).
+        Missing → ArrayNotFoundError; ndim/trailing mismatch → ValueError; dtype mismatch →
+        TypeError; 0-d array stored → ValueError."""
+    def replace(self, items: list[tuple[str, npt.NDArray[Any], _Rows]]) -> None:
+        """Overwrite the logical rows of every ``(name, array, rows)`` at once, resolved under
+        the store lock (``array.shape[0]`` must be the number of rows or 1 to broadcast; one
+        row may leave out the row axis).  Out of range → IndexOutOfRangeError; wrong count,
+        ndim or width → ValueError; dtype → TypeError."""
+    def drop_rows(self, items: list[tuple[str, _Rows]]) -> None:
+        """Mark the logical rows of every ``(name, rows)`` deleted in one commit, resolved
+        under the store lock (duplicates fine).  Out of range → IndexOutOfRangeError.
         Dropping every row keeps the array with 0 logical rows."""
     def drop_arrays(self, names: list[str]) -> None:
         """Delete whole arrays; names that do not exist are skipped."""
@@ -61,10 +67,10 @@ class Store:
     # --- reading -------------------------------------------------------------------------
     def load(self, name: str) -> npt.NDArray[Any]:
         """A new, writable, owning C-contiguous array of the logical rows (0-d arrays too)."""
-    def getitem(self, name: str, indices_arr: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
-        """Rows in the given order, shape ``(len(indices),) + trailing``."""
+    def getitem(self, name: str, rows: _Rows) -> npt.NDArray[Any]:
+        """The selected rows of one version of the array, in order, row axis kept."""
     def read_range(self, name: str, start: int, stop: int) -> npt.NDArray[Any]:
-        """Logical rows ``start..stop`` (0 <= start <= stop <= rows, else IndexOutOfRangeError)."""
+        """Logical rows ``start..stop``, clipped as ``slice(start, stop)`` would be."""
     def view(self, name: str) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64] | None]:
         """A read-only ndarray over a mmap of the data file with the *physical* shape, and the
         physical row numbers of the logical rows (``None`` when no row is deleted).  The
@@ -219,7 +225,7 @@ class CsvReader:
         """Values per row, once the first row was read."""
     @property
     def rows(self) -> int:
-        """Rows read so far."""
+        """_Rows read so far."""
     @property
     def position(self) -> int:
         """Bytes of the file consumed so far."""
@@ -231,7 +237,7 @@ class CsvReader:
 
 @final
 class CsvWriter:
-    """Rows of ``width`` values of ``dtype`` formatted in parallel into a new file at
+    """_Rows of ``width`` values of ``dtype`` formatted in parallel into a new file at
     ``path``: the shortest round-trip text, or the printf row format ``fmt``."""
 
     def __new__(

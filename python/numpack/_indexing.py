@@ -34,7 +34,6 @@ __all__ = [
     "check_mask_length",
     "check_name",
     "check_names",
-    "check_rows",
     "le_dtype",
     "normalize_key",
     "parse_drop_indexes",
@@ -42,7 +41,7 @@ __all__ = [
     "parse_replace_indexes",
     "resolve_rows",
     "row_batches",
-    "select_rows",
+    "select_cached",
     "storable",
     "take",
 ]
@@ -237,43 +236,11 @@ def storable(value: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return np.asarray(value, order="C")
 
 
-def check_rows(
-    name: str, value: npt.NDArray[Any], dtype: np.dtype[Any], shape: tuple[int, ...], verb: str
-) -> None:
-    """Check the dtype and trailing dimensions of rows given to ``append``/``replace``."""
-    if le_dtype(value.dtype) != dtype:
-        raise TypeError(
-            f"Cannot {verb} array '{name}': stored dtype is {dtype}, got {value.dtype} "
-            "(no implicit casting)"
-        )
-    if not shape:
-        raise ValueError(f"Cannot {verb} array '{name}': it is 0-d and has no rows")
-    if value.ndim != len(shape):
-        raise ValueError(
-            f"Dimension mismatch for array '{name}': stored ndim is {len(shape)}, got {value.ndim}"
-        )
-    for axis in range(1, len(shape)):
-        if value.shape[axis] != shape[axis]:
-            raise ValueError(
-                f"Shape mismatch for array '{name}' at dimension {axis}: "
-                f"stored {shape[axis]}, got {value.shape[axis]}"
-            )
-
-
-def select_rows(
-    store: _core.Store, name: str, spec: RowSpec, cached: npt.NDArray[Any] | None
-) -> npt.NDArray[Any]:
-    """Rows of ``NumPack.getitem``: from the batch-mode ``cached`` array, else from ``store``."""
-    shape = tuple(cached.shape) if cached is not None else store.shape(name)
-    if not shape:
+def select_cached(cached: npt.NDArray[Any], name: str, spec: RowSpec) -> npt.NDArray[Any]:
+    """Rows of ``NumPack.getitem`` from a batch-mode cached array (in memory, no store)."""
+    if cached.ndim == 0:
         raise ValueError(f"Cannot select rows of array '{name}': it is 0-d")
-    if cached is not None:
-        return cached[resolve_rows(spec, shape[0], name)]
-    if isinstance(spec, slice):
-        start, stop, step = spec.indices(shape[0])
-        if step == 1:
-            return store.read_range(name, start, max(start, stop))
-    return store.getitem(name, resolve_rows(spec, shape[0], name))
+    return cached[resolve_rows(spec, cached.shape[0], name)]
 
 
 #: Batches at least this large are private mappings of their rows rather than copies.

@@ -27,14 +27,12 @@ from ._indexing import (
     check_buffer_size,
     check_name,
     check_names,
-    check_rows,
     le_dtype,
     parse_drop_indexes,
     parse_getitem_indexes,
     parse_replace_indexes,
-    resolve_rows,
     row_batches,
-    select_rows,
+    select_cached,
     storable,
 )
 from .batch import BatchModeContext, WritableBatchMode
@@ -263,16 +261,11 @@ class NumPack:
         store = self._core_store()
         if not isinstance(arrays, dict):
             raise ValueError("arrays must be a dictionary")
-        items = []
-        for name, value in arrays.items():
-            check_array(name, value)
-            dtype, shape = self._dtype_shape(store, name)
-            check_rows(name, value, dtype, shape, "append to")
-            items.append((name, value))
+        items = [(name, check_array(name, value)) for name, value in arrays.items()]
         self._settle([name for name, _ in items])
-        for name, value in items:
-            if value.shape[0]:
-                store.append(name, storable(value))
+        if items:
+            # One engine call: every array is checked first, then all grow in one commit.
+            store.append([(name, storable(value)) for name, value in items])
 
     def replace(self, arrays: dict[str, npt.NDArray[Any]], indexes: Any) -> None:
         """Overwrite logical rows in place.
@@ -284,7 +277,8 @@ class NumPack:
             that is broadcast to every index.
         indexes : int, list of int, numpy.ndarray or slice
             Logical rows; negatives count from the end; slices may have any step.  A bool
-            ndarray is a mask over the logical rows.
+            ndarray is a mask over the logical rows.  They are resolved by the engine under
+            the store lock, against the array as the call finds it.
 
         Raises
         ------
@@ -294,29 +288,20 @@ class NumPack:
             If an index is out of range.
         TypeError
             If a dtype differs from the stored one.
+
+        Notes
+        -----
+        All or nothing: every array is checked before any row is written, and a crash
+        leaves every row of every array old or every row new.
         """
         store = self._core_store()
         if not isinstance(arrays, dict):
             raise ValueError("arrays must be a dictionary")
-        spec = parse_replace_indexes(indexes)
-        items = []
-        for name, value in arrays.items():
-            check_array(name, value)
-            dtype, shape = self._dtype_shape(store, name)
-            if shape and value.ndim == len(shape) - 1:
-                value = value.reshape((1, *value.shape))
-            check_rows(name, value, dtype, shape, "replace rows of")
-            rows = resolve_rows(spec, shape[0], name)
-            if value.shape[0] not in (len(rows), 1):
-                raise ValueError(
-                    f"Cannot replace rows of array '{name}': got {value.shape[0]} rows of values "
-                    f"for {len(rows)} indexes"
-                )
-            items.append((name, value, rows))
-        self._settle([name for name, _, _ in items])
-        for name, value, rows in items:
-            if len(rows) and value.shape[0]:
-                store.replace(name, storable(value), rows)
+        rows = parse_replace_indexes(indexes)
+        items = [(name, check_array(name, value)) for name, value in arrays.items()]
+        self._settle([name for name, _ in items])
+        if items:
+            store.replace([(name, storable(value), rows) for name, value in items])
 
     def drop(self, array_name: str | list[str], indexes: Any = None) -> None:
         """Delete whole arrays, or logical rows of arrays.
@@ -328,7 +313,8 @@ class NumPack:
         indexes : int, list, tuple, numpy.ndarray, slice or None, default None
             ``None`` deletes the arrays whole; names that do not exist are skipped silently.
             Otherwise the logical rows to delete (negatives from the end, slices of any step,
-            a bool ndarray is a mask); the arrays must exist.
+            a bool ndarray is a mask), resolved by the engine under the store lock; the arrays
+            must exist, and all of them lose their rows in one commit.
 
         Raises
         ------
@@ -337,7 +323,7 @@ class NumPack:
         IndexOutOfRangeError
             If an index is out of range.
         ValueError
-            For another index type.
+            For another index type, or an array that is 0-d.
         """
         store = self._core_store()
         names = check_names(array_name)
@@ -346,17 +332,10 @@ class NumPack:
                 self._batch._discard(names)
             store.drop_arrays(names)
             return
-        spec: RowSpec = parse_drop_indexes(indexes)
-        plan = []
-        for name in names:
-            shape = self._dtype_shape(store, name)[1]
-            if not shape:
-                raise ValueError(f"Cannot drop rows of array '{name}': it is 0-d")
-            plan.append((name, resolve_rows(spec, shape[0], name)))
+        rows: RowSpec = parse_drop_indexes(indexes)
         self._settle(names)
-        for name, rows in plan:
-            if len(rows):
-                store.drop_rows(name, rows)
+        if names:
+            store.drop_rows([(name, rows) for name in names])
 
     def update(self, array_name: str) -> None:
         """Compact an array: physically remove its deleted rows (no-op without deletions).
@@ -450,7 +429,10 @@ class NumPack:
             return store.getitem(array_name, indexes)  # hot path: no conversion needed
         check_name(array_name)
         spec = parse_getitem_indexes(indexes)
-        return select_rows(store, array_name, spec, self._cached(array_name))
+        cached = self._cached(array_name)
+        if cached is not None:
+            return select_cached(cached, array_name, spec)
+        return store.getitem(array_name, spec)
 
     def stream_load(
         self, array_name: str, buffer_size: int | None = None

@@ -46,6 +46,11 @@ fn os_error(e: &std::io::Error, path: Option<&std::path::Path>) -> PyErr {
 
 /// Converts an engine error into the most specific Python exception.
 pub fn to_py(e: NpkError) -> PyErr {
+    to_py_in(e, None)
+}
+
+/// [`to_py`] for a call about the one array `array` (named in index errors).
+pub fn to_py_in(e: NpkError, array: Option<&str>) -> PyErr {
     Python::attach(|py| match e {
         NpkError::ArrayNotFound(name) => {
             numpack_error(py, "ArrayNotFoundError", format!("Array not found: {name}"))
@@ -53,7 +58,10 @@ pub fn to_py(e: NpkError) -> PyErr {
         NpkError::IndexOutOfBounds(i, rows) => numpack_error(
             py,
             "IndexOutOfRangeError",
-            format!("Index {i} is out of bounds for {rows} rows"),
+            match array {
+                Some(a) => format!("Index {i} is out of bounds for array '{a}' with {rows} rows"),
+                None => format!("Index {i} is out of bounds for {rows} rows"),
+            },
         ),
         NpkError::Checksum { .. } => PyRuntimeError::new_err(e.to_string()),
         NpkError::Corrupt { .. } => numpack_error(py, "CorruptStoreError", e.to_string()),
@@ -71,10 +79,16 @@ pub fn to_py(e: NpkError) -> PyErr {
 pub trait IntoPy<T> {
     /// Maps the error with [`to_py`].
     fn py_err(self) -> PyResult<T>;
+    /// Maps the error with [`to_py_in`].
+    fn py_err_in(self, array: Option<&str>) -> PyResult<T>;
 }
 
 impl<T> IntoPy<T> for Result<T, NpkError> {
     fn py_err(self) -> PyResult<T> {
         self.map_err(to_py)
+    }
+
+    fn py_err_in(self, array: Option<&str>) -> PyResult<T> {
+        self.map_err(|e| to_py_in(e, array))
     }
 }

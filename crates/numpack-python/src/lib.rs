@@ -5,6 +5,7 @@ mod errors;
 mod numpy_conv;
 mod package;
 mod rows;
+mod selection;
 mod store;
 mod vector;
 mod writer;

@@ -4,6 +4,7 @@ use memmap2::MmapMut;
 use numpack::{ArraySnapshot, DataType};
 use numpy::ndarray::{ArrayViewD, IxDyn};
 use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
+use numpy::npyffi::{get_type_object, npy_intp, NpyTypes, PyArrayObject, PY_ARRAY_API};
 use numpy::{PyArray, PyArrayDescr, PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -110,21 +111,42 @@ impl OutBuf {
 }
 
 /// A new, uninitialised C-contiguous array and its buffer (the caller fills every byte).
+/// Fails with `ValueError` for a shape NumPy cannot hold and `MemoryError` when NumPy cannot
+/// allocate it; never panics.
 pub fn new_array<'py>(
     py: Python<'py>,
     dtype: DataType,
     shape: &[u64],
-) -> (Bound<'py, PyAny>, OutBuf) {
-    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-    let len = dims.iter().product::<usize>() * dtype.size_bytes();
-    numpack::with_dtype!(dtype, T => {
-        // SAFETY: the array is filled completely before Python sees it (every caller writes
-        // all `len` bytes); for bool only 0/1 bytes are written by numpack's readers.
-        let arr = unsafe { PyArray::<T, IxDyn>::new(py, IxDyn(&dims), false) };
-        // SAFETY: reading the data pointer of the new array.
-        let ptr = unsafe { (*arr.as_array_ptr()).fields.data as *mut u8 };
-        (arr.into_any(), OutBuf { ptr, len })
-    })
+) -> PyResult<(Bound<'py, PyAny>, OutBuf)> {
+    let len = numpack::format::metadata::check_shape(shape, dtype)
+        .map_err(|e| PyValueError::new_err(format!("cannot make an array: {e}")))?;
+    let len = usize::try_from(len).map_err(|_| PyValueError::new_err("array too large"))?;
+    // Every dimension is at most intp::MAX (checked above with the item size >= 1).
+    let mut dims: Vec<npy_intp> = shape.iter().map(|&d| d as npy_intp).collect();
+    let descr = numpy_dtype(py, dtype);
+    // SAFETY: the NumPy C API is initialised (rust-numpy does it on first use, which
+    // `numpy_dtype` just did); `dims` holds `ndim` (<= 32) valid dimensions; the descriptor
+    // reference is stolen by the call, so one is added; NULL strides and data ask NumPy to
+    // allocate a C-contiguous buffer. A NULL result has a Python error set.
+    let arr = unsafe {
+        let ptr = PY_ARRAY_API.PyArray_NewFromDescr(
+            py,
+            get_type_object(py, NpyTypes::PyArray_Type),
+            descr.into_dtype_ptr(),
+            dims.len() as std::os::raw::c_int,
+            dims.as_mut_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, ptr)?
+    };
+    // SAFETY: `arr` is the ndarray just created; reading its data pointer.
+    let ptr = unsafe { (*(arr.as_ptr() as *mut PyArrayObject)).fields.data as *mut u8 };
+    // The bytes are filled completely before Python sees the array (every caller writes all
+    // `len` bytes; for bool only 0/1 bytes are written by numpack's readers).
+    Ok((arr, OutBuf { ptr, len }))
 }
 
 /// Owner of a mapping that NumPy arrays borrow; keeps it alive while any view exists.
@@ -216,7 +238,7 @@ pub fn mapped_array_at<'py>(
     let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
     let Some(map) = map else {
         // Nothing to map (0 bytes): an ordinary empty array.
-        let (arr, _) = new_array(py, dtype, shape);
+        let (arr, _) = new_array(py, dtype, shape)?;
         return Ok((arr, None));
     };
     let writable = matches!(map, MappingKind::Write(_));

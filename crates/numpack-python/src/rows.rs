@@ -56,7 +56,7 @@ impl PyRowSource {
             *first = n;
         }
         if n == 0 || self.snap.row_bytes() == 0 {
-            let (arr, mut buf) = new_array(py, self.snap.meta.dtype, &shape);
+            let (arr, mut buf) = new_array(py, self.snap.meta.dtype, &shape)?;
             buf.bytes().fill(0);
             return Ok(arr);
         }

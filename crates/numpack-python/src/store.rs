@@ -5,10 +5,11 @@ use crate::numpy_conv::{
     dtype_of, input, mapped_array, new_array, numpy_dtype, MappedFile, MappingKind,
 };
 use crate::rows::PyRowSource;
+use crate::selection::Rows;
 use crate::writer::PyArrayWriter;
-use numpack::{ArraySnapshot, Store};
-use numpy::{PyArrayDescr, PyReadonlyArray1, PyUntypedArray};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use numpack::{AppendItem, ArraySnapshot, ReplaceItem, RowSelection, Store};
+use numpy::{PyArrayDescr, PyUntypedArray};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::sync::{Arc, RwLock};
@@ -20,8 +21,9 @@ pub struct PyStore {
     path: String,
 }
 
-fn indices(idx: &PyReadonlyArray1<'_, i64>) -> Vec<i64> {
-    idx.as_array().iter().copied().collect()
+/// The one array a call names, for error messages (`None` when it names several).
+fn single_name<T>(items: &[(String, T)]) -> Option<&str> {
+    (items.len() == 1).then(|| items[0].0.as_str())
 }
 
 impl PyStore {
@@ -96,36 +98,71 @@ impl PyStore {
         py.detach(|| store.save(&items)).py_err()
     }
 
-    fn append(&self, py: Python<'_>, name: &str, array: Bound<'_, PyUntypedArray>) -> PyResult<()> {
+    /// Appends rows to every `(name, array)` at once: all arrays grow, or none does.
+    fn append(
+        &self,
+        py: Python<'_>,
+        arrays: Vec<(String, Bound<'_, PyUntypedArray>)>,
+    ) -> PyResult<()> {
         let store = self.get()?;
-        let i = input(&array)?;
-        py.detach(|| store.append(name, i.dtype, &i.shape, i.bytes))
-            .py_err()
+        let inputs = arrays
+            .iter()
+            .map(|(_, a)| input(a))
+            .collect::<PyResult<Vec<_>>>()?;
+        let items: Vec<AppendItem<'_>> = arrays
+            .iter()
+            .zip(&inputs)
+            .map(|((name, _), i)| AppendItem {
+                name,
+                dtype: i.dtype,
+                shape: &i.shape,
+                data: i.bytes,
+            })
+            .collect();
+        let only = single_name(&arrays);
+        py.detach(|| store.append_many(&items)).py_err_in(only)
     }
 
+    /// Overwrites rows of every `(name, array, rows)` at once, under one undo record.
     fn replace(
         &self,
         py: Python<'_>,
-        name: &str,
-        array: Bound<'_, PyUntypedArray>,
-        indices_arr: PyReadonlyArray1<'_, i64>,
+        items: Vec<(String, Bound<'_, PyUntypedArray>, Bound<'_, PyAny>)>,
     ) -> PyResult<()> {
         let store = self.get()?;
-        let i = input(&array)?;
-        let idx = indices(&indices_arr);
-        py.detach(|| store.replace(name, i.dtype, &i.shape, i.bytes, &idx))
-            .py_err()
+        let mut inputs = Vec::with_capacity(items.len());
+        for (_, a, r) in &items {
+            inputs.push((input(a)?, Rows::extract(r)?));
+        }
+        let plan: Vec<ReplaceItem<'_>> = items
+            .iter()
+            .zip(&inputs)
+            .map(|((name, _, _), (i, rows))| ReplaceItem {
+                name,
+                dtype: i.dtype,
+                shape: &i.shape,
+                data: i.bytes,
+                rows: rows.selection(),
+            })
+            .collect();
+        let only = (items.len() == 1).then(|| items[0].0.as_str());
+        py.detach(|| store.replace_many(&plan)).py_err_in(only)
     }
 
-    fn drop_rows(
-        &self,
-        py: Python<'_>,
-        name: &str,
-        indices_arr: PyReadonlyArray1<'_, i64>,
-    ) -> PyResult<()> {
+    /// Deletes rows of every `(name, rows)` in one commit.
+    fn drop_rows(&self, py: Python<'_>, items: Vec<(String, Bound<'_, PyAny>)>) -> PyResult<()> {
         let store = self.get()?;
-        let idx = indices(&indices_arr);
-        py.detach(|| store.drop_rows(name, &idx)).py_err()
+        let rows = items
+            .iter()
+            .map(|(_, r)| Rows::extract(r))
+            .collect::<PyResult<Vec<_>>>()?;
+        let sel: Vec<(&str, RowSelection<'_>)> = items
+            .iter()
+            .zip(&rows)
+            .map(|((n, _), r)| (n.as_str(), r.selection()))
+            .collect();
+        let only = single_name(&items);
+        py.detach(|| store.drop_selected(&sel)).py_err_in(only)
     }
 
     fn drop_arrays(&self, py: Python<'_>, names: Vec<String>) -> PyResult<()> {
@@ -151,51 +188,46 @@ impl PyStore {
 
     fn load<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         let snap = self.snapshot(py, name)?;
-        let (arr, mut buf) = new_array(py, snap.meta.dtype, &snap.logical_shape());
+        let (arr, mut buf) = new_array(py, snap.meta.dtype, &snap.logical_shape())?;
         py.detach(|| snap.copy_into(buf.bytes())).py_err()?;
         Ok(arr)
     }
 
+    /// Rows of one version of the array: `rows` is an int64 array, a bool mask or a slice
+    /// over the logical rows, resolved against that version.
     fn getitem<'py>(
         &self,
         py: Python<'py>,
         name: &str,
-        indices_arr: PyReadonlyArray1<'py, i64>,
+        rows: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let snap = self.snapshot(py, name)?;
-        let idx = indices(&indices_arr);
-        if snap.is_scalar() {
-            return snap.resolve(&idx).py_err().map(|_| unreachable!());
-        }
-        let mut shape = snap.meta.shape.clone();
-        shape[0] = idx.len() as u64;
-        let (arr, mut buf) = new_array(py, snap.meta.dtype, &shape);
-        py.detach(|| snap.gather_into(&idx, buf.bytes())).py_err()?;
+        let rows = Rows::extract(&rows)?;
+        let sel = rows.selection();
+        let picked = py.detach(|| snap.select(&sel)).py_err_in(Some(name))?;
+        let (arr, mut buf) = new_array(py, snap.meta.dtype, &snap.selected_shape(&picked))?;
+        py.detach(|| snap.copy_selected(&picked, buf.bytes()))
+            .py_err()?;
         Ok(arr)
     }
 
+    /// Logical rows `start..stop` (clipped as a slice would be).
     fn read_range<'py>(
         &self,
         py: Python<'py>,
         name: &str,
-        start: u64,
-        stop: u64,
+        start: i64,
+        stop: i64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let snap = self.snapshot(py, name)?;
-        let mut shape = snap.logical_shape();
-        if shape.is_empty() {
-            return snap.resolve(&[]).py_err().map(|_| unreachable!());
-        }
-        shape[0] = stop.saturating_sub(start);
-        if start > stop || stop > snap.logical_rows() {
-            return Err(numpack::NpkError::IndexOutOfBounds(
-                stop as i64,
-                snap.logical_rows(),
-            ))
-            .py_err();
-        }
-        let (arr, mut buf) = new_array(py, snap.meta.dtype, &shape);
-        py.detach(|| snap.range_into(start, stop, buf.bytes()))
+        let sel = RowSelection::Slice {
+            start: Some(start),
+            stop: Some(stop),
+            step: 1,
+        };
+        let picked = snap.select(&sel).py_err_in(Some(name))?;
+        let (arr, mut buf) = new_array(py, snap.meta.dtype, &snap.selected_shape(&picked))?;
+        py.detach(|| snap.copy_selected(&picked, buf.bytes()))
             .py_err()?;
         Ok(arr)
     }
@@ -212,34 +244,13 @@ impl PyStore {
 
     fn writable_view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {
         let snap = self.snapshot(py, name)?;
-        if snap.bitmap().is_some_and(|b| b.deleted() > 0) {
-            return Err(PyValueError::new_err(format!(
-                "array '{name}' has deleted rows; compact it (update) before mapping it writable"
-            )));
-        }
-        let path = snap.path().to_owned();
-        let size = snap.physical().len();
-        let map = if size == 0 {
-            None
-        } else {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| {
-                    PyOSError::new_err((
-                        e.raw_os_error().unwrap_or(0),
-                        e.to_string(),
-                        path.display().to_string(),
-                    ))
-                })?;
-            // SAFETY: the file holds at least `size` committed bytes (checked when the
-            // snapshot was opened) and numpack never shrinks committed bytes in place.
-            let m = unsafe { memmap2::MmapOptions::new().len(size).map_mut(&file) }
-                .map_err(|e| PyOSError::new_err(e.to_string()))?;
-            Some(MappingKind::Write(m))
-        };
-        let (arr, owner) = mapped_array(py, snap.meta.dtype, &snap.meta.shape, map)?;
+        let map = py.detach(|| snap.map_writable()).py_err()?;
+        let (arr, owner) = mapped_array(
+            py,
+            snap.meta.dtype,
+            &snap.meta.shape,
+            map.map(MappingKind::Write),
+        )?;
         let owner = match owner {
             Some(o) => o.into_any(),
             None => Bound::new(py, MappedFile::empty())?.into_any(),
@@ -281,7 +292,10 @@ impl PyStore {
 
     fn info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
         let snap = self.snapshot(py, name)?;
-        let file_bytes = std::fs::metadata(snap.path()).map(|m| m.len()).unwrap_or(0);
+        let file_bytes = numpack::io::fs::file_len(snap.path())
+            .ok()
+            .flatten()
+            .unwrap_or(0);
         let m = &snap.meta;
         let d = PyDict::new(py);
         d.set_item("shape", m.shape.clone())?;

@@ -46,6 +46,20 @@ fn rows<'a>(arr: &'a Bound<'_, PyUntypedArray>) -> PyResult<(Vectors<'a>, usize)
     Ok((v, dim))
 }
 
+/// `k` as given: a non-negative int; any larger than the machine's word means "all" (the
+/// engine caps it at the candidates).
+fn top(k: &Bound<'_, PyAny>) -> PyResult<usize> {
+    match k.extract::<usize>() {
+        Ok(k) => Ok(k),
+        Err(_) if k.is_instance_of::<pyo3::types::PyInt>() && k.gt(0).unwrap_or(false) => {
+            Ok(usize::MAX)
+        }
+        Err(_) => Err(PyValueError::new_err(format!(
+            "k must be a non-negative int, got {k}"
+        ))),
+    }
+}
+
 fn to_2d<'py, T: numpy::Element>(
     py: Python<'py>,
     v: Vec<T>,
@@ -90,8 +104,9 @@ pub fn vector_top_k<'py>(
     queries: Bound<'py, PyUntypedArray>,
     candidates: Bound<'py, PyUntypedArray>,
     metric_name: &str,
-    k: usize,
+    k: Bound<'py, PyAny>,
 ) -> PyResult<TopK<'py>> {
+    let k = top(&k)?;
     let m = metric(metric_name)?;
     let (q, dim) = rows(&queries)?;
     let (c, _) = rows(&candidates)?;
@@ -121,9 +136,10 @@ pub fn vector_stream_top_k<'py>(
     name: &str,
     queries_arr: Bound<'py, PyUntypedArray>,
     metric_name: &str,
-    k: usize,
+    k: Bound<'py, PyAny>,
     batch: usize,
 ) -> PyResult<TopK<'py>> {
+    let k = top(&k)?;
     let m = metric(metric_name)?;
     let (q, dim) = queries(&queries_arr)?;
     let best = py

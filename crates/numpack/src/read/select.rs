@@ -78,14 +78,13 @@ fn slice_range(start: Option<i64>, stop: Option<i64>, step: i64, n: u64) -> NpkR
     })
 }
 
-fn check_index(array: &str, i: i64, n: u64) -> NpkResult<u64> {
+fn check_index(i: i64, n: u64) -> NpkResult<u64> {
     let j = if i < 0 {
         i128::from(i) + i128::from(n)
     } else {
         i128::from(i)
     };
     if j < 0 || j >= i128::from(n) {
-        let _ = array;
         return Err(NpkError::IndexOutOfBounds(i, n));
     }
     Ok(j as u64)
@@ -105,7 +104,7 @@ impl RowSelection<'_> {
     /// The logical rows selected from an array of `n` logical rows, in order.
     pub fn resolve(&self, array: &str, n: u64) -> NpkResult<Vec<u64>> {
         match *self {
-            RowSelection::Indices(idx) => idx.iter().map(|&i| check_index(array, i, n)).collect(),
+            RowSelection::Indices(idx) => idx.iter().map(|&i| check_index(i, n)).collect(),
             RowSelection::Slice { start, stop, step } => {
                 let r = slice_range(start, stop, step, n)?;
                 Ok((0..r.count)
@@ -131,7 +130,7 @@ impl RowSelection<'_> {
             RowSelection::Indices(idx) => {
                 let mut seen = std::collections::HashSet::with_capacity(idx.len());
                 for &i in idx {
-                    seen.insert(check_index(array, i, n)?);
+                    seen.insert(check_index(i, n)?);
                 }
                 Ok((idx.len() as u64, seen.len() as u64))
             }

@@ -268,6 +268,8 @@ pub fn top_k(
     k: usize,
     offset: u64,
 ) -> NpkResult<TaskTopK> {
+    // No more results than candidates, whatever `k` says (nothing is sized by it).
+    let k = k.min(c.rows(dim));
     dispatch(
         TopK {
             metric,

@@ -57,6 +57,11 @@ fn open(
             )))
         }
     };
+    if adim == 0 {
+        return Err(NpkError::InvalidShape(format!(
+            "array '{name}' holds vectors of dimension 0, which cannot be searched"
+        )));
+    }
     if adim != dim {
         return Err(NpkError::InvalidShape(format!(
             "Dimension mismatch: query dim {dim} vs array dim {adim}"
@@ -127,6 +132,7 @@ pub fn stream_top_k(
     batch: usize,
 ) -> NpkResult<Vec<(Vec<u64>, Vec<f64>)>> {
     let snap = open(store, name, q, dim)?;
+    let k = k.min(usize::try_from(snap.logical_rows()).unwrap_or(usize::MAX));
     let m = as_vectors(q).rows(dim);
     let mut best = vec![(Vec::new(), Vec::new()); m];
     for_batches(&snap, q, batch, |start, cands| {
@@ -153,7 +159,10 @@ pub fn stream_scores(
     let snap = open(store, name, q, dim)?;
     let m = as_vectors(q).rows(dim);
     let n = snap.logical_rows() as usize;
-    let mut out = vec![0.0; m * n];
+    let cells = m
+        .checked_mul(n)
+        .ok_or_else(|| NpkError::InvalidShape(format!("{m} x {n} scores do not fit in memory")))?;
+    let mut out = vec![0.0; cells];
     for_batches(&snap, q, batch, |start, cands| {
         let s = scores(metric, as_vectors(q), cands, dim)?;
         let len = cands.rows(dim);

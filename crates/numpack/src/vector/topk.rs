@@ -53,7 +53,7 @@ pub struct Candidates {
 impl Candidates {
     /// An empty set for the `k` best rows.
     pub fn new(k: usize) -> Self {
-        let cap = (4 * k).max(64);
+        let cap = k.saturating_mul(4).max(64);
         Candidates {
             k,
             cap,
