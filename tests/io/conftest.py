@@ -1,8 +1,10 @@
 """Shared fixtures of the ``numpack.io`` tests: sample data with NaN/inf/-0.0, exact
-comparisons, snapshots of a store to check that a failed import left it unchanged."""
+comparisons, snapshots of a store to check that a failed import left it unchanged, and the
+progress bars a conversion draws."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -15,6 +17,8 @@ import numpy as np
 import pytest
 
 import numpack
+from numpack._deps import optional
+from numpack.io import _progress
 
 #: The 14 dtypes a store holds.
 ALL_DTYPES = [
@@ -169,3 +173,73 @@ def load_all(path):
 def load():
     """``load(store_path)`` → ``{name: ndarray}``."""
     return load_all
+
+
+class BarLog(list):
+    """The tqdm bars made by ``numpack.io`` during a test, in order. Each bar has ``seen``
+    (``(n, total)`` after each update, ``None`` where it was reset) and ``final`` (``(n,
+    total)`` when it was closed)."""
+
+    def check(self, several: bool = True, resets: bool = False) -> None:
+        """Every bar closed at exactly its total, never beyond it, never going back (but at
+        a reset when ``resets``), left on screen; ``several``: each also stood at two or
+        more values strictly between 0 and its total and its last step was no larger than
+        an earlier one (it moved slice by slice, not by a jump at the end)."""
+        assert self, "no progress bar was made"
+        for bar in self:
+            assert bar.final is not None, f"{bar.desc}: bar not closed"
+            n, total = bar.final
+            assert total is not None and n == total, f"{bar.desc}: ended at {n} of {total}"
+            assert bar.leave, f"{bar.desc}: a finished bar must stay on screen"
+            last = 0
+            for step in bar.seen:
+                if step is None:
+                    assert resets, f"{bar.desc}: reset"
+                    last = 0
+                    continue
+                assert step[1] is None or step[0] <= step[1], f"{bar.desc}: {step} past the total"
+                assert step[0] >= last, f"{bar.desc}: went back {last} -> {step[0]}"
+                last = step[0]
+            if several:
+                inner = {s[0] for s in bar.seen if s is not None and 0 < s[0] < total}
+                assert len(inner) >= 2, f"{bar.desc}: moved only through {sorted(inner)}"
+                ns = [s[0] for s in bar.seen if s is not None]
+                steps = [b - a for a, b in zip(ns, ns[1:])]
+                assert steps[-1] <= max(steps[:-1]), f"{bar.desc}: a jump to the end {steps}"
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    """A :class:`BarLog` of the bars ``progress=True`` makes, with real tqdm bars writing to
+    a StringIO; copies are cut into slices of 4 KiB (``_progress.SLICE_BYTES``), so a few
+    tens of KiB make several slices."""
+    tqdm = pytest.importorskip("tqdm")
+    log = BarLog()
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, file=io.StringIO(), **kwargs)
+            self.seen = [(self.n, self.total)]
+            self.final = None
+            log.append(self)
+
+        def update(self, n=1):
+            out = super().update(n)
+            self.seen.append((self.n, self.total))
+            return out
+
+        def reset(self, total=None):
+            super().reset(total)
+            self.seen.append(None)
+
+        def close(self):
+            if self.final is None and hasattr(self, "seen"):
+                self.final = (self.n, self.total)
+            super().close()
+
+    def fake(name):
+        return types.SimpleNamespace(tqdm=Bar) if name == "tqdm" else optional(name)
+
+    monkeypatch.setattr(_progress, "optional", fake)
+    monkeypatch.setattr(_progress, "SLICE_BYTES", 4096)
+    return log

@@ -111,3 +111,43 @@ def test_memory_urls(tmp_path, h, load, key):
     fsspec.filesystem("memory").rm(f"/numpack-test/{tmp_path.name}", recursive=True)
     nio.to_npy(tmp_path / "s.npk", f"file://{tmp_path}/f.npy")
     assert np.load(tmp_path / "f.npy").shape == (9, 2)
+
+
+def test_progress_of_transfers_and_conversions(tmp_path, s3, bars, h, load):
+    """``progress=True``: a bar for the conversion and one for the transfer (bytes for an
+    object, files for a Zarr prefix), each ending at its total."""
+    opts, fs = s3
+    a = h.sample((5000, 4), np.float64)
+    with numpack.NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"a": a})
+    url = f"s3://{BUCKET}/progress/a.npy"
+    nio.to_s3(tmp_path / "s.npk", url, progress=True, **opts)
+    nio.from_s3(url, tmp_path / "t.npk", progress=True, **opts)
+    h.assert_same(load(tmp_path / "t.npk")["a"], a)
+    size = fs.info(url)["size"]
+    assert [(b.desc, b.unit, b.total) for b in bars] == [
+        ("a.npy", "B", a.nbytes), ("upload a.npy", "B", size),
+        ("download a.npy", "B", size), ("a.npy", "B", size),
+    ]  # fmt: skip
+    bars.check(several=False)
+    bars[:] = [bars[0], bars[3]]  # the conversions move slice by slice
+    bars.check()
+    bars.clear()
+    nio.to_s3(tmp_path / "s.npk", f"s3://{BUCKET}/progress/a.zarr", progress=True, **opts)
+    nio.from_s3(f"s3://{BUCKET}/progress/a.zarr", tmp_path / "z.npk", progress=True, **opts)
+    assert [b.unit for b in bars] == ["B", "files", "files", "B"]
+    bars.check(several=False)
+
+
+def test_progress_through_fsspec_urls(tmp_path, bars, h, load):
+    """A converter given a URL passes its ``progress`` to the transfer."""
+    a = h.sample((3000, 2), np.float32)
+    with numpack.NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"m": a})
+    url = f"memory://numpack-test/{tmp_path.name}/m.npy"
+    nio.to_npy(tmp_path / "s.npk", url, progress=True)
+    nio.from_npy(url, tmp_path / "t.npk", progress=True)
+    h.assert_same(load(tmp_path / "t.npk")["m"], a)
+    assert [b.desc for b in bars] == ["m.npy", "upload m.npy", "download m.npy", "m.npy"]
+    bars.check(several=False)
+    fsspec.filesystem("memory").rm(f"/numpack-test/{tmp_path.name}", recursive=True)

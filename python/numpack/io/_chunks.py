@@ -31,6 +31,7 @@ import numpy.typing as npt
 from .. import _core
 from .._indexing import le_dtype
 from ..numpack import NumPack
+from ._progress import Progress, slices
 
 T = TypeVar("T")
 
@@ -173,14 +174,27 @@ class ArraySink:
         if self.row_shape is not None:
             self.rows += a.shape[0]
 
-    def copy_from_file(self, path: str | os.PathLike[str], offset: int, length: int) -> None:
+    def copy_from_file(
+        self,
+        path: str | os.PathLike[str],
+        offset: int,
+        length: int,
+        bar: Progress | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
         """Append ``length`` raw little-endian bytes of the file at ``path`` from ``offset``
-        (a kernel copy). ``length`` must be whole rows."""
+        by kernel copies of whole rows, in slices of at most ``chunk_size`` bytes (see
+        :func:`~numpack.io._progress.slices`), counting each on ``bar``. ``length`` must
+        be whole rows."""
         row = self.dtype.itemsize * int(np.prod(self.row_shape or (), dtype=np.int64))
         if self.row_shape is None or (row and length % row):
             raise ValueError(f"array '{self.name}': {length} bytes are not whole rows")
-        self._writer.copy_from(os.fspath(path), int(offset), int(length))
-        self.rows += length // row if row else 0
+        where = os.fspath(path)
+        for start, n in slices(int(length), row, chunk_size):
+            self._writer.copy_from(where, int(offset) + start, n)
+            self.rows += n // row if row else 0
+            if bar is not None:
+                bar.update(n)
 
 
 class Import:
@@ -238,13 +252,21 @@ class Import:
         if sink is not None:
             sink._writer.abort()
 
-    def save(self, name: str, array: npt.ArrayLike, chunk_size: int | None = None) -> None:
+    def save(
+        self,
+        name: str,
+        array: npt.ArrayLike,
+        chunk_size: int | None = None,
+        bar: Progress | None = None,
+    ) -> None:
         """Import an in-memory array (any shape, 0-d included); with ``chunk_size``, in
         batches of about that many bytes (so a non-contiguous or big-endian array is never
-        copied whole)."""
+        copied whole), each counted on ``bar`` (in bytes)."""
         a = np.asarray(array)
         if a.ndim == 0:
             self.array(name, a.dtype, None).write(a)
+            if bar is not None:
+                bar.update(a.nbytes)
             return
         sink = self.array(name, a.dtype, a.shape[1:])
         n = a.shape[0]
@@ -252,7 +274,10 @@ class Import:
         if n == 0:
             sink.write(a)
         for start in range(0, n, max(1, step)):
-            sink.write(a[start : start + step])
+            part = a[start : start + step]
+            sink.write(part)
+            if bar is not None:
+                bar.update(part.nbytes)
 
     @property
     def path(self) -> Path:

@@ -5,6 +5,9 @@ A remote input is downloaded (streamed by fsspec, in blocks) to a temporary dire
 its own file name, so the importer names the array after the object's stem; a remote output
 is written to a temporary local file and uploaded when it is complete (multipart for large
 objects). Stores themselves stay local directories: they are memory-mapped.
+
+With ``progress=True`` the transfer has its own bar ("download <name>", "upload <name>"):
+bytes for a file, files for a directory (a Zarr group).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import functools
 import inspect
 import os
 import posixpath
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from .._deps import require
+from ._progress import Progress
 
 __all__ = ["is_url", "local_input", "local_output", "remote_path", "upload"]
 
@@ -59,8 +62,20 @@ def _fs(url: str, fs: Any = None) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(url)
 
 
+def _callback(bar: Progress) -> Any:
+    """An fsspec transfer callback that moves ``bar`` (its size becomes the bar's total)."""
+    callbacks = require("fsspec.callbacks")
+
+    def hook(size: int | None, value: int, **_kw: Any) -> None:
+        if size is not None and size != bar.total:
+            bar.set_total(size)
+        bar.update(value - bar.n)
+
+    return callbacks.Callback(hooks={"progress": hook})
+
+
 @contextlib.contextmanager
-def local_input(url: str, fs: Any = None) -> Iterator[Path]:
+def local_input(url: str, fs: Any = None, progress: bool = False) -> Iterator[Path]:
     """Download ``url`` (a file or a directory such as a Zarr group) under its own name into a
     temporary directory; yield the local path; remove it afterwards."""
     fs, path = _fs(url, fs)
@@ -70,14 +85,16 @@ def local_input(url: str, fs: Any = None) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="numpack-io-") as tmp:
         local = Path(tmp) / name
         if fs.isdir(path):
-            fs.get(path.rstrip("/") + "/", str(local), recursive=True)
+            with Progress(progress, None, f"download {name}", unit="files") as bar:
+                fs.get(path.rstrip("/") + "/", str(local), recursive=True, callback=_callback(bar))
         else:
-            fs.get(path, str(local))
+            with Progress(progress, fs.size(path), f"download {name}") as bar:
+                fs.get_file(path, str(local), callback=_callback(bar))
         yield local
 
 
 @contextlib.contextmanager
-def local_output(url: str, fs: Any = None) -> Iterator[Path]:
+def local_output(url: str, fs: Any = None, progress: bool = False) -> Iterator[Path]:
     """Yield a temporary local path named like ``url``; upload it there when the block
     succeeds (an existing object or directory at ``url`` is replaced)."""
     fs, path = _fs(url, fs)
@@ -86,23 +103,30 @@ def local_output(url: str, fs: Any = None) -> Iterator[Path]:
         local = Path(tmp) / name
         yield local
         if local.is_dir():
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
-            fs.put(str(local) + "/", path.rstrip("/"), recursive=True)
+            files = sum(1 for p in local.rglob("*") if p.is_file())
+            with Progress(progress, files, f"upload {name}", unit="files") as bar:
+                if fs.exists(path):
+                    fs.rm(path, recursive=True)
+                fs.put(str(local) + "/", path.rstrip("/"), recursive=True, callback=_callback(bar))
         else:
-            upload(local, fs, path)
+            with Progress(progress, local.stat().st_size, f"upload {name}") as bar:
+                upload(local, fs, path, bar)
 
 
 #: Smallest part of a streamed upload (S3 multipart parts are at least 5 MiB, at most 10000).
 UPLOAD_PART = 8 << 20
 
 
-def upload(local: Path, fs: Any, path: str) -> None:
+def upload(local: Path, fs: Any, path: str, bar: Progress | None = None) -> None:
     """Stream the file ``local`` to ``path`` on ``fs`` one part at a time (a multipart
-    upload on S3), so memory holds one part whatever the file size."""
+    upload on S3), so memory holds one part whatever the file size; ``bar`` counts the
+    bytes handed over (a part is sent as soon as it is full)."""
     part = max(UPLOAD_PART, -(-local.stat().st_size // 9000))
     with open(local, "rb") as f, fs.open(path, "wb", block_size=part) as out:
-        shutil.copyfileobj(f, out, 1 << 20)
+        while buf := f.read(1 << 20):
+            out.write(buf)
+            if bar is not None:
+                bar.update(len(buf))
 
 
 def remote_path(arg: str, direction: str) -> Callable[[F], F]:
@@ -125,7 +149,7 @@ def remote_path(arg: str, direction: str) -> Callable[[F], F]:
                     bound.arguments[arg] = _local(value)
                 return fn(*bound.args, **bound.kwargs)
             cm = local_input if direction == "in" else local_output
-            with cm(str(value)) as local:
+            with cm(str(value), progress=bool(bound.arguments.get("progress"))) as local:
                 bound.arguments[arg] = str(local)
                 return fn(*bound.args, **bound.kwargs)
 

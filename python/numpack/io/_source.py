@@ -15,6 +15,7 @@ import numpy.typing as npt
 from .. import _core
 from ..exceptions import ArrayNotFoundError
 from ..numpack import NumPack
+from . import _progress
 from ._chunks import chunk_rows
 from ._progress import Progress
 
@@ -126,7 +127,9 @@ class Source:
 
 
 def copy_payload(src: Path, dst: IO[bytes], nbytes: int, bar: Progress | None = None) -> None:
-    """Append ``nbytes`` of ``src`` from offset 0 to ``dst`` (a kernel copy where possible)."""
+    """Append ``nbytes`` of ``src`` from offset 0 to ``dst`` (a kernel copy where possible),
+    in slices of at most :data:`~numpack.io._progress.SLICE_BYTES`, each counted on
+    ``bar``."""
     dst.flush()
     out = dst.fileno()
     pos = os.lseek(out, 0, os.SEEK_CUR)
@@ -134,11 +137,12 @@ def copy_payload(src: Path, dst: IO[bytes], nbytes: int, bar: Progress | None = 
     # the final rename over an existing file take as long as the copy itself.
     _core.preallocate(out, pos, nbytes)
     done = 0
+    step = _progress.SLICE_BYTES
     with open(src, "rb") as f:
         inp = f.fileno()
         with contextlib.suppress(OSError, AttributeError):
             while done < nbytes:
-                n = os.copy_file_range(inp, out, min(nbytes - done, 1 << 30), done, pos + done)
+                n = os.copy_file_range(inp, out, min(nbytes - done, step), done, pos + done)
                 if n <= 0:
                     break
                 done += n
@@ -147,7 +151,7 @@ def copy_payload(src: Path, dst: IO[bytes], nbytes: int, bar: Progress | None = 
         f.seek(done)
         os.lseek(out, pos + done, os.SEEK_SET)
         while done < nbytes:
-            buf = f.read(min(nbytes - done, 16 << 20))
+            buf = f.read(min(nbytes - done, step, 16 << 20))
             if not buf:
                 raise ValueError(f"{src}: data file shorter than the array")
             dst.write(buf)

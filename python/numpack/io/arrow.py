@@ -32,6 +32,7 @@ __all__ = [
     "from_parquet_table",
     "to_parquet_table",
     "arrow_schema",
+    "batch_nbytes",
     "import_batches",
     "record_batches",
 ]
@@ -105,10 +106,12 @@ def import_batches(
     where: str,
     columns: list[str] | None,
     bar: Progress | None = None,
+    num_rows: int | None = None,
 ) -> None:
     """Import record ``batches`` (holding the ``columns`` of ``schema``, in that order, or
     all of them) as array ``name``; the shape numpack saved in the schema metadata is
-    restored when all columns are read."""
+    restored when all columns are read. ``bar`` counts the bytes of the values converted;
+    its total is set from ``num_rows``, the table's row count, when that is known."""
     if columns is not None:
         missing = [c for c in columns if c not in schema.names]
         if missing:
@@ -120,6 +123,8 @@ def import_batches(
         imp.save(name, np.empty((sum(b.num_rows for b in batches), 0)))
         return
     dtype = np.result_type(*dtypes)
+    if bar is not None and num_rows is not None:
+        bar.set_total(int(num_rows) * len(fields) * dtype.itemsize)
     shape = _layout(schema, len(fields), dtype) if columns is None else None
     if shape is None or len(shape) == 2:
         sink = None
@@ -141,7 +146,7 @@ def import_batches(
         flat = np.concatenate(values) if values else np.empty(0, dtype)
         if flat.size != 1:
             raise ValueError(f"{where}: a 0-d array needs one value, the table has {flat.size}")
-        imp.save(name, flat.reshape(()))
+        imp.save(name, flat.reshape(()), bar=bar)
         return
     rows = _Rows(imp.array(name, dtype, shape[1:]), shape[1:])
     if not rows.per_row:
@@ -204,6 +209,12 @@ def record_batches(
         del arrays
         yield batch
         del batch
+
+
+def batch_nbytes(batch: Any, dtype: np.dtype[Any]) -> int:
+    """Bytes of the array's values in a record batch of :func:`record_batches` (Arrow's own
+    sizes differ: bools are bits there)."""
+    return int(batch.num_rows) * int(batch.num_columns) * dtype.itemsize
 
 
 def _table_batches(table: Any, columns: list[str] | None, chunk_size: int) -> Iterator[Any]:

@@ -18,6 +18,7 @@ chunks) when pandas is installed.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,9 @@ from ._source import Source
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_csv", "from_txt", "to_csv", "to_txt"]
+
+#: File suffixes from which pandas infers a compression (``compression="infer"``).
+_COMPRESSED = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar", ".tgz")
 
 #: Text of about this many bytes per value is assumed when sizing export batches.
 _TEXT_PER_VALUE = 24
@@ -187,6 +191,7 @@ def _import_pandas(
     max_rows: int | None,
     chunk_size: int,
     kwargs: dict[str, Any],
+    bar: Progress,
 ) -> None:
     pd = optional("pandas")
     if pd is None:
@@ -201,14 +206,23 @@ def _import_pandas(
     rows = max(1000, int(chunk_size) // 100)
     dt = None if dtype is None else np.dtype(dtype)
     sink = None
-    with pd.read_csv(
-        path, skiprows=skiprows, nrows=max_rows, dtype=dt, chunksize=rows, **kw
-    ) as chunks:
+    infer = kw.get("compression", "infer") == "infer"
+    with contextlib.ExitStack() as stack:
+        # pandas reads an open file as it goes, so the file's position is the progress (a
+        # path only where pandas infers a compression from the file name).
+        f = None
+        if not (infer and path.suffix.lower() in _COMPRESSED):
+            f = stack.enter_context(open(path, "rb"))
+        chunks = pd.read_csv(f if f is not None else path, skiprows=skiprows, nrows=max_rows,
+                             dtype=dt, chunksize=rows, **kw)  # fmt: skip
+        stack.enter_context(chunks)
         for df in chunks:
             a = np.ascontiguousarray(df.to_numpy(dtype=dt if dt is not None else np.float64))
             if sink is None:
                 sink = imp.array(name, a.dtype, a.shape[1:])
             sink.write(a)
+            if f is not None:
+                bar.update(f.tell() - bar.n)
     if sink is None:
         imp.save(name, np.empty((0, 0), dt if dt is not None else np.float64))
 
@@ -293,7 +307,7 @@ def from_csv(
         if opts is None:
             with naming(path):
                 _import_pandas(
-                    path, imp, name, dtype, delimiter, skiprows, max_rows, chunk_size, kwargs
+                    path, imp, name, dtype, delimiter, skiprows, max_rows, chunk_size, kwargs, bar
                 )
         else:
             if max_rows is None:
@@ -309,6 +323,7 @@ def from_csv(
                 # float64 as pandas would give (nothing of the first try was committed).
                 dt = np.dtype("<f8")
                 imp.discard(name)
+                bar.reset()
                 _import_native(path, imp, name, dt, opts, skiprows, max_rows, chunk_size, bar)
     return imp.result
 
@@ -507,6 +522,7 @@ def _export_native(
         rows = shape[0] if shape else 1
         if width == 0:
             writer.write_blank(rows)
+            bar.update(rows)
         step = max(1, int(chunk_size) // max(1, width * _TEXT_PER_VALUE))
         for start in range(0, rows if width else 0, step):
             stop = min(start + step, rows)

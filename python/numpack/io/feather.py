@@ -13,7 +13,7 @@ from ._chunks import Import, atomic_output, chunk_rows, naming
 from ._progress import Progress
 from ._remote import remote_path
 from ._source import Source
-from .arrow import arrow_schema, import_batches, record_batches
+from .arrow import arrow_schema, batch_nbytes, import_batches, record_batches
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_feather", "to_feather", "from_feather_file", "to_feather_file"]
@@ -22,20 +22,24 @@ __all__ = ["from_feather", "to_feather", "from_feather_file", "to_feather_file"]
 BATCH_ROWS = 65_536
 
 
-def _open(pa: Any, path: Path) -> tuple[Any, Iterator[Any]]:
-    """``(schema, batches)`` of a Feather v2 / IPC file, an IPC stream or a Feather v1 file."""
+def _open(pa: Any, path: Path) -> tuple[Any, Iterator[Any], int | None]:
+    """``(schema, batches, rows)`` of a Feather v2 / IPC file, an IPC stream or a Feather v1
+    file; ``rows`` is ``None`` when only reading every batch would tell (a stream, or a
+    pyarrow without ``RecordBatchFileReader.count_rows``, which reads only metadata)."""
     source = pa.memory_map(str(path))
     try:
         reader = pa.ipc.open_file(source)
-        return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
+        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        count = getattr(reader, "count_rows", None)
+        return reader.schema, batches, None if count is None else int(count())
     except pa.ArrowInvalid:
         pass
     try:
         stream = pa.ipc.open_stream(pa.memory_map(str(path)))
-        return stream.schema, iter(stream)
+        return stream.schema, iter(stream), None
     except pa.ArrowInvalid:
         table = require("pyarrow.feather").read_table(str(path), memory_map=True)
-        return table.schema, iter(table.to_batches())
+        return table.schema, iter(table.to_batches()), table.num_rows
 
 
 def _split(batches: Iterator[Any], columns: list[str] | None, rows: int) -> Iterator[Any]:
@@ -80,9 +84,9 @@ def from_feather(
     path = Path(os.fspath(input_path))
     if not path.is_file():
         raise FileNotFoundError(f"File not found: {input_path}")
-    with Progress(progress, path.stat().st_size, path.name) as bar:
+    with Progress(progress, None, path.name) as bar:
         with Import(output_path, drop_if_exists, keep_open=return_npk_obj) as imp, naming(path):
-            schema, batches = _open(pa, path)
+            schema, batches, total_rows = _open(pa, path)
             if columns is not None:
                 missing = [c for c in columns if c not in schema.names]
                 if missing:
@@ -90,7 +94,8 @@ def from_feather(
             width = len(schema.names if columns is None else columns)
             rows = chunk_rows(8 * max(1, width), int(chunk_size) // 2)
             batches = _split(batches, None if columns is None else list(columns), rows)
-            import_batches(imp, array_name or path.stem, schema, batches, str(path), columns, bar)
+            import_batches(imp, array_name or path.stem, schema, batches, str(path), columns,
+                           bar, total_rows)  # fmt: skip
     return imp.result
 
 
@@ -121,8 +126,9 @@ def to_feather(
             with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_file(f, schema, options=options) as w:
                 for batch in record_batches(src, name, schema, int(chunk_size), BATCH_ROWS):
                     for start in range(0, batch.num_rows, BATCH_ROWS):
-                        w.write_batch(batch.slice(start, BATCH_ROWS))
-                    bar.update(batch.nbytes)
+                        part = batch.slice(start, BATCH_ROWS)
+                        w.write_batch(part)
+                        bar.update(batch_nbytes(part, dtype))
                     del batch
 
 

@@ -82,14 +82,8 @@ def _copy_raw(sink: Any, ds: Any, chunk_size: int, bar: Progress) -> bool:
     extents = _raw_extents(ds)
     if extents is None:
         return False
-    path = ds.file.filename
-    row = ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64))
-    step = chunk_rows(row, chunk_size) * row
     for off, length in extents:
-        for start in range(0, length, step):
-            n = min(step, length - start)
-            sink.copy_from_file(path, off + start, n)
-            bar.update(n)
+        sink.copy_from_file(ds.file.filename, off, length, bar, chunk_size)
     return True
 
 
@@ -97,7 +91,7 @@ def _import_dataset(imp: Import, name: str, ds: Any, chunk_size: int, bar: Progr
     shape = tuple(ds.shape)
     dtype = ds.dtype.newbyteorder("<")
     if not shape:
-        imp.save(name, np.asarray(ds[()], dtype=dtype))
+        imp.save(name, np.asarray(ds[()], dtype=dtype), bar=bar)
         return
     sink = imp.array(name, dtype, shape[1:])
     if ds.size == 0:
@@ -156,7 +150,8 @@ def from_hdf5(
     if not path.is_file():
         raise FileNotFoundError(f"File not found: {input_path}")
     cache = max(1 << 20, int(chunk_size))
-    with Progress(progress, path.stat().st_size, path.name) as bar, naming(path):
+    # The bar counts the datasets' bytes (as stored in the array, whatever the filters).
+    with Progress(progress, None, path.name) as bar, naming(path):
         with h5py.File(path, "r", rdcc_nbytes=cache, rdcc_nslots=10007, rdcc_w0=1.0) as f:
             items = _datasets(h5py, f, path, dataset_names, group)
             bad = [f"'{n}' ({ds.dtype})" for n, ds in items
@@ -166,6 +161,7 @@ def from_hdf5(
                     f"dataset(s) {', '.join(bad)} hold dtypes numpack cannot store; "
                     "nothing was imported"
                 )
+            bar.set_total(sum(int(ds.size) * ds.dtype.itemsize for _n, ds in items))
             with Import(output_path, drop_if_exists, keep_open=return_npk_obj) as imp:
                 for name, ds in items:
                     with naming(path, ds.name):
@@ -234,6 +230,7 @@ def to_hdf5(
                     dtype, shape = src.describe(name)
                     if not shape or 0 in shape:
                         g.create_dataset(name, data=src.load(name))
+                        bar.update(src.nbytes(name))
                         continue
                     payload = None if compression else src.payload_file(name)
                     if payload is not None:

@@ -133,8 +133,10 @@ def _import_npy(imp: Import, path: Path, name: str, chunk_size: int, bar: Progre
             f"{where}: truncated NPY file: the header promises {nbytes} data bytes, "
             f"the file holds {have}"
         )
+    bar.update(offset)  # the header
     if not shape:
-        imp.save(name, np.fromfile(path, dtype=dtype, count=1, offset=offset).reshape(()))
+        a = np.fromfile(path, dtype=dtype, count=1, offset=offset).reshape(())
+        imp.save(name, a, bar=bar)
         return
     sink = imp.array(name, dtype, shape[1:])
     if nbytes == 0:
@@ -142,11 +144,7 @@ def _import_npy(imp: Import, path: Path, name: str, chunk_size: int, bar: Progre
     elif (dtype.byteorder == "<" or dtype.byteorder == "|" or dtype.isnative) and (
         not fortran or len(shape) <= 1
     ):
-        step = chunk_rows(_row_bytes(dtype, shape), chunk_size) * _row_bytes(dtype, shape)
-        for start in range(0, nbytes, step):
-            n = min(step, nbytes - start)
-            sink.copy_from_file(path, offset + start, n)
-            bar.update(n)
+        sink.copy_from_file(path, offset, nbytes, bar, chunk_size)
     else:
         _import_mapped(sink, path, offset, dtype, shape, fortran, chunk_size, bar)
 
@@ -172,9 +170,10 @@ def _import_member(
     dtype, shape, fortran = head
     with zf.open(info) as f:
         read_npy_header(f, where)
+        bar.update(f.tell())  # the header
         if not shape:
             buf = _read_exact(f, dtype.itemsize, where)
-            imp.save(key, np.frombuffer(buf, dtype).reshape(()))
+            imp.save(key, np.frombuffer(buf, dtype).reshape(()), bar=bar)
             f.read()  # let zipfile check the CRC
             return
         sink = imp.array(key, dtype, shape[1:])
@@ -215,6 +214,8 @@ def _import_npz(imp: Import, path: Path, chunk_size: int, bar: Progress) -> None
                 f"{path}: member(s) {', '.join(bad)} hold dtypes numpack cannot store; "
                 "nothing was imported"
             )
+        # The bar counts the members' bytes as they are decompressed.
+        bar.set_total(sum(info.file_size for info, _k, _h in heads))
         tmp_dir = imp.path.parent if imp.path.parent.is_dir() else Path(tempfile.gettempdir())
         for info, key, head in heads:
             with naming(path, key):

@@ -13,7 +13,7 @@ from ._chunks import Import, atomic_output, chunk_rows, naming
 from ._progress import Progress
 from ._remote import remote_path
 from ._source import Source
-from .arrow import _column_dtype, arrow_schema, import_batches, record_batches
+from .arrow import _column_dtype, arrow_schema, batch_nbytes, import_batches, record_batches
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_parquet", "to_parquet", "from_parquet_file", "to_parquet_file"]
@@ -63,7 +63,7 @@ def from_parquet(
     path = Path(os.fspath(input_path))
     if not path.is_file():
         raise FileNotFoundError(f"File not found: {input_path}")
-    with Progress(progress, path.stat().st_size, path.name) as bar:
+    with Progress(progress, None, path.name) as bar:
         with Import(output_path, drop_if_exists, keep_open=return_npk_obj) as imp, naming(path):
             pf = pq.ParquetFile(path, memory_map=True)
             schema = pf.schema_arrow
@@ -73,7 +73,8 @@ def from_parquet(
             # pyarrow's reader holds several batches (and a decoded column chunk per column)
             rows = chunk_rows(itemsize * max(1, len(names)), int(chunk_size) // 8)
             batches = pf.iter_batches(batch_size=rows, columns=names, use_threads=True)
-            import_batches(imp, array_name or path.stem, schema, batches, str(path), columns, bar)
+            import_batches(imp, array_name or path.stem, schema, batches, str(path), columns,
+                           bar, pf.metadata.num_rows)  # fmt: skip
     return imp.result
 
 
@@ -120,7 +121,7 @@ def to_parquet(
             with pq.ParquetWriter(tmp, schema, compression=compression) as w:
                 for batch in record_batches(src, name, schema, int(chunk_size), multiple):
                     w.write_batch(batch, row_group_size=int(row_group_size))
-                    bar.update(batch.nbytes)
+                    bar.update(batch_nbytes(batch, dtype))
                     del batch
 
 

@@ -80,7 +80,7 @@ def from_s3(
     }  # fmt: skip
     fn = importers[_format(url, format)]
     fs = s3fs.S3FileSystem(**s3_kwargs)
-    with local_input(url, fs) as local:
+    with local_input(url, fs, progress) as local:
         kw: dict[str, Any] = {"progress": True} if progress else {}
         return fn(local, output_path, drop_if_exists=drop_if_exists, chunk_size=chunk_size,
                   return_npk_obj=return_npk_obj, **kw)  # fmt: skip
@@ -122,7 +122,7 @@ def to_s3(
     fmt = _format(url, format)
     names = None if array_name is None else [array_name]
     fs = s3fs.S3FileSystem(**s3_kwargs)
-    with local_output(url, fs) as local:
+    with local_output(url, fs, progress) as local:
         kw: dict[str, Any] = {"chunk_size": chunk_size, **({"progress": True} if progress else {})}
         if fmt == "numpy":
             npy.to_npy(input_path, local, array_names=names, **kw)

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..numpack import NumPack
-from ._chunks import Import, atomic_output, chunk_rows
+from ._chunks import Import, atomic_output
 from ._progress import Progress
 from ._remote import remote_path
 from ._source import Source, copy_payload
@@ -144,18 +144,14 @@ def from_safetensors_file(
         for e in entries:
             assert e.dtype is not None
             if not e.shape:
-                imp.save(e.name, np.fromfile(path, e.dtype, 1, offset=e.offset).reshape(()))
+                a = np.fromfile(path, e.dtype, 1, offset=e.offset).reshape(())
+                imp.save(e.name, a, bar=bar)
                 continue
             sink = imp.array(e.name, e.dtype, e.shape[1:])
-            row = e.dtype.itemsize * int(np.prod(e.shape[1:], dtype=np.int64))
             if e.length == 0:
                 sink.write(np.empty(e.shape, e.dtype))
                 continue
-            step = chunk_rows(row, int(chunk_size)) * row
-            for start in range(0, e.length, step):
-                n = min(step, e.length - start)
-                sink.copy_from_file(path, e.offset + start, n)
-                bar.update(n)
+            sink.copy_from_file(path, e.offset, e.length, bar, int(chunk_size))
     return imp.result
 
 

@@ -13,7 +13,7 @@ import pickle
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +21,7 @@ import numpy.typing as npt
 from .._deps import require
 from ..numpack import NumPack
 from ._chunks import Import, atomic_output, is_storable, naming
-from ._progress import Progress
+from ._progress import Progress, slices
 from ._remote import remote_path
 from ._source import Source
 from .utils import DEFAULT_CHUNK_SIZE
@@ -193,30 +193,59 @@ def from_pt(
         ):
             for name, a in arrays:
                 with naming(path, name):
-                    imp.save(name, a, chunk_size=int(chunk_size))
-                bar.update(a.nbytes)
+                    imp.save(name, a, chunk_size=int(chunk_size), bar=bar)
     return imp.result
 
 
-def _mapped_tensor(torch: Any, src: Source, name: str, spill: Path, chunk_size: int) -> Any:
+def _spills(src: Source, name: str) -> bool:
+    """Whether the array must first be written out as its logical rows (deleted rows)."""
+    return bool(src.describe(name)[1]) and bool(src.nbytes(name)) and src.payload_file(name) is None
+
+
+def _mapped_tensor(
+    torch: Any, src: Source, name: str, spill: Path, chunk_size: int, bar: Progress
+) -> Any:
     """A tensor over a memory map of the array's logical rows: the store's data file, or
-    (with deleted rows) a file of the logical rows written chunk by chunk."""
+    (with deleted rows) a file of the logical rows written chunk by chunk, counted on
+    ``bar``."""
     dtype, shape = src.describe(name)
-    if src.payload_file(name) is not None and src.nbytes(name):
-        a, _active = src.store.view(name)
-    elif not shape or not src.nbytes(name):
-        a = src.load(name)
-    else:
+    a: npt.NDArray[Any]
+    if _spills(src, name):
         a = np.memmap(spill / f"{len(os.listdir(spill))}.bin", dtype=dtype, mode="w+",
                       shape=shape)  # fmt: skip
         start = 0
         for chunk in src.chunks(name, chunk_size):
             a[start : start + len(chunk)] = chunk
             start += len(chunk)
+            bar.update(chunk.nbytes)
         a.flush()
+    elif src.payload_file(name) is not None and src.nbytes(name):
+        a, _active = src.store.view(name)
+    else:
+        a = src.load(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # read-only maps: torch.save only reads
         return torch.from_numpy(a)
+
+
+class _Counted:
+    """A file for ``torch.save`` that writes each buffer in slices of at most
+    :data:`~numpack.io._progress.SLICE_BYTES` (a tensor arrives as one buffer), counting
+    each on ``bar``."""
+
+    def __init__(self, f: IO[bytes], bar: Progress) -> None:
+        self._f = f
+        self._bar = bar
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        for start, n in slices(len(view)):
+            self._f.write(view[start : start + n])
+            self._bar.update(n)
+        return len(view)
+
+    def flush(self) -> None:
+        self._f.flush()
 
 
 @remote_path("output_path", "out")
@@ -242,11 +271,13 @@ def to_pt(
         names = src.names(array_names)
         # As 0.6: the bare tensor only for exactly one array, else the dict.
         bare = not as_dict and len(names) == 1
-        total = sum(src.nbytes(n) for n in names)
+        # The bar counts the tensors' bytes as torch.save writes them (and the rows of
+        # arrays with deleted rows as they are first written out).
+        total = sum(src.nbytes(n) * (2 if _spills(src, n) else 1) for n in names)
         with Progress(progress, total, out.name) as bar, atomic_output(out) as tmp:
             with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".pt-spill-") as spill:
-                tensors = {n: _mapped_tensor(torch, src, n, Path(spill), int(chunk_size))
+                tensors = {n: _mapped_tensor(torch, src, n, Path(spill), int(chunk_size), bar)
                            for n in names}  # fmt: skip
-                torch.save(tensors[names[0]] if bare else tensors, tmp)
-                bar.update(total)
+                with open(tmp, "wb") as f:
+                    torch.save(tensors[names[0]] if bare else tensors, _Counted(f, bar))
                 del tensors

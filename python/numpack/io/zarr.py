@@ -15,7 +15,7 @@ from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming, pre
 from ._progress import Progress
 from ._remote import remote_path
 from ._source import Source
-from .utils import DEFAULT_CHUNK_SIZE, get_file_size
+from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_zarr", "to_zarr"]
 
@@ -48,11 +48,15 @@ def _arrays(zarr: Any, path: Path, names: Any, group: str) -> list[tuple[str, An
     return out
 
 
+def _nbytes(arr: Any) -> int:
+    return np.dtype(arr.dtype).itemsize * int(np.prod(arr.shape, dtype=np.int64))
+
+
 def _import_array(imp: Import, name: str, arr: Any, chunk_size: int, bar: Progress) -> None:
     shape = tuple(int(d) for d in arr.shape)
     dtype = np.dtype(arr.dtype)
     if not shape:
-        imp.save(name, np.asarray(arr[()], dtype=dtype))
+        imp.save(name, np.asarray(arr[()], dtype=dtype), bar=bar)
         return
     sink = imp.array(name, dtype, shape[1:])
     if 0 in shape:
@@ -113,7 +117,8 @@ def from_zarr(
     path = Path(os.fspath(input_path))
     if not path.exists():
         raise FileNotFoundError(f"File not found: {input_path}")
-    with Progress(progress, get_file_size(path), path.name) as bar, naming(path):
+    # The bar counts the arrays' decoded bytes.
+    with Progress(progress, None, path.name) as bar, naming(path):
         items = _arrays(zarr, path, array_names, group)
         bad = [f"'{n}' ({a.dtype})" for n, a in items
                if (dt := _dtype(a)) is None or not is_storable(dt)]  # fmt: skip
@@ -121,6 +126,7 @@ def from_zarr(
             raise ValueError(
                 f"array(s) {', '.join(bad)} hold dtypes numpack cannot store; nothing was imported"
             )
+        bar.set_total(sum(_nbytes(a) for _n, a in items))
         with Import(output_path, drop_if_exists, keep_open=return_npk_obj) as imp:
             for name, arr in items:
                 with naming(path, name):
@@ -185,6 +191,7 @@ def to_zarr(
                                      compressors=codecs, overwrite=True)  # fmt: skip
                 if not shape:
                     arr[()] = src.load(name)
+                    bar.update(src.nbytes(name))
                     continue
                 start = 0
                 for chunk in src.chunks(name, max(1, int(chunk_size) // 4), chunks[0]):
