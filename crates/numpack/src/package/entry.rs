@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-/// Largest `metadata.npkm` a package may declare (about ten million arrays).
-const MAX_METADATA: u64 = 1 << 30;
+/// Largest `metadata.npkm` a package may declare (the most a store reads).
+const MAX_METADATA: u64 = crate::store::MAX_METADATA_BYTES;
 
 /// One member of a package.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,6 @@
 
 use super::shuffle::{shuffle, BLOCK};
 use crate::error::{IoContext, NpkResult};
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -32,7 +31,7 @@ pub fn choose(path: &Path, size: u64, item: u8, requested: i32) -> NpkResult<i32
     if size < MIN_SAMPLED || candidates.len() < 2 {
         return Ok(requested);
     }
-    let file = File::open(path).at(path)?;
+    let file = crate::io::fs::open_read(path)?;
     // Block-aligned, like the shuffle blocks the member is compressed in.
     let blocks = size / BLOCK as u64;
     let mut samples = Vec::with_capacity(SAMPLES as usize);

@@ -59,7 +59,13 @@ struct Member {
 /// its bitmap, sorted by name. Call with the store's read lock held.
 fn members(dir: &Path) -> NpkResult<Vec<Member>> {
     let meta_path = dir.join(METADATA);
-    let bytes = fs::read(&meta_path).at(&meta_path)?;
+    let bytes = crate::io::fs::read_bounded(&meta_path, crate::store::MAX_METADATA_BYTES)?
+        .ok_or_else(|| {
+            NpkError::io(
+                &meta_path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no metadata.npkm"),
+            )
+        })?;
     let meta = MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(&meta_path, r))?;
     let mut out = vec![Member {
         name: METADATA.to_owned(),
@@ -75,7 +81,7 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
             ));
         }
         let path = dir.join(&a.data_file);
-        crate::store::check_file_len(&path, fs::metadata(&path).at(&path)?.len(), a)?;
+        crate::read::deleted::check_data_len(dir, a)?;
         out.push(Member {
             name: a.data_file.clone(),
             path,
@@ -84,11 +90,11 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
         });
         if let Some(b) = names::bitmap_file(&a.data_file) {
             let path = dir.join(&b);
-            if let Ok(m) = fs::metadata(&path) {
+            if let Some(size) = crate::io::fs::file_len(&path)? {
                 out.push(Member {
                     name: b,
                     path,
-                    size: m.len(),
+                    size,
                     item: 0,
                 });
             }
@@ -197,7 +203,7 @@ pub fn pack(
                 w(&mut out, &(BLOCK as u32).to_le_bytes())?;
             }
             let start = out.stream_position().at(&tmp)?;
-            let mut src = File::open(&m.path).at(&m.path)?.take(m.size);
+            let mut src = crate::io::fs::open_read(&m.path)?.take(m.size);
             let mut crc = crc32fast::Hasher::new();
             let mut mapped_crc: Option<u32> = None;
             let mut stored = 0u64;
@@ -222,7 +228,7 @@ pub fn pack(
                     // Straight from a mapping of the member, in large slices (no copy through
                     // a read buffer), with its checksum computed on another thread meanwhile:
                     // zstd's workers are never starved by this thread's serial work.
-                    let file = File::open(&m.path).at(&m.path)?;
+                    let file = crate::io::fs::open_read(&m.path)?;
                     let len = usize::try_from(m.size).map_err(|_| {
                         NpkError::corrupt(&m.path, "member larger than the address space")
                     })?;
@@ -271,7 +277,7 @@ pub fn pack(
                 mapped_crc = None;
                 // Raw is smaller (or compression is off): store the bytes as they are.
                 out.seek(SeekFrom::Start(start)).at(&tmp)?;
-                let mut src = File::open(&m.path).at(&m.path)?.take(m.size);
+                let mut src = crate::io::fs::open_read(&m.path)?.take(m.size);
                 crc = crc32fast::Hasher::new();
                 let compressed_before = stored > 0;
                 loop {

@@ -1,12 +1,18 @@
 //! Extracting a package into a temporary directory, checking everything, then renaming it
 //! into place.
 
+use super::entry::PackageInfo;
 use super::entry::{read_info, Entry};
 use super::shuffle::unshuffle;
 use super::{chain_checksum, Progress};
 use crate::error::{IoContext, NpkError, NpkResult};
-use crate::format::metadata::MetadataFile;
+use crate::format::bitmap::Bitmap;
+use crate::format::metadata::{ArrayMetadata, MetadataFile};
+use crate::format::names;
+use crate::read::deleted::is_zero_width;
 use crate::store::commit::{sync_dir, METADATA};
+use crate::store::verify::verify_dir;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -20,7 +26,10 @@ struct TempDir(Option<PathBuf>);
 impl Drop for TempDir {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
-            let _ = fs::remove_dir_all(p);
+            // After an exchange it may hold what was at the target, a file as well.
+            if fs::remove_dir_all(&p).is_err() {
+                let _ = fs::remove_file(&p);
+            }
         }
     }
 }
@@ -125,7 +134,7 @@ fn extract(
         Payload::Zlib(flate2::bufread::ZlibDecoder::new(chained))
     };
     let out = match dst {
-        Some(dst) => Some((File::create_new(dst).at(dst)?, dst)),
+        Some(dst) => Some((crate::io::fs::create_new(dst)?, dst)),
         None => None,
     };
     let mut outlet = Outlet {
@@ -255,6 +264,8 @@ pub fn unpack(
     if target.exists() && !overwrite {
         return Err(exists_err(target));
     }
+    let meta = read_metadata(source, &info)?;
+    check_members(source, &info, &meta)?;
     let parent = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -347,14 +358,24 @@ fn unpack_into(
             reason: format!("stored 0x{:08x}, computed 0x{checksum:08x}", info.checksum),
         });
     }
-    check_metadata(source, fs::read(tmp.join(METADATA)).ok().as_deref())?;
+    check_store(source, &tmp)?;
     if durable {
         sync_dir(&tmp)?;
     }
-    if target.exists() {
+    if target.symlink_metadata().is_ok() {
         if !overwrite {
             return Err(exists_err(target));
         }
+        if crate::io::fs::exchange(&tmp, target).at(target)? {
+            // One atomic step: the new store is at `target`, the old one at `tmp`, which
+            // the guard removes.
+            if durable {
+                sync_dir(parent)?;
+            }
+            return Ok(());
+        }
+        // No atomic exchange here (not Linux, or a file system without it): two renames,
+        // with an instant where `target` is missing (docs/storage.md).
         let old = crate::store::commit::tmp_path(parent, "replaced");
         fs::rename(target, &old).at(target)?;
         if let Err(err) = fs::rename(&tmp, target) {
@@ -458,26 +479,111 @@ fn extract_all(
     }
 }
 
-/// Checks that a package's `metadata.npkm` (`None`: absent) decodes.
-fn check_metadata(source: &Path, bytes: Option<&[u8]>) -> NpkResult<()> {
-    let bytes = bytes.ok_or_else(|| {
-        NpkError::corrupt(source, "the package holds no metadata.npkm".to_owned())
-    })?;
-    MetadataFile::decode(bytes)
-        .map(|_| ())
+/// Decodes the package's `metadata.npkm` (extracted to memory; its size was bounded when
+/// the member table was read).
+fn read_metadata(source: &Path, info: &PackageInfo) -> NpkResult<MetadataFile> {
+    let e = info
+        .entries
+        .iter()
+        .find(|e| e.name == METADATA)
+        .ok_or_else(|| NpkError::corrupt(source, "the package holds no metadata.npkm"))?;
+    let mut bytes = Vec::new();
+    let mut unused = crc32fast::Hasher::new();
+    extract(
+        source,
+        e,
+        None,
+        Some(&mut bytes),
+        &mut unused,
+        false,
+        &mut |_| {},
+    )?;
+    MetadataFile::decode(&bytes)
         .map_err(|r| NpkError::corrupt(source, format!("metadata.npkm in the package: {r}")))
+}
+
+/// Checks the member table against the metadata before anything is extracted: every data or
+/// bitmap member belongs to a record, every record's data file is there with exactly its
+/// committed size, and no bitmap is larger than its array's rows need. So the bytes an
+/// unpack writes are bounded by what the metadata describes.
+fn check_members(source: &Path, info: &PackageInfo, meta: &MetadataFile) -> NpkResult<()> {
+    let bad = |why: String| NpkError::corrupt(source, why);
+    let mut data: HashMap<&str, &ArrayMetadata> = HashMap::new();
+    let mut bitmaps: HashMap<String, &ArrayMetadata> = HashMap::new();
+    for a in meta.arrays.values() {
+        data.insert(a.data_file.as_str(), a);
+        if let Some(b) = names::bitmap_file(&a.data_file) {
+            bitmaps.insert(b, a);
+        }
+    }
+    let mut present = HashSet::new();
+    for e in &info.entries {
+        if e.name == METADATA {
+            continue;
+        }
+        if let Some(a) = data.get(e.name.as_str()) {
+            if e.original_size != a.size_bytes {
+                return Err(bad(format!(
+                    "member {:?} is {} bytes, but array '{}' needs {}",
+                    e.name, e.original_size, a.name, a.size_bytes
+                )));
+            }
+            present.insert(e.name.as_str());
+        } else if let Some(a) = bitmaps.get(&e.name) {
+            let rows = if is_zero_width(a) {
+                a.rows().min(1 << 32)
+            } else {
+                a.rows()
+            };
+            let max = Bitmap::max_file_len(rows);
+            if e.original_size > max {
+                return Err(bad(format!(
+                    "member {:?} is {} bytes, more than the bitmap of array '{}' can be ({max})",
+                    e.name, e.original_size, a.name
+                )));
+            }
+        } else {
+            return Err(bad(format!(
+                "member {:?} belongs to no array of the package's metadata",
+                e.name
+            )));
+        }
+    }
+    if let Some(a) = meta
+        .arrays
+        .values()
+        .find(|a| !present.contains(a.data_file.as_str()))
+    {
+        return Err(bad(format!(
+            "the data file {} of array '{}' is missing from the package",
+            a.data_file, a.name
+        )));
+    }
+    Ok(())
+}
+
+/// After extraction: the unpacked directory must be a valid store (bitmaps decode and fit).
+fn check_store(source: &Path, dir: &Path) -> NpkResult<()> {
+    let report = verify_dir(dir);
+    match report.problems.first() {
+        None => Ok(()),
+        Some(p) => Err(NpkError::corrupt(
+            source,
+            format!("the unpacked store is not valid: {p}"),
+        )),
+    }
 }
 
 /// Decodes every member of `source` without writing anything and checks sizes, checksum and
 /// that the metadata decodes.
 pub fn verify(source: &Path) -> NpkResult<()> {
     let info = read_info(source)?;
+    let meta = read_metadata(source, &info)?;
+    check_members(source, &info, &meta)?;
     let mut checksum = 0u32;
     let mut v1 = crc32fast::Hasher::new();
-    let mut meta: Option<Vec<u8>> = None;
     for e in &info.entries {
-        let keep = (e.name == METADATA).then(|| meta.insert(Vec::new()));
-        let crc = extract(source, e, None, keep, &mut v1, false, &mut |_| {})?;
+        let crc = extract(source, e, None, None, &mut v1, false, &mut |_| {})?;
         checksum = chain_checksum(checksum, crc);
     }
     if info.version == 1 {
@@ -489,5 +595,5 @@ pub fn verify(source: &Path) -> NpkResult<()> {
             reason: format!("stored 0x{:08x}, computed 0x{checksum:08x}", info.checksum),
         });
     }
-    check_metadata(source, meta.as_deref())
+    Ok(())
 }

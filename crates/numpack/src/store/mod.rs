@@ -34,6 +34,7 @@ mod writer;
 pub use append::AppendItem;
 pub use replace::ReplaceItem;
 pub use save::SaveItem;
+pub use state::MAX_METADATA_BYTES;
 pub use writer::ArrayWriter;
 
 use crate::error::{IoContext, NpkError, NpkResult};
