@@ -5,6 +5,8 @@ pub mod convert;
 pub mod dtype;
 pub mod error;
 pub mod format;
+#[cfg(feature = "testing")]
+pub mod fuzz;
 pub mod io;
 pub mod package;
 pub mod parallel_io;

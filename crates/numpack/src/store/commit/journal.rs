@@ -188,7 +188,10 @@ mod tests {
             Step::Rename(".numpack.tmp.x".into(), ".numpack.lock".into()),
             Step::Rename(".numpack.tmp.x".into(), "../data_a.npkd".into()),
         ] {
-            assert!(decode(&encode(&[bad.clone()])).is_err(), "{bad:?}");
+            assert!(
+                decode(&encode(std::slice::from_ref(&bad))).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }
