@@ -1,6 +1,6 @@
 //! All-or-nothing mutations: temp files, a journal of renames/removals, undo records, and
 //! recovery. One file per part: the transaction ([`txn`]), the redo journal ([`journal`]),
-//! the undo record of in-place writes ([`undo`]) and recovery ([`recover`]); their decoders
+//! the undo record of in-place writes ([`undo`]) and recovery ([`mod@recover`]); their decoders
 //! share the byte cursor of `format/` and are fuzzed one by one.
 //!
 //! A mutation writes every new file under a temporary name, then commits:
