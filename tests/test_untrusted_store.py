@@ -192,6 +192,8 @@ def test_a_hard_linked_data_file_is_not_written_in_place(tmp_path):
             npk.append({"b": np.arange(3)})
         with pytest.raises(ValueError, match="hard links"):
             npk.replace({"b": np.array([9])}, 0)
+        with npk.writable_batch_mode() as wb, pytest.raises(ValueError, match="hard links"):
+            wb.load("b")
         npk.save({"b": npk.load("b")})  # a file of its own
         npk.append({"b": np.arange(3)})
         assert npk.get_shape("b") == (10,)

@@ -272,11 +272,16 @@ impl ArraySnapshot {
             return Ok(None);
         }
         let file = fs::open_rw(&self.path)?;
-        check_file_len(
-            &self.path,
-            file.metadata().at(&self.path)?.len(),
-            &self.meta,
-        )?;
+        let m = file.metadata().at(&self.path)?;
+        check_file_len(&self.path, m.len(), &self.meta)?;
+        let links = std::os::unix::fs::MetadataExt::nlink(&m);
+        if links > 1 {
+            return Err(NpkError::InvalidOperation(format!(
+                "the data file of array '{}' has {links} hard links: writing it in place \
+                 would change every copy; save the array again to give it a file of its own",
+                self.meta.name
+            )));
+        }
         // SAFETY: the file holds at least `size` committed bytes (checked above) and numpack
         // never shrinks committed bytes in place.
         let m = unsafe { MmapOptions::new().len(size).map_mut(&file) }.at(&self.path)?;
