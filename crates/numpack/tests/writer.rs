@@ -155,3 +155,34 @@ fn only_these_removes_every_other_array_in_the_same_commit() {
     s.commit_writers(Vec::new(), true).unwrap();
     assert!(io.list_arrays().is_empty());
 }
+
+#[test]
+fn a_new_array_never_takes_the_file_of_an_array_removed_in_the_same_commit() {
+    // A foreign store whose array "q" lives in the file a new array "x" would be given: the
+    // new file goes onto its name before the commit point, so it must pick another one.
+    let (_t, path) = store();
+    let s = Store::open(&path).unwrap();
+    let mut q = s.array_writer("q", DataType::Float32).unwrap();
+    q.write(&f32_bytes(&[1.0, 2.0])).unwrap();
+    s.commit_writers(vec![(q, vec![2])], false).unwrap();
+    drop(s);
+    let meta_path = path.join("metadata.npkm");
+    let mut meta =
+        numpack::format::metadata::MetadataFile::decode(&std::fs::read(&meta_path).unwrap())
+            .unwrap();
+    meta.arrays.get_mut("q").unwrap().data_file = "data_x.npkd".into();
+    std::fs::rename(path.join("data_q.npkd"), path.join("data_x.npkd")).unwrap();
+    std::fs::write(&meta_path, meta.encode()).unwrap();
+    let s = Store::open(&path).unwrap();
+    let mut x = s.array_writer("x", DataType::Float32).unwrap();
+    x.write(&f32_bytes(&[9.0, 8.0, 7.0])).unwrap();
+    s.commit_writers(vec![(x, vec![3])], true).unwrap();
+    assert_eq!(s.names().unwrap(), vec!["x".to_string()]);
+    let snap = s.array("x").unwrap();
+    assert_eq!(snap.to_bytes().unwrap(), f32_bytes(&[9.0, 8.0, 7.0]));
+    assert_ne!(snap.meta.data_file, "data_x.npkd");
+    assert!(numpack::store::verify::verify_dir(&path)
+        .problems
+        .is_empty());
+    assert!(!dir_names(&path).contains(&"data_x.npkd".to_string()));
+}

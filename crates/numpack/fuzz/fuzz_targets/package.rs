@@ -2,3 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| numpack::fuzz::package(data));
+
+include!("../driver.rs");

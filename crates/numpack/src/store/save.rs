@@ -41,12 +41,16 @@ impl SaveItem<'_> {
 }
 
 /// A data file name for a new array that no other record uses.
+/// Files named by the committed metadata count as taken too: a new file is renamed onto its
+/// name before the commit point, so it must not replace a file that a record being removed
+/// in the same commit still names.
 pub(crate) fn fresh_data_file(txn: &Txn, name: &str) -> String {
     let taken: HashSet<&str> = txn
         .meta
         .arrays
         .values()
         .map(|a| a.data_file.as_str())
+        .chain(txn.committed_files())
         .collect();
     (0u32..)
         .map(|salt| names::data_file(&names::stem(name, salt)))

@@ -56,6 +56,8 @@ pub struct Txn<'a> {
     tmp_files: Vec<PathBuf>,
     /// Files written in place (appends), to be synced before a durable commit point.
     written: Vec<(Arc<File>, PathBuf)>,
+    /// The data files the committed metadata names.
+    committed: Vec<String>,
 }
 
 fn bare(tmp: &Path) -> String {
@@ -75,7 +77,9 @@ impl<'a> Txn<'a> {
         lock: &'a StoreLock,
         base: Option<MetaBase<'a>>,
     ) -> Self {
+        let committed = meta.arrays.values().map(|a| a.data_file.clone()).collect();
         Txn {
+            committed,
             dir: dir.to_owned(),
             durable,
             lock,
@@ -87,6 +91,11 @@ impl<'a> Txn<'a> {
             tmp_files: Vec::new(),
             written: Vec::new(),
         }
+    }
+
+    /// The data files the committed metadata names (whatever this mutation does to it).
+    pub fn committed_files(&self) -> impl Iterator<Item = &str> {
+        self.committed.iter().map(String::as_str)
     }
 
     /// The store directory.
