@@ -1,16 +1,25 @@
 """Tests of ``.npkg`` packages (``numpack.pack``, ``unpack``, ``get_package_info``): round trips,
 the byte layout of REFERENCE §4.1 in both directions (a small writer and reader of our own,
-byte by byte), hostile packages, default names, a seeded fuzz loop and packing a store that
-another process is writing to."""
+byte by byte), hostile packages, member tables checked against the metadata (orphans, missing
+or mis-sized members, name bit flips, decompression bombs), default names, a seeded fuzz loop and
+a hypothesis one, packing a store that another process is writing to, and overwriting a store
+atomically (SIGKILL at random moments, the target's inode swapped in one step)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import multiprocessing
 import os
 import random
+import re
 import shutil
+import signal
 import struct
+import subprocess
+import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -18,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import DTYPES, random_array
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import numpack
 from numpack import NumPack, _core
@@ -801,6 +812,442 @@ def test_many_members_are_checked_quickly(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
+# The member table against the package's metadata
+# --------------------------------------------------------------------------------------------
+def _bitmap(rows, deleted=()):
+    """The bytes of ``deleted_<name>.npkb`` for ``rows`` physical rows (FORMAT.md)."""
+    words = [0] * -(-rows // 64)
+    for i in range(rows):
+        if i not in deleted:
+            words[i // 64] |= 1 << (i % 64)
+    return struct.pack(f"<QQ{len(words)}Q", rows, len(deleted), *words)
+
+
+def _renamed(files, old, new):
+    return {new if n == old else n: d for n, d in files.items()}
+
+
+def _resized(files, name, delta):
+    data = files[name]
+    return {**files, name: data[:delta] if delta < 0 else data + b"\0" * delta}
+
+
+def _without(files, name):
+    return {n: d for n, d in files.items() if n != name}
+
+
+def _encoded(files, codec):
+    """Members for ``files`` (name -> bytes), sorted by name: raw, or each one zlib-compressed."""
+    if codec == "raw":
+        return [Member(n, d) for n, d in sorted(files.items())]
+    return [Member(n, d, zlib.compress(d)) for n, d in sorted(files.items())]
+
+
+def _write_store(path, files):
+    path.mkdir()
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    return path
+
+
+# case -> (the store files of the ``members`` fixture -> the package's members, what the error
+# says, naming the culprit). The store: ``a`` (2000 float64, no bitmap; 16000 bytes) and ``b``
+# (50 int32 with row 3 deleted; a 24-byte bitmap).
+MISMATCH = {
+    "orphan_data": (
+        lambda f: {**f, "data_c.npkd": bytes(16)},
+        '"data_c.npkd" belongs to no array',
+    ),
+    "orphan_empty_data": (
+        lambda f: {**f, "data_zz.npkd": b""},
+        '"data_zz.npkd" belongs to no array',
+    ),
+    "orphan_bitmap": (
+        lambda f: {**f, "deleted_c.npkb": _bitmap(50, {3})},
+        '"deleted_c.npkb" belongs to no array',
+    ),
+    "flipped_data_name": (  # 'a' ^ 2 == 'c': a's data under a name no record uses
+        lambda f: _renamed(f, "data_a.npkd", "data_c.npkd"),
+        '"data_c.npkd" belongs to no array',
+    ),
+    "flipped_bitmap_name": (  # 'b' ^ 1 == 'c'
+        lambda f: _renamed(f, "deleted_b.npkb", "deleted_c.npkb"),
+        '"deleted_c.npkb" belongs to no array',
+    ),
+    "missing_data": (
+        lambda f: _without(f, "data_a.npkd"),
+        "the data file data_a.npkd of array 'a' is missing",
+    ),
+    "missing_small_data": (
+        lambda f: _without(f, "data_b.npkd"),
+        "the data file data_b.npkd of array 'b' is missing",
+    ),
+    "data_one_byte_short": (
+        lambda f: _resized(f, "data_a.npkd", -1),
+        "\"data_a.npkd\" is 15999 bytes, but array 'a' needs 16000",
+    ),
+    "data_one_byte_long": (
+        lambda f: _resized(f, "data_a.npkd", 1),
+        "\"data_a.npkd\" is 16001 bytes, but array 'a' needs 16000",
+    ),
+    "data_empty": (
+        lambda f: {**f, "data_b.npkd": b""},
+        "\"data_b.npkd\" is 0 bytes, but array 'b' needs 200",
+    ),
+    "bitmap_one_word_too_many": (
+        lambda f: _resized(f, "deleted_b.npkb", 8),
+        "\"deleted_b.npkb\" is 32 bytes, more than the bitmap of array 'b' can be (24)",
+    ),
+    "bitmap_one_byte_too_many": (
+        lambda f: _resized(f, "deleted_b.npkb", 1),
+        "\"deleted_b.npkb\" is 25 bytes, more than the bitmap of array 'b' can be (24)",
+    ),
+    "oversized_bitmap_of_array_without_one": (  # 2000 rows: 16 + 32 words = 272 bytes at most
+        lambda f: {**f, "deleted_a.npkb": _bitmap(2000) + bytes(8)},
+        "\"deleted_a.npkb\" is 280 bytes, more than the bitmap of array 'a' can be (272)",
+    ),
+}
+
+
+@pytest.mark.parametrize("codec", ["raw", "zlib"])
+@pytest.mark.parametrize("case", sorted(MISMATCH))
+def test_member_table_mismatch_is_rejected(tmp_path, members, case, codec):
+    """A member table that disagrees with the package's metadata is refused before anything is
+    written: not at a new target, not into missing parent directories, not over an existing
+    store, and the package check (``numpack verify``) refuses it too."""
+    files, _ = members
+    change, culprit = MISMATCH[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    pkg = work / "bad.npkg"
+    pkg.write_bytes(build(_encoded(change(dict(files)), codec)))
+    old = _write_store(work / "old.npk", files)
+    before, outside = listing(work), sorted(os.listdir(tmp_path.parent))
+    targets = [(work / "new.npk", False), (work / "deep" / "er" / "new.npk", False), (old, True)]
+    for target, overwrite in targets:
+        with pytest.raises(CorruptStoreError, match=re.escape(culprit)) as raised:
+            numpack.unpack(pkg, target, overwrite=overwrite, verify=False)
+        assert isinstance(raised.value, ValueError)
+        assert "bad.npkg" in str(raised.value)
+        assert listing(work) == before, f"unpack into {target} left files behind"
+    assert sorted(os.listdir(tmp_path.parent)) == outside
+    assert store_files(old) == files
+    with pytest.raises(CorruptStoreError, match=re.escape(culprit)):
+        _core.verify(str(pkg))
+
+
+def test_bitmap_member_may_be_added_for_an_array_without_one(tmp_path, members):
+    """The other side of the size rules: a bitmap that fits its array's rows is accepted, also for
+    an array that had none, and it takes effect."""
+    files, _ = members
+    pkg = tmp_path / "p.npkg"
+    pkg.write_bytes(build(_encoded({**files, "deleted_a.npkb": _bitmap(2000, {0, 1999})}, "raw")))
+    _core.verify(str(pkg))
+    out = numpack.unpack(pkg, tmp_path / "o.npk")
+    assert_valid_store(out)
+    with NumPack(out) as npk:
+        np.testing.assert_array_equal(npk.load("a"), np.arange(1, 1999, dtype=np.float64))
+
+
+# case -> (the bitmap of ``b`` -> a bitmap too short for its 50 rows, what the error says).
+SHORT_BITMAP = {
+    "header_only": (lambda b: b[:16], "bitmap is 16 bytes; 50 rows need 24"),
+    "empty": (lambda b: b"", "bitmap is only 0 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHORT_BITMAP))
+def test_bitmap_too_short_for_its_rows_is_rejected(tmp_path, members, case):
+    """A bitmap within the size bound but not valid for its rows passes the member-table check and
+    is caught by the store verification after extraction; the package check agrees."""
+    files, _ = members
+    change, detail = SHORT_BITMAP[case]
+    pkg = tmp_path / "bad.npkg"
+    pkg.write_bytes(
+        build(_encoded({**files, "deleted_b.npkb": change(files["deleted_b.npkb"])}, "raw"))
+    )
+    with pytest.raises(CorruptStoreError, match=re.escape(f"array 'b': deleted_b.npkb: {detail}")):
+        numpack.unpack(pkg, tmp_path / "out.npk")
+    assert sorted(os.listdir(tmp_path)) == ["bad.npkg"]
+    # `numpack verify x.npkg` ("check every invariant of a store or a package") must not call a
+    # package fine that unpack refuses.
+    with pytest.raises(CorruptStoreError, match=re.escape("deleted_b.npkb")):
+        _core.verify(str(pkg))
+
+
+# --------------------------------------------------------------------------------------------
+# Bit flips in member names
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flip_files(tmp_path_factory):
+    """Store files of ``a`` (100 float64), ``b`` (50 int32, row 3 deleted) and ``c`` (50 int32):
+    names one bit apart, and a bitmap that fits every array's rows."""
+    path = tmp_path_factory.mktemp("flip") / "f.npk"
+    with NumPack(path) as npk:
+        npk.save(FLIP_ARRAYS)
+        npk.drop("b", [3])
+    files = store_files(path)
+    assert sorted(files) == FLIP_NAMES
+    return files
+
+
+FLIP_ARRAYS = {
+    "a": np.arange(100, dtype=np.float64),
+    "b": np.arange(50, dtype=np.int32),
+    "c": np.arange(50, 100, dtype=np.int32),
+}
+FLIP_NAMES = ["data_a.npkd", "data_b.npkd", "data_c.npkd", "deleted_b.npkb", "metadata.npkm"]
+
+
+def _rust_debug(name, ascii_only=False):
+    """``name`` as the engine's messages print it (Rust's ``{:?}`` of a str, without quotes;
+    ``ascii_only`` escapes every non-ASCII character, as Rust does for combining marks)."""
+    out = []
+    for ch in name:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\t\r\n\0":
+            out.append({"\t": "\\t", "\r": "\\r", "\n": "\\n", "\0": "\\0"}[ch])
+        elif not ch.isprintable() or (ascii_only and ord(ch) > 127):
+            out.append(f"\\u{{{ord(ch):x}}}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _flip_model(files, renames):
+    """What unpacking the package should give when member ``old`` is named ``new`` for each
+    ``old -> new`` of ``renames``: the arrays, or None when the member table does not match the
+    metadata (a name repeated or not a store file, a record without its data file, a data
+    member of the wrong size, a member no record names)."""
+    names = [renames.get(n.encode(), n.encode()) for n in FLIP_NAMES]
+    allowed = {f"{kind}_{x}.{ext}".encode() for x in FLIP_ARRAYS for kind, ext in DATA_AND_BITMAP}
+    if len(set(names)) != len(names) or not set(names) <= allowed | {b"metadata.npkm"}:
+        return None
+    if b"metadata.npkm" not in names:
+        return None
+    origin = {new: old for old, new in zip(FLIP_NAMES, names)}  # new name -> original member
+    arrays = {}
+    for x, arr in FLIP_ARRAYS.items():
+        src = origin.get(f"data_{x}.npkd".encode())
+        if src is None or not src.startswith("data_") or len(files[src]) != arr.nbytes:
+            return None
+        values = FLIP_ARRAYS[src[5:-5]].view(arr.dtype)
+        bitmap = origin.get(f"deleted_{x}.npkb".encode())
+        if bitmap is not None:
+            if bitmap != "deleted_b.npkb":
+                return None
+            values = np.delete(values, 3)  # b's bitmap (50 rows, row 3 deleted) fits every array
+        arrays[x] = values
+    return arrays
+
+
+DATA_AND_BITMAP = (("data", "npkd"), ("deleted", "npkb"))
+
+
+def _named_in(message, old, new):
+    """Whether ``message`` names member ``old`` or its new name ``new`` (bytes)."""
+    candidates = [_rust_debug(old.decode())]
+    try:
+        text = new.decode()
+    except UnicodeDecodeError:
+        candidates.append("UTF-8")
+    else:
+        candidates += [_rust_debug(text), _rust_debug(text, ascii_only=True)]
+    return any(c in message for c in candidates)
+
+
+def _unpack_flipped(files, flips, work):
+    """Build a package of ``files`` with bits of member names flipped (``(member, byte, bit)``
+    each, ``byte`` taken modulo the name's length), unpack it into ``work`` and check the
+    outcome against :func:`_flip_model`. Returns whether it unpacked."""
+    raw = {n: bytearray(n.encode()) for n in FLIP_NAMES}
+    for member, byte, bit in flips:
+        name = raw[FLIP_NAMES[member % len(FLIP_NAMES)]]
+        name[byte % len(name)] ^= 1 << bit
+    renames = {n.encode(): bytes(b) for n, b in raw.items() if bytes(b) != n.encode()}
+    pkg = work / "p.npkg"
+    pkg.write_bytes(build([Member(bytes(raw[n]), files[n]) for n in FLIP_NAMES]))
+    target = work / "out.npk"
+    expected = _flip_model(files, renames)
+    try:
+        numpack.unpack(pkg, target)
+    except BaseException as exc:
+        assert isinstance(exc, CorruptStoreError), f"{renames}: {exc!r}"
+        assert expected is None, f"{renames} is consistent, but unpack raised {exc!r}"
+        assert os.listdir(work) == ["p.npkg"], renames
+        message = str(exc)
+        assert any(_named_in(message, o, n) for o, n in renames.items()), (message, renames)
+        return False
+    assert expected is not None, f"{renames} does not match the metadata, but unpacked"
+    got = store_files(target)
+    assert got == {renames.get(n.encode(), n.encode()).decode(): files[n] for n in FLIP_NAMES}
+    assert_valid_store(target)
+    assert_same_arrays(load_all(target), expected)
+    shutil.rmtree(target)
+    return True
+
+
+def test_every_single_bit_flip_in_a_member_name(tmp_path, flip_files):
+    """Each of the 480 one-bit flips of a name byte: refused with an error naming the member,
+    leaving nothing; the one flip still consistent with the metadata (``b``'s bitmap renamed to
+    ``c``, whose rows it fits) unpacks to exactly what the package says."""
+    accepted = []
+    for member, name in enumerate(FLIP_NAMES):
+        for byte in range(len(name)):
+            for bit in range(8):
+                if _unpack_flipped(flip_files, [(member, byte, bit)], tmp_path):
+                    accepted.append((name, byte, bit))
+    assert accepted == [("deleted_b.npkb", 8, 0)]
+
+
+@settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@example(flips=[(1, 5, 0), (2, 5, 0)])  # data_b <-> data_c: same size, contents swapped
+@example(flips=[(3, 8, 0), (3, 8, 1)])  # deleted_b -> deleted_a (b's bitmap fits a's 100 rows)
+@example(flips=[(0, 5, 1), (2, 5, 1)])  # data_a <-> data_c: sizes differ
+@given(
+    flips=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 13), st.integers(0, 7)), min_size=1, max_size=4
+    )
+)
+def test_bit_flips_in_member_names(tmp_path_factory, flip_files, flips):
+    """Any few bit flips in member names: a clean refusal naming a renamed member, or, when the
+    names are still consistent with the metadata, exactly the store the package describes."""
+    work = tmp_path_factory.mktemp("flips")
+    _unpack_flipped(flip_files, flips, work)
+    shutil.rmtree(work)
+
+
+# --------------------------------------------------------------------------------------------
+# Decompression bombs under names the metadata does not allow
+# --------------------------------------------------------------------------------------------
+BOMB_SIZE = 300 * 10**6
+
+
+def _zstd_rle_frame(size, byte=0):
+    """A zstd frame (RFC 8878 §3.1.1) of ``size`` copies of ``byte``, its content size in the
+    header: 128 KiB RLE blocks of 4 bytes each, so 300 MB take 9 KiB."""
+    out = bytearray(ZSTD_MAGIC)
+    out += bytes([0xC0, 0x38]) + struct.pack("<Q", size)  # 8-byte content size; 128 KiB window
+    left = size
+    while True:
+        n = min(left, 1 << 17)
+        left -= n
+        last = int(left == 0)
+        out += (last | 1 << 1 | n << 3).to_bytes(3, "little") + bytes([byte])  # type 1 = RLE
+        if last:
+            return bytes(out)
+
+
+@functools.cache
+def _zlib_zeros(mib):
+    """A zlib stream of ``mib`` MiB of zeros in about 1 KiB per MiB: the sync-flushed deflate of
+    one MiB of zeros is the same bytes once the window is full, so it is repeated; then an empty
+    final block and the Adler-32 of n zeros (a = 1, b = n mod 65521)."""
+    comp = zlib.compressobj(9)
+    chunk = bytes(1 << 20)
+    first = comp.compress(chunk) + comp.flush(zlib.Z_SYNC_FLUSH)
+    steady = comp.compress(chunk) + comp.flush(zlib.Z_SYNC_FLUSH)
+    adler = ((mib << 20) % 65521) << 16 | 1
+    return first + steady * (mib - 1) + b"\x03\x00" + adler.to_bytes(4, "big")
+
+
+def _bomb(codec):
+    return _zstd_rle_frame(BOMB_SIZE) if codec == "zstd" else _zlib_zeros(BOMB_SIZE >> 20)
+
+
+def test_bomb_builders_expand_as_claimed(tmp_path):
+    """The bombs below are real: the same constructions, small, decode to what they claim, with
+    ``zlib`` and ``zstandard`` and through numpack's own unpack."""
+    assert zlib.decompress(_zlib_zeros(3)) == bytes(3 << 20)
+    frame = _zstd_rle_frame(300_001, 7)
+    if zstandard is not None:
+        assert zstandard.ZstdDecompressor().decompress(frame) == b"\7" * 300_001
+    assert len(_zstd_rle_frame(BOMB_SIZE)) < 10_000
+    assert len(_zlib_zeros(BOMB_SIZE >> 20)) < 400_000
+    src = tmp_path / "z.npk"
+    with NumPack(src) as npk:
+        npk.save({"z": np.zeros(3 << 17, np.float64), "y": np.zeros(1 << 17, np.uint8)})
+    files = store_files(src)
+    entries = [
+        Member("data_y.npkd", files["data_y.npkd"], _zstd_rle_frame(1 << 17)),
+        Member("data_z.npkd", files["data_z.npkd"], _zstd_rle_frame(3 << 20)),
+        Member("metadata.npkm", files["metadata.npkm"]),
+    ]
+    pkg = tmp_path / "z.npkg"
+    pkg.write_bytes(build(entries))
+    assert store_files(numpack.unpack(pkg, tmp_path / "zo.npk")) == files
+    entries[1] = Member("data_z.npkd", files["data_z.npkd"], _zlib_zeros(3))
+    pkg.write_bytes(build(entries))
+    assert store_files(numpack.unpack(pkg, tmp_path / "zl.npk")) == files
+
+
+@contextlib.contextmanager
+def _file_size_limit(limit):
+    """While inside: no file of this process may grow past ``limit`` bytes (a write beyond fails
+    with EFBIG; Python ignores SIGXFSZ). A no-op where ``resource`` is missing."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if hard != resource.RLIM_INFINITY and hard < limit:  # pragma: no cover - odd setup
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def _disk_bytes(root):
+    """Bytes allocated on disk under ``root``."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            total += os.lstat(os.path.join(dirpath, n)).st_blocks * 512
+    return total
+
+
+@pytest.mark.parametrize("codec", ["zstd", "zlib"])
+@pytest.mark.parametrize(
+    "name", ["data_zz.npkd", "deleted_zz.npkb", "data_a.npkd", "deleted_a.npkb"]
+)
+def test_small_package_declaring_a_huge_member_writes_nothing(tmp_path, members, codec, name):
+    """A package of a few KiB whose member expands to 300 MB under a name no record uses (or
+    larger than its record allows) is refused from the member table, without decoding it: even
+    with ``verify=False``, within a fraction of a second, with no file of the process growing past
+    1 MiB meanwhile and no bytes left on disk."""
+    files, _ = members
+    entries = [m for m in valid_members(files) if m.name != name.encode()]
+    entries.append(Member(name, b"", _bomb(codec), orig=BOMB_SIZE))
+    entries.sort(key=lambda m: m.name)
+    work = tmp_path / "work"
+    work.mkdir()
+    pkg = work / "bomb.npkg"
+    pkg.write_bytes(build(entries))
+    assert pkg.stat().st_size < (32 << 10 if codec == "zstd" else 400 << 10)
+    used = _disk_bytes(tmp_path)
+    seen = []
+    t0 = time.monotonic()
+    with _file_size_limit(1 << 20):
+        for target, overwrite in ((work / "new.npk", False), (work / "a" / "b.npk", True)):
+            with pytest.raises(CorruptStoreError, match=re.escape(f'member "{name}"')):
+                numpack.unpack(pkg, target, overwrite, False, progress=lambda d, t: seen.append(d))
+        with pytest.raises(CorruptStoreError, match=re.escape(f'member "{name}"')):
+            _core.verify(str(pkg))
+    elapsed = time.monotonic() - t0
+    assert elapsed < 0.5, f"took {elapsed:.2f}s: the member was decoded"
+    assert max(seen, default=0) < 1 << 20, "the bomb was extracted"
+    assert sorted(os.listdir(work)) == ["bomb.npkg"]
+    assert _disk_bytes(tmp_path) == used
+
+
+# --------------------------------------------------------------------------------------------
 # Fuzz: mutated packages
 # --------------------------------------------------------------------------------------------
 INTERESTING = [0, 1, 2, 7, 8, 255, 256, 0x7FFFFFFF, 0xFFFFFFFF, 2**63, 2**64 - 1]
@@ -922,6 +1369,89 @@ def test_fuzz_mutated_packages(tmp_path, fuzz_bases):
     assert outcomes.get("unpack:ok", 0) > 10, outcomes
 
 
+_EDIT = st.tuples(
+    st.sampled_from(["overwrite", "insert", "delete"]),
+    st.integers(0, 1 << 16),
+    st.binary(min_size=1, max_size=8),
+)
+
+
+def _apply_edits(blob, edits):
+    """``blob`` with each ``(kind, position, bytes)`` applied in turn (positions wrap)."""
+    b = bytearray(blob)
+    for kind, pos, data in edits:
+        if kind == "insert":
+            i = pos % (len(b) + 1)
+            b[i:i] = data
+        elif b:
+            i = pos % len(b)
+            if kind == "overwrite":
+                b[i : i + len(data)] = data[: len(b) - i]
+            else:
+                del b[i : i + len(data)]
+    return bytes(b)
+
+
+def _outcome(call):
+    """None when ``call()`` returned, else the exception, which must be an ``Exception`` of a
+    documented kind (never a ``BaseException`` such as pyo3's ``PanicException``)."""
+    try:
+        call()
+    except BaseException as exc:
+        assert isinstance(exc, Exception), f"{type(exc).__name__} is not an Exception: {exc!r}"
+        assert isinstance(exc, (ValueError, RuntimeError)), repr(exc)
+        return exc
+    return None
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(base=st.integers(0, 99), edits=st.lists(_EDIT, min_size=1, max_size=3), verify=st.booleans())
+def test_mutated_package_fails_cleanly_or_unpacks_a_store(
+    tmp_path_factory, fuzz_bases, base, edits, verify
+):
+    """A valid package with a few bytes overwritten, inserted or deleted anywhere: reading its
+    table, checking it and unpacking it each either succeed or raise an ordinary exception;
+    nothing appears beside the target; what unpacks is a store that verifies and loads."""
+    blob = _apply_edits(fuzz_bases[base % len(fuzz_bases)][0], edits)
+    root = tmp_path_factory.mktemp("mutated")
+    work = root / "work"
+    work.mkdir()
+    pkg = work / "m.npkg"
+    pkg.write_bytes(blob)
+    target = work / "out.npk"
+    outside = sorted(os.listdir(root.parent))
+
+    info_error = _outcome(lambda: numpack.get_package_info(pkg))
+    check_error = _outcome(lambda: _core.verify(str(pkg)))
+    unpack_error = _outcome(lambda: numpack.unpack(pkg, target, verify=verify))
+
+    assert sorted(os.listdir(root.parent)) == outside
+    assert os.listdir(root) == ["work"]
+    if unpack_error is not None:
+        assert sorted(os.listdir(work)) == ["m.npkg"], unpack_error
+    else:
+        assert sorted(os.listdir(work)) == ["m.npkg", "out.npk"]
+        assert info_error is None, f"unpacked, but get_package_info raised {info_error!r}"
+        if verify:
+            assert check_error is None, f"unpacked with verify, but verify raised {check_error!r}"
+        assert_valid_store(target)
+        with NumPack(target) as npk:
+            for name in npk.get_member_list():
+                arr = npk.load(name)
+                assert isinstance(arr, np.ndarray)
+                assert arr.shape == tuple(npk.get_shape(name)), name
+    if info_error is not None:
+        assert unpack_error is not None and check_error is not None
+    if blob == fuzz_bases[base % len(fuzz_bases)][0]:
+        assert info_error is check_error is unpack_error is None
+    shutil.rmtree(root)
+
+
 # --------------------------------------------------------------------------------------------
 # Packing while another process writes
 # --------------------------------------------------------------------------------------------
@@ -991,3 +1521,199 @@ def test_pack_rejects_levels_outside_zstd_range(tmp_path):
         numpack.pack(src, tmp_path / "x.npkg", level=3.5)
     assert not (tmp_path / "x.npkg").exists()
     assert numpack.pack(src, tmp_path / "x.npkg", level=np.int64(22)).is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# unpack(overwrite=True): the old store or the new one, at every instant
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def swap_packages(tmp_path_factory):
+    """Two packages of different stores (``old``, ``new``): (package, store files, arrays) each."""
+    root = tmp_path_factory.mktemp("swap")
+    contents = {
+        "old": {
+            "x": np.arange(3000, dtype=np.float64),
+            "y": random_array((40, 5), np.int32, seed=1),
+        },
+        "new": {
+            "x": random_array((2500,), np.float64, seed=2),
+            "z": random_array((64, 3), np.uint16, seed=3),
+            "w": np.zeros((10, 0), np.int8),
+        },
+    }
+    out = {}
+    for key, arrays in contents.items():
+        store = root / f"{key}.npk"
+        with NumPack(store) as npk:
+            npk.save(arrays)
+            npk.drop("y" if key == "old" else "z", [0, 7])
+        out[key] = (numpack.pack(store, root / f"{key}.npkg"), store_files(store), load_all(store))
+    assert out["old"][1] != out["new"][1]
+    return out
+
+
+def _which_store(target, swap_packages):
+    """``'old'`` or ``'new'``: which complete store is at ``target`` (file for file, then verified
+    and loaded); fails for anything else."""
+    assert target.is_dir(), f"{target} is missing: {sorted(os.listdir(target.parent))}"
+    files = store_files(target)
+    which = [k for k, (_, f, _) in swap_packages.items() if f == files]
+    assert which, f"{target} holds neither store: {sorted(files)}"
+    assert_valid_store(target)
+    assert_same_arrays(load_all(target), swap_packages[which[0]][2])
+    return which[0]
+
+
+# Forks (from a process that has imported numpack and started no threads) children that unpack
+# the two packages over the target in turn, appending a byte to a progress file after each.
+_UNPACK_LOOP = r"""
+import os, sys, time
+import numpack
+
+old, new, target, progress = sys.argv[1:5]
+
+def loop(first):
+    fd = os.open(progress, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    pkgs = (new, old) if first == "new" else (old, new)
+    deadline = time.monotonic() + 30
+    i = 0
+    while time.monotonic() < deadline:
+        numpack.unpack(pkgs[i % 2], target, overwrite=True)
+        os.write(fd, b"x")
+        i += 1
+
+for line in sys.stdin:
+    cmd, arg = line.split()
+    if cmd == "fork":
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                loop(arg)
+            except BaseException as exc:
+                sys.stderr.write(f"child {os.getpid()}: {exc!r}\n")
+                sys.stderr.flush()
+                code = 3
+            os._exit(code)
+        print(pid, flush=True)
+    elif cmd == "wait":
+        print(os.waitpid(int(arg), 0)[1], flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_overwrite_killed_at_random_moments_leaves_old_or_new(tmp_path, swap_packages):
+    """A process unpacking the two packages over one target in turn is SIGKILLed at random
+    moments, 20 times: each time the target is one complete store, the old or the new, and
+    nothing but numpack's temporary directories is left beside it."""
+    rng = random.Random(5150)
+    old_pkg, new_pkg = swap_packages["old"][0], swap_packages["new"][0]
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / "t.npk"
+    numpack.unpack(old_pkg, target)
+    t0 = time.monotonic()
+    for pkg in (new_pkg, old_pkg):
+        numpack.unpack(pkg, target, overwrite=True)
+    one = (time.monotonic() - t0) / 2  # one overwrite, fsyncs included
+    progress = tmp_path / "progress"
+    errors = tmp_path / "stderr"
+    seen = {"old": 0, "new": 0}
+    interrupted = 0
+    with open(errors, "w") as err:
+        helper = subprocess.Popen(
+            [sys.executable, "-c", _UNPACK_LOOP, str(old_pkg), str(new_pkg), str(target),
+             str(progress)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, cwd=tmp_path,
+        )  # fmt: skip
+    pid = None
+    try:
+        for k in range(20):
+            progress.write_bytes(b"")
+            helper.stdin.write(f"fork {'new' if k % 2 else 'old'}\n")
+            helper.stdin.flush()
+            pid = int(helper.stdout.readline())
+            done = rng.randrange(3)  # kill during the first, second or third unpack
+            deadline = time.monotonic() + 20
+            while progress.stat().st_size < done:
+                assert time.monotonic() < deadline, errors.read_text()
+                time.sleep(0.0005)
+            time.sleep(rng.uniform(0, 1.5 * one))
+            os.kill(pid, signal.SIGKILL)
+            helper.stdin.write(f"wait {pid}\n")
+            helper.stdin.flush()
+            status = int(helper.stdout.readline())
+            pid = None
+            assert os.WIFSIGNALED(status), f"child ended by itself: {errors.read_text()}"
+            assert os.WTERMSIG(status) == signal.SIGKILL
+            seen[_which_store(target, swap_packages)] += 1
+            left = [n for n in os.listdir(work) if n != "t.npk"]
+            assert all(n.startswith(".numpack.tmp.") for n in left), left
+            interrupted += bool(left)
+            for n in left:  # what a killed unpack leaves: its temporary directory
+                shutil.rmtree(work / n)
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        helper.stdin.close()
+        try:
+            helper.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - the helper hangs
+            helper.kill()
+            helper.wait()
+        helper.stdout.close()
+    assert helper.returncode == 0, errors.read_text()
+    assert seen["old"] and seen["new"], seen
+    assert interrupted, "no kill landed inside an unpack"
+
+
+def _watch(target, seen, samples, started, stop):
+    """Until ``stop``: stat ``target`` and its metadata, appending to ``seen`` each inode (or
+    what is missing) that differs from the last one; the last sample is taken after ``stop``."""
+    while True:
+        last = stop.is_set()
+        try:
+            ino = os.stat(target).st_ino
+            os.stat(target / "metadata.npkm")
+        except FileNotFoundError as exc:
+            ino = f"missing: {exc.filename}"
+        if not seen or seen[-1] != ino:
+            seen.append(ino)
+        samples.append(None)
+        started.set()
+        if last:
+            return
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="renameat2(RENAME_EXCHANGE) is Linux's")
+def test_overwrite_swaps_the_target_in_one_step(tmp_path, swap_packages):
+    """While ``unpack(overwrite=True)`` runs, another thread watching ``target`` sees its old
+    inode, then the new one, and never a missing target or store; afterwards the old directory
+    is gone (no links left) and nothing else is beside the target."""
+    target = tmp_path / "t.npk"
+    numpack.unpack(swap_packages["old"][0], target)
+    samples = []
+    for k in range(8):
+        key = "new" if k % 2 == 0 else "old"
+        before = os.stat(target).st_ino
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        seen = []
+        started, stop = threading.Event(), threading.Event()
+        watcher = threading.Thread(target=_watch, args=(target, seen, samples, started, stop))
+        watcher.start()
+        try:
+            assert started.wait(10)
+            numpack.unpack(swap_packages[key][0], target, overwrite=True)
+        finally:
+            stop.set()
+            watcher.join()
+        try:
+            assert os.fstat(fd).st_nlink == 0, "the old store directory is still linked"
+        finally:
+            os.close(fd)
+        after = os.stat(target).st_ino
+        assert after != before
+        assert seen == [before, after], seen
+        assert _which_store(target, swap_packages) == key
+        assert sorted(os.listdir(tmp_path)) == ["t.npk"]
+    assert len(samples) > 16

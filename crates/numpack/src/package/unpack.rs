@@ -322,6 +322,7 @@ fn unpack_into(
     durable: bool,
     progress: Progress<'_>,
 ) -> NpkResult<()> {
+    remove_stale_unpacks(parent);
     let tmp = crate::store::commit::tmp_path(parent, "unpack");
     fs::create_dir(&tmp).at(&tmp)?;
     let mut guard = TempDir(Some(tmp.clone()));
@@ -395,6 +396,25 @@ fn unpack_into(
         sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Removes what killed unpacks left beside their targets (temporary directories of processes
+/// that are gone). Best effort.
+fn remove_stale_unpacks(parent: &Path) {
+    let Ok(list) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in list.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.ends_with(".unpack") || name.ends_with(".replaced");
+        if ours && crate::store::commit::recover::is_stale_temp(&name) {
+            let p = e.path();
+            if fs::remove_dir_all(&p).is_err() {
+                let _ = fs::remove_file(&p);
+            }
+        }
+    }
 }
 
 /// Extracts every member into `dir`, several at once (largest first: zstd decodes one frame
@@ -531,7 +551,7 @@ fn check_members(source: &Path, info: &PackageInfo, meta: &MetadataFile) -> NpkR
             present.insert(e.name.as_str());
         } else if let Some(a) = bitmaps.get(&e.name) {
             let rows = if is_zero_width(a) {
-                a.rows().min(1 << 32)
+                a.rows().min(ZERO_WIDTH_BITMAP_ROWS)
             } else {
                 a.rows()
             };
@@ -562,6 +582,31 @@ fn check_members(source: &Path, info: &PackageInfo, meta: &MetadataFile) -> NpkR
     Ok(())
 }
 
+/// A bitmap member must decode for the rows of the array it belongs to (as `verify_dir`
+/// checks it after an unpack).
+fn check_bitmap(source: &Path, meta: &MetadataFile, name: &str, bytes: &[u8]) -> NpkResult<()> {
+    let Some(a) = meta
+        .arrays
+        .values()
+        .find(|a| names::bitmap_file(&a.data_file).as_deref() == Some(name))
+    else {
+        return Ok(());
+    };
+    let decoded = if a.shape.is_empty() {
+        Err("a 0-d array has no rows to delete".to_owned())
+    } else if is_zero_width(a) {
+        Bitmap::count_active(bytes, a.rows()).map(|_| ())
+    } else {
+        Bitmap::decode(bytes, a.rows()).map(|_| ())
+    };
+    decoded.map_err(|why| NpkError::corrupt(source, format!("member {name:?}: {why}")))
+}
+
+/// Most rows a bitmap member of an array whose rows hold no bytes may cover: such arrays keep
+/// no per-row state (the bitmap is folded into the row count), so a large one has no use,
+/// and the metadata cannot bound it by a data file.
+const ZERO_WIDTH_BITMAP_ROWS: u64 = 1 << 24;
+
 /// After extraction: the unpacked directory must be a valid store (bitmaps decode and fit).
 fn check_store(source: &Path, dir: &Path) -> NpkResult<()> {
     let report = verify_dir(dir);
@@ -583,8 +628,21 @@ pub fn verify(source: &Path) -> NpkResult<()> {
     let mut checksum = 0u32;
     let mut v1 = crc32fast::Hasher::new();
     for e in &info.entries {
-        let crc = extract(source, e, None, None, &mut v1, false, &mut |_| {})?;
+        // Bitmaps are kept (their size was bounded above) to be checked as unpack checks them.
+        let mut bitmap = names::is_bitmap_file(&e.name).then(Vec::new);
+        let crc = extract(
+            source,
+            e,
+            None,
+            bitmap.as_mut(),
+            &mut v1,
+            false,
+            &mut |_| {},
+        )?;
         checksum = chain_checksum(checksum, crc);
+        if let Some(bytes) = bitmap {
+            check_bitmap(source, &meta, &e.name, &bytes)?;
+        }
     }
     if info.version == 1 {
         checksum = v1.finalize();

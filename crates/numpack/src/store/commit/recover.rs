@@ -117,7 +117,7 @@ fn read_undo_area(lock: &StoreLock) -> NpkResult<Vec<u8>> {
 
 /// Whether a temporary file name belongs to a process that is gone (or to no process).
 /// Temporaries of live processes are imports in progress and must survive other opens.
-fn is_stale_temp(name: &str) -> bool {
+pub(crate) fn is_stale_temp(name: &str) -> bool {
     if name.starts_with("metadata.npkm.tmp") {
         return true;
     }
