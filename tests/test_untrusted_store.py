@@ -427,3 +427,219 @@ def test_all_or_nothing_across_arrays(tmp_path):
         npk.replace({"x": np.array([7.0]), "y": np.array([7])}, slice(-2, None))
         npk.drop(["x", "y"], -1)
         assert npk.load("x").tolist()[-1] == 7.0 and npk.get_shape("y") == (11,)
+
+
+# --- Found by review: each of these once wrote outside the store, aborted or lost data. ---
+
+
+def undo_record(file: bytes, offset: int, data: bytes) -> bytes:
+    return (
+        b"NPKJ"
+        + struct.pack("<II", 3, 1)
+        + struct.pack("<I", len(file))
+        + file
+        + struct.pack("<Q", 1)
+        + struct.pack("<QQ", offset, len(data))
+        + data
+    )
+
+
+def live_undo(store: Path, rec: bytes) -> None:
+    with open(store / ".numpack.lock", "r+b") as f:
+        f.seek(4096)
+        f.write(rec)
+        f.seek(8)
+        f.write(struct.pack("<QQ", 2, len(rec)))
+
+
+def test_an_undo_record_never_writes_through_a_hard_link(tmp_path):
+    store = tmp_path / "s.npk"
+    make_store(store)
+    secret = tmp_path / "precious.txt"
+    secret.write_bytes(b"precious user data\n")
+    os.link(secret, store / "data_zz.npkd")  # a store-named entry no record names
+    live_undo(store, undo_record(b"data_zz.npkd", 0, b"PWNED!!!"))
+    with NumPack(store) as npk:
+        assert npk.get_member_list() == ["a", "b"]
+    assert secret.read_bytes() == b"precious user data\n"
+    # A named data file with another link is refused, not written.
+    os.link(store / "data_b.npkd", tmp_path / "copy.npkd")
+    live_undo(store, undo_record(b"data_b.npkd", 0, b"PWNED!!!"))
+    with pytest.raises(CorruptStoreError, match="other hard links"):
+        NumPack(store).open()
+    assert (tmp_path / "copy.npkd").read_bytes()[:8] != b"PWNED!!!"
+
+
+def test_the_lock_and_metadata_files_are_never_written_through_hard_links(tmp_path):
+    a, b = tmp_path / "a.npk", tmp_path / "b.npk"
+    make_store(a)
+    make_store(b)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"outside")
+    (a / ".numpack.lock").unlink()
+    os.link(outside, a / ".numpack.lock")
+    with pytest.raises(CorruptStoreError, match="hard links"):
+        NumPack(a).open()
+    assert outside.read_bytes() == b"outside"
+    (a / ".numpack.lock").unlink()
+    (a / "metadata.npkm").unlink()
+    os.link(b / "metadata.npkm", a / "metadata.npkm")
+    with NumPack(a) as npk:
+        npk.append({"b": np.arange(3)})  # committed by rename, not in place
+        assert npk.get_shape("b") == (10,)
+    with NumPack(b) as npk:
+        assert npk.get_shape("b") == (7,)
+        assert npk.load("a").shape == (18, 3)
+
+
+def test_verify_and_reads_of_a_sparse_or_short_data_file_allocate_nothing(tmp_path):
+    """A record claiming 2^40 rows of bytes, with a bitmap: a short data file (verify) or a
+    sparse one (every read) must be refused before a 16 GiB bitmap is built."""
+    rows = 1 << 40
+    bitmap = struct.pack("<QQ", 0, 0)
+    for kind in ("short", "sparse"):
+        store = tmp_path / kind
+        store.mkdir()
+        (store / "metadata.npkm").write_bytes(
+            metadata_bytes([("a", [rows], "data_a.npkd", 1, rows)])
+        )
+        (store / "deleted_a.npkb").write_bytes(bitmap)
+        with open(store / "data_a.npkd", "wb") as f:
+            f.truncate(16 if kind == "short" else rows)
+        code = textwrap.dedent(
+            f"""
+            import resource, subprocess, sys
+            resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+            from numpack import NumPack
+            from numpack.exceptions import CorruptStoreError
+            with NumPack({str(store)!r}) as npk:
+                for call in (lambda: npk.get_shape("a"), lambda: npk.drop("a", [0])):
+                    try:
+                        call()
+                        raise SystemExit("no error")
+                    except CorruptStoreError as e:
+                        print(e)
+            """
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-1500:]
+        v = subprocess.run(
+            [sys.executable, "-m", "numpack", "verify", str(store)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert v.returncode == 1, v.stderr[-1500:]
+
+
+def test_unaligned_and_strided_index_arrays(tmp_path):
+    u = np.frombuffer(bytearray(33), np.int64, 4, offset=1)
+    strided = np.arange(10, dtype=np.int64)[::3]
+    mask = np.frombuffer(bytearray(21), np.bool_, 20, offset=1).copy()
+    mask[::4] = True
+    with NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"a": np.arange(20.0)})
+        assert npk.getitem("a", u).tolist() == [0.0] * 4
+        assert npk.getitem("a", strided).tolist() == [0.0, 3.0, 6.0, 9.0]
+        npk.replace({"a": np.array([5.0])}, u)
+        npk.drop("a", mask[::-1][::-1])
+        assert npk.get_shape("a") == (15,)
+
+
+def test_a_directory_named_like_a_store_file_does_not_brick_the_store(tmp_path):
+    store = tmp_path / "s.npk"
+    make_store(store)
+    (store / "deleted_a.npkb").unlink()
+    (store / "deleted_a.npkb").mkdir()
+    with NumPack(store) as npk:
+        with pytest.raises(CorruptStoreError, match="directory"):
+            npk.load("a")
+        with pytest.raises(CorruptStoreError, match="directory"):
+            npk.save({"a": np.zeros((2, 3), np.float32)})
+        assert npk.load("b").tolist() == list(range(7))
+    assert not (store / ".numpack.journal").exists()
+    (store / "data_zz.npkd").mkdir()
+    (store / "deleted_a.npkb").rmdir()
+    with NumPack(store) as npk:
+        npk.reset()
+        assert npk.get_member_list() == []
+    assert (store / "data_zz.npkd").is_dir()
+
+
+def test_a_rejected_call_in_batch_mode_keeps_the_cached_edits(tmp_path):
+    with NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"a": np.zeros((4, 2))})
+        with npk.batch_mode():
+            a = npk.load("a")
+            a[0] = 99
+            for bad in (
+                lambda: npk.replace({"a": np.ones((1, 2))}, [10]),
+                lambda: npk.append({"a": np.ones((1, 3))}),
+                lambda: npk.drop("a", [10]),
+            ):
+                with pytest.raises((IndexError, ValueError)):
+                    bad()
+            assert npk.load("a") is a
+            a[1] = 77
+        assert npk.load("a")[:2].tolist() == [[99, 99], [77, 77]]
+
+
+def test_one_bound_for_bitmaps_of_zero_width_arrays(tmp_path):
+    rows = 1 << 40
+    for n_words, ok in ((1 << 19, True), ((1 << 21) + 1, False)):
+        store = tmp_path / f"z{n_words}"
+        store.mkdir()
+        (store / "metadata.npkm").write_bytes(
+            metadata_bytes([("z", [rows, 0], "data_z.npkd", FLOAT32, 0)])
+        )
+        (store / "data_z.npkd").write_bytes(b"")
+        covered = n_words * 64
+        with open(store / "deleted_z.npkb", "wb") as f:
+            f.write(struct.pack("<QQ", covered, 0))
+            f.truncate(16 + n_words * 8)  # sparse: all rows deleted
+        if ok:
+            with NumPack(store) as npk:
+                assert npk.get_shape("z") == (rows - covered, 0)
+            pkg = numpack.pack(store, tmp_path / f"z{n_words}.npkg")
+            out = numpack.unpack(pkg, tmp_path / f"z{n_words}.out")
+            with NumPack(out) as npk:
+                assert npk.get_shape("z") == (rows - covered, 0)
+        else:
+            with pytest.raises(CorruptStoreError, match="at most"):
+                with NumPack(store) as npk:
+                    npk.get_shape("z")
+
+
+@pytest.mark.parametrize("damage", ["undo length", "journal step"])
+def test_verify_reports_what_recovery_would_refuse(tmp_path, damage):
+    store = tmp_path / "s.npk"
+    make_store(store)
+    if damage == "undo length":
+        with open(store / ".numpack.lock", "r+b") as f:
+            f.seek(8)
+            f.write(struct.pack("<QQ", 2, 1 << 63))
+    else:
+        step = b"\x02" + struct.pack("<I", 13) + b".numpack.lock"
+        (store / ".numpack.journal").write_bytes(b"NPKJ" + struct.pack("<II", 1, 1) + step)
+    r = subprocess.run(
+        [sys.executable, "-m", "numpack", "verify", str(store)], capture_output=True, text=True
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+
+
+def test_score_matrices_too_large_for_memory_are_memory_errors():
+    q = np.ones((200_000, 1), np.float32)
+    c = np.ones((10_000_000, 1), np.float32)
+    with pytest.raises(MemoryError):
+        VectorEngine().batch_compute(q, c, "dot")
+
+
+def test_index_errors_of_multi_array_calls_name_the_array(tmp_path):
+    with NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"a": np.arange(4), "b": np.arange(9)})
+        with pytest.raises(IndexOutOfRangeError, match="array 'a' with 4 rows"):
+            npk.drop(["a", "b"], [6])
+        with pytest.raises(IndexOutOfRangeError, match="array 'a' with 4 rows"):
+            npk.replace({"b": np.array([1]), "a": np.array([1])}, 5)
+        with pytest.raises(IndexOutOfRangeError, match="array 'b' with 9 rows"):
+            npk.getitem("b", [9])

@@ -64,7 +64,8 @@ class BatchModeContext:
     * ``npk.save({...})`` stores the given objects in the cache by reference and marks them
       dirty; nothing is written yet (dtypes are still validated).
     * ``append``, ``replace``, row ``drop``, ``update`` and ``clone`` first write a cached array
-      that is dirty or was edited in place, act on disk, then evict it from the cache.  A whole
+      that is dirty or was edited in place, act on disk, then evict it from the cache (a call
+      that fails leaves it cached, as it now is on disk, so later edits are still written).  A whole
       ``drop`` or ``reset`` discards cached arrays without writing them.
     * ``get_shape``, ``getitem``, ``stream_load``, ``has_array``, ``get_member_list`` answer
       from the cache for cached arrays; ``get_metadata`` and ``get_modify_time`` describe disk.
@@ -137,9 +138,14 @@ class BatchModeContext:
             and (name in self._dirty or _differs_from_disk(store, name, self._cache[name]))
         ]
 
+    def _write_pending(self, names: list[str]) -> None:
+        """Write the pending arrays among ``names`` (they stay cached, now equal to disk)."""
+        self._npk._write(self._pending(names))
+        self._dirty.difference_update(names)
+
     def _settle(self, names: list[str]) -> None:
         """Write the pending arrays among ``names``, then evict them."""
-        self._npk._write(self._pending(names))
+        self._write_pending(names)
         self._discard(names)
 
     def _discard(self, names: list[str]) -> None:

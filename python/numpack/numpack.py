@@ -194,8 +194,15 @@ class NumPack:
         return None if self._batch is None else self._batch._cache.get(name)
 
     def _settle(self, names: list[str]) -> None:
+        """Batch mode: write the cached arrays among ``names`` before a call acts on disk."""
         if self._batch is not None:
-            self._batch._settle(names)
+            self._batch._write_pending(names)
+
+    def _settled(self, names: list[str]) -> None:
+        """Batch mode: evict ``names`` once a call has changed them on disk (a call that
+        fails leaves them cached: they equal what is on disk)."""
+        if self._batch is not None:
+            self._batch._discard(names)
 
     def _dtype_shape(self, store: _core.Store, name: str) -> tuple[np.dtype[Any], tuple[int, ...]]:
         cached = self._cached(name)
@@ -262,10 +269,12 @@ class NumPack:
         if not isinstance(arrays, dict):
             raise ValueError("arrays must be a dictionary")
         items = [(name, check_array(name, value)) for name, value in arrays.items()]
-        self._settle([name for name, _ in items])
+        names = [name for name, _ in items]
+        self._settle(names)
         if items:
             # One engine call: every array is checked first, then all grow in one commit.
             store.append([(name, storable(value)) for name, value in items])
+        self._settled(names)
 
     def replace(self, arrays: dict[str, npt.NDArray[Any]], indexes: Any) -> None:
         """Overwrite logical rows in place.
@@ -299,9 +308,11 @@ class NumPack:
             raise ValueError("arrays must be a dictionary")
         rows = parse_replace_indexes(indexes)
         items = [(name, check_array(name, value)) for name, value in arrays.items()]
-        self._settle([name for name, _ in items])
+        names = [name for name, _ in items]
+        self._settle(names)
         if items:
             store.replace([(name, storable(value), rows) for name, value in items])
+        self._settled(names)
 
     def drop(self, array_name: str | list[str], indexes: Any = None) -> None:
         """Delete whole arrays, or logical rows of arrays.
@@ -336,6 +347,7 @@ class NumPack:
         self._settle(names)
         if names:
             store.drop_rows([(name, rows) for name in names])
+        self._settled(names)
 
     def update(self, array_name: str) -> None:
         """Compact an array: physically remove its deleted rows (no-op without deletions).
@@ -343,8 +355,10 @@ class NumPack:
         Raises ``ArrayNotFoundError`` if the array does not exist.
         """
         store = self._core_store()
-        self._settle([check_name(array_name)])
+        names = [check_name(array_name)]
+        self._settle(names)
         store.compact(array_name)
+        self._settled(names)
 
     def clone(self, source_name: str, target_name: str) -> None:
         """Copy an array under a new name (an independent, compacted copy).
@@ -353,8 +367,10 @@ class NumPack:
         target already exists.
         """
         store = self._core_store()
-        self._settle([check_name(source_name), check_name(target_name)])
+        names = [check_name(source_name), check_name(target_name)]
+        self._settle(names)
         store.clone(source_name, target_name)
+        self._settled(names)
 
     def reset(self) -> None:
         """Remove every array (pending batch-mode arrays included)."""

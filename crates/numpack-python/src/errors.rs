@@ -5,8 +5,8 @@
 
 use numpack::NpkError;
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
-    PyTypeError, PyValueError,
+    PyFileExistsError, PyFileNotFoundError, PyMemoryError, PyOSError, PyPermissionError,
+    PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use std::io::ErrorKind;
@@ -63,6 +63,10 @@ pub fn to_py_in(e: NpkError, array: Option<&str>) -> PyErr {
                 None => format!("Index {i} is out of bounds for {rows} rows"),
             },
         ),
+        NpkError::IndexOutOfBoundsIn { .. } => {
+            numpack_error(py, "IndexOutOfRangeError", e.to_string())
+        }
+        NpkError::OutOfMemory(m) => PyMemoryError::new_err(m),
         NpkError::Checksum { .. } => PyRuntimeError::new_err(e.to_string()),
         NpkError::Corrupt { .. } => numpack_error(py, "CorruptStoreError", e.to_string()),
         NpkError::InvalidDtype(m) => PyTypeError::new_err(m),

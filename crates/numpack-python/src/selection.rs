@@ -3,20 +3,28 @@
 //! store lock for mutations; nothing here looks at the store.
 
 use numpack::RowSelection;
-use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
+use numpy::npyffi::flags::{NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS};
+use numpy::{PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::PySlice;
 
 /// A borrowed row argument.
 pub enum Rows<'py> {
-    /// Indexes.
-    Indices(PyReadonlyArray1<'py, i64>, Option<Vec<i64>>),
-    /// A mask.
-    Mask(PyReadonlyArray1<'py, bool>, Option<Vec<bool>>),
+    /// Indexes (a C-contiguous, aligned array).
+    Indices(PyReadonlyArray1<'py, i64>),
+    /// A mask (a C-contiguous, aligned array).
+    Mask(PyReadonlyArray1<'py, bool>),
     /// `slice(start, stop, step)`, bounds clamped to `i64` (which changes nothing: no array
     /// has more rows).
     Slice(Option<i64>, Option<i64>, i64),
+}
+
+/// Whether NumPy says the array's elements are aligned and C-contiguous.
+fn borrowable(a: &Bound<'_, PyUntypedArray>) -> bool {
+    // SAFETY: reading the flags word of a live ndarray.
+    let flags = unsafe { (*a.as_array_ptr()).fields.flags };
+    flags & NPY_ARRAY_ALIGNED != 0 && flags & NPY_ARRAY_C_CONTIGUOUS != 0
 }
 
 /// An `int` slice bound, clamped to the `i64` range.
@@ -44,30 +52,33 @@ impl<'py> Rows<'py> {
             let step = bound(&s.getattr("step")?)?.unwrap_or(1);
             return Ok(Rows::Slice(start, stop, step));
         }
+        // Unaligned or strided arrays are first copied by NumPy (aligned, C order), so that
+        // the elements can be borrowed as a slice.
+        let owned;
+        let obj = match obj.cast::<PyUntypedArray>() {
+            Ok(a) if !borrowable(a) => {
+                owned = obj.call_method0("copy")?;
+                &owned
+            }
+            _ => obj,
+        };
         if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, i64>>() {
-            let copy = (!a.is_c_contiguous()).then(|| a.as_array().iter().copied().collect());
-            return Ok(Rows::Indices(a, copy));
+            return Ok(Rows::Indices(a));
         }
         if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, bool>>() {
-            let copy = (!a.is_c_contiguous()).then(|| a.as_array().iter().copied().collect());
-            return Ok(Rows::Mask(a, copy));
+            return Ok(Rows::Mask(a));
         }
         Err(PyTypeError::new_err(
             "rows must be a 1-d int64 or bool ndarray, or a slice",
         ))
     }
 
-    /// The selection, borrowing the array's elements.
+    /// The selection, borrowing the array's elements (`as_slice` cannot fail: extraction
+    /// made sure the array is contiguous and aligned).
     pub fn selection(&self) -> RowSelection<'_> {
         match self {
-            Rows::Indices(a, copy) => RowSelection::Indices(
-                copy.as_deref()
-                    .unwrap_or_else(|| a.as_slice().expect("contiguous")),
-            ),
-            Rows::Mask(a, copy) => RowSelection::Mask(
-                copy.as_deref()
-                    .unwrap_or_else(|| a.as_slice().expect("contiguous")),
-            ),
+            Rows::Indices(a) => RowSelection::Indices(a.as_slice().unwrap_or(&[])),
+            Rows::Mask(a) => RowSelection::Mask(a.as_slice().unwrap_or(&[])),
             Rows::Slice(start, stop, step) => RowSelection::Slice {
                 start: *start,
                 stop: *stop,

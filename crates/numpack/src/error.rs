@@ -41,6 +41,19 @@ pub enum NpkError {
     /// A row index outside the logical rows of an array.
     #[error("Index {0} out of bounds (rows: {1})")]
     IndexOutOfBounds(i64, u64),
+    /// A row index outside the logical rows of the named array, in a call naming several.
+    #[error("Index {index} is out of bounds for array '{array}' with {rows} rows")]
+    IndexOutOfBoundsIn {
+        /// The array.
+        array: String,
+        /// The index as given.
+        index: i64,
+        /// Its logical rows.
+        rows: u64,
+    },
+    /// A result too large for the memory available (the allocation was refused).
+    #[error("Out of memory: {0}")]
+    OutOfMemory(String),
     /// A package's checksum does not match its contents.
     #[error("Checksum verification failed for {path}: {reason}")]
     Checksum {
@@ -65,6 +78,18 @@ impl NpkError {
         NpkError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Names the array of an index error (for calls that name several arrays).
+    pub fn in_array(self, array: &str) -> Self {
+        match self {
+            NpkError::IndexOutOfBounds(index, rows) => NpkError::IndexOutOfBoundsIn {
+                array: array.to_owned(),
+                index,
+                rows,
+            },
+            other => other,
         }
     }
 

@@ -39,8 +39,8 @@ pub fn bitmap(data: &[u8]) {
     let body = &data[8..];
     // Any row count for the folded count (nothing is allocated for it) ...
     let folded = Bitmap::count_active(body, word);
-    // ... and one the decoder may allocate for.
-    let rows = word % (1 << 16);
+    // ... and one the decoder may allocate for (bounded as a data file bounds it).
+    let rows = word % (1 << 22);
     if let Ok(b) = Bitmap::decode(body, rows) {
         assert_eq!(b.rows(), rows);
         assert!(b.active() <= rows);
@@ -58,7 +58,9 @@ pub fn bitmap(data: &[u8]) {
     }
 }
 
-/// A small valid store in a scratch directory: one array `x` of 4 rows of 8 bytes.
+/// A small valid store in a scratch directory: one array `x` of 4 rows of 8 bytes, and a
+/// file outside the store hard-linked into it as `data_zz.npkd` (which no record names), so
+/// that a crafted record can try to write through the link.
 fn small_store() -> (tempfile_lite::Dir, PathBuf) {
     let d = scratch();
     let dir = d.path().join("s.npk");
@@ -72,17 +74,31 @@ fn small_store() -> (tempfile_lite::Dir, PathBuf) {
     }])
     .expect("save");
     drop(s);
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, VICTIM).expect("victim");
+    std::fs::hard_link(&victim, dir.join("data_zz.npkd")).expect("link");
     (d, dir)
 }
 
-/// Opens the store and reads every array: any result but a panic or a hang is fine, and
-/// nothing outside the store directory may change.
-fn open_and_read(dir: &std::path::Path) {
-    let outside: Vec<_> = std::fs::read_dir(dir.parent().expect("parent"))
+/// What the file outside the store holds (and must still hold).
+const VICTIM: &[u8] = b"outside the store: never written by numpack";
+
+/// Every file beside `dir` with its bytes.
+fn outside(dir: &std::path::Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.parent().expect("parent"))
         .expect("list")
         .flatten()
-        .map(|e| e.file_name())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap_or_default()))
         .collect();
+    v.sort();
+    v
+}
+
+/// Opens the store and reads every array: any result but a panic or a hang is fine, and
+/// nothing outside the store directory may change (not a byte).
+fn open_and_read(dir: &std::path::Path) {
+    let before = outside(dir);
     if let Ok(s) = Store::open(dir) {
         for n in s.names().unwrap_or_default() {
             if let Ok(a) = s.array(&n) {
@@ -91,15 +107,7 @@ fn open_and_read(dir: &std::path::Path) {
         }
         let _ = s.verify();
     }
-    let after: Vec<_> = std::fs::read_dir(dir.parent().expect("parent"))
-        .expect("list")
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert_eq!(
-        outside, after,
-        "recovery created or removed files outside the store"
-    );
+    assert_eq!(outside(dir), before, "something outside the store changed");
 }
 
 /// `.numpack.lock` header and undo area: the data are the lock file (header words, then the

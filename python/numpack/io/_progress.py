@@ -135,6 +135,10 @@ class Progress:
             self.set_total(self._n)
         else:
             self.update(self._total - self._n)
+        if self._bar is not None and self._total == 0:
+            # tqdm shows a total of 0 as unknown: a finished empty conversion shows 1/1.
+            self._bar.total = self._bar.n = 1
+            self._bar.refresh()
         self.close()
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::format::names;
-use crate::read::deleted::is_zero_width;
+use crate::read::deleted::{is_zero_width, ZERO_WIDTH_BITMAP_ROWS};
 use crate::store::commit::{sync_dir, METADATA};
 use crate::store::verify::verify_dir;
 use std::collections::{HashMap, HashSet};
@@ -601,11 +601,6 @@ fn check_bitmap(source: &Path, meta: &MetadataFile, name: &str, bytes: &[u8]) ->
     };
     decoded.map_err(|why| NpkError::corrupt(source, format!("member {name:?}: {why}")))
 }
-
-/// Most rows a bitmap member of an array whose rows hold no bytes may cover: such arrays keep
-/// no per-row state (the bitmap is folded into the row count), so a large one has no use,
-/// and the metadata cannot bound it by a data file.
-const ZERO_WIDTH_BITMAP_ROWS: u64 = 1 << 24;
 
 /// After extraction: the unpacked directory must be a valid store (bitmaps decode and fit).
 fn check_store(source: &Path, dir: &Path) -> NpkResult<()> {

@@ -13,6 +13,10 @@ use crate::format::names;
 use crate::io::fs;
 use std::path::{Path, PathBuf};
 
+/// Most rows a bitmap of an array whose rows hold no bytes may cover (16 MiB of file): such
+/// bitmaps are only counted and folded away, and no data file bounds them.
+pub const ZERO_WIDTH_BITMAP_ROWS: u64 = 1 << 27;
+
 /// Whether the rows of `a` hold no bytes (and it has rows: it is not 0-d).
 pub fn is_zero_width(a: &ArrayMetadata) -> bool {
     !a.shape.is_empty() && a.row_bytes() == 0
@@ -46,6 +50,38 @@ pub fn check_data_len(dir: &Path, a: &ArrayMetadata) -> NpkResult<()> {
     }
 }
 
+/// Most bytes of per-row state (bitmap words and their rank index) beyond four times what the
+/// data file actually holds on disk.
+const ROW_STATE_SLACK: u64 = 64 << 20;
+
+/// Fails unless the data file holds its committed bytes *and* the per-row state of its rows
+/// (16 bytes per 64 rows) is bounded by the data actually on disk: a sparse file of 1 TiB
+/// with no blocks must not make numpack build a 16 GiB bitmap. Call it before anything is
+/// sized by the record's row count.
+pub fn check_row_state(dir: &Path, a: &ArrayMetadata) -> NpkResult<()> {
+    check_data_len(dir, a)?;
+    let path = dir.join(&a.data_file);
+    let need = a.rows().div_ceil(64) * 16;
+    if need <= ROW_STATE_SLACK {
+        return Ok(());
+    }
+    let present = fs::entry(&path)?.map_or(0, |m| {
+        std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512)
+    });
+    if need > ROW_STATE_SLACK.saturating_add(present.saturating_mul(4)) {
+        return Err(NpkError::corrupt(
+            &path,
+            format!(
+                "array '{}' claims {} rows, but the data file holds only {present} bytes on disk \
+                 (a sparse file): its deletion state would need {need} bytes",
+                a.name,
+                a.rows()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The path of `a`'s bitmap file when one is there (`None` when it has none).
 fn bitmap_path(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<PathBuf>> {
     let Some(file) = names::bitmap_file(&a.data_file) else {
@@ -71,7 +107,7 @@ fn read_file(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<(PathBuf, Vec<u8
     let Some(path) = bitmap_path(dir, a)? else {
         return Ok(None);
     };
-    check_data_len(dir, a)?;
+    check_row_state(dir, a)?;
     Ok(fs::read_bounded(&path, Bitmap::max_file_len(a.rows()))?.map(|b| (path, b)))
 }
 
@@ -99,12 +135,24 @@ pub fn fold_zero_width(dir: &Path, a: &ArrayMetadata) -> NpkResult<(ArrayMetadat
     let Some(path) = bitmap_path(dir, a)? else {
         return Ok((a.clone(), false));
     };
-    // Counted through a mapping: nothing is allocated whatever the file's length.
+    // Counted through a mapping: nothing is allocated, and the length is bounded so that a
+    // sparse file cannot make the count take hours.
     let Some(file) = fs::open_read_opt(&path)? else {
         return Ok((a.clone(), false));
     };
-    let len = usize::try_from(file.metadata().at(&path)?.len())
-        .map_err(|_| NpkError::corrupt(&path, "larger than the address space"))?;
+    let len = file.metadata().at(&path)?.len();
+    let max = Bitmap::max_file_len(a.rows().min(ZERO_WIDTH_BITMAP_ROWS));
+    if len > max {
+        return Err(NpkError::corrupt(
+            &path,
+            format!(
+                "is {len} bytes; the bitmap of array '{}' (whose rows hold no bytes) may cover \
+                 at most {ZERO_WIDTH_BITMAP_ROWS} rows ({max} bytes)",
+                a.name
+            ),
+        ));
+    }
+    let len = len as usize;
     let map = if len == 0 {
         None
     } else {

@@ -1,6 +1,6 @@
 //! `drop`: delete rows logically through the bitmap, or whole arrays.
 
-use super::{check_data_len, fold_zero_width, now_micros, read_bitmap, require_rows, Store};
+use super::{check_row_state, fold_zero_width, now_micros, read_bitmap, require_rows, Store};
 use crate::error::{NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::names;
@@ -40,7 +40,13 @@ impl Store {
                     // Rows of no bytes keep no per-row state: deleting k distinct rows is
                     // keeping k rows fewer (all rows are the same empty row).
                     let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
-                    let (_, distinct) = sel.count(name, folded.rows())?;
+                    let (_, distinct) = sel.count(name, folded.rows()).map_err(|e| {
+                        if items.len() > 1 {
+                            e.in_array(name)
+                        } else {
+                            e
+                        }
+                    })?;
                     if distinct == 0 && !had_bitmap {
                         continue;
                     }
@@ -53,10 +59,20 @@ impl Store {
                     continue;
                 }
                 // Before the bitmap is sized by the record's row count.
-                check_data_len(txn.dir(), &a)?;
+                check_row_state(txn.dir(), &a)?;
                 let mut bitmap =
                     read_bitmap(txn.dir(), &a)?.unwrap_or_else(|| Bitmap::all_active(a.rows()));
-                let rows = physical(sel.resolve(name, bitmap.active())?, Some(&bitmap));
+                let named = |e: crate::error::NpkError| {
+                    if items.len() > 1 {
+                        e.in_array(name)
+                    } else {
+                        e
+                    }
+                };
+                let rows = physical(
+                    sel.resolve(name, bitmap.active()).map_err(named)?,
+                    Some(&bitmap),
+                );
                 if rows.is_empty() {
                     continue;
                 }

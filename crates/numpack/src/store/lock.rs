@@ -58,6 +58,17 @@ impl StoreLock {
     pub fn open(dir: &Path) -> NpkResult<Self> {
         let path = dir.join(LOCK_FILE);
         let file = fs::open_or_create(&path)?;
+        let links = std::os::unix::fs::MetadataExt::nlink(&file.metadata().at(&path)?);
+        if links > 1 {
+            // Its header and undo area are written in place: never into another file.
+            return Err(crate::error::NpkError::corrupt(
+                &path,
+                format!(
+                    "has {links} hard links; numpack writes this file in place, so it must be the \
+                     store's own (remove it: it is recreated)"
+                ),
+            ));
+        }
         if file.metadata().at(&path)?.len() < HEADER_BYTES {
             // Growing never changes existing bytes, so racing openers are harmless.
             file.set_len(HEADER_BYTES).at(&path)?;
@@ -156,16 +167,6 @@ impl StoreLock {
         file.lock_shared().at(&self.path)?;
         Ok(LockGuard { file })
     }
-}
-
-/// Whether the lock file of the store in `dir` holds a live undo record (read without
-/// locking or mapping, for `verify`).
-pub fn pending_undo(dir: &Path) -> bool {
-    use std::os::unix::fs::FileExt;
-    let mut word = [0u8; 8];
-    fs::open_read(&dir.join(LOCK_FILE))
-        .is_ok_and(|f| f.read_exact_at(&mut word, (FLAGS * 8) as u64).is_ok())
-        && u64::from_le_bytes(word) & FLAG_UNDO != 0
 }
 
 impl Drop for LockGuard<'_> {

@@ -112,6 +112,12 @@ impl Store {
             commit::recover(&store.dir, &store.lock, store.durable, true)?;
             commit::remove_stale_temps(&store.dir)?;
         }
+        if store.durable {
+            // A lock file written back by an earlier, non-durable session may still hold a
+            // live undo flag on disk: sync its cleared header once, so that a power loss
+            // cannot bring an old undo record back over rows this session made durable.
+            store.lock.sync()?;
+        }
         if fs::entry(&store.dir.join(METADATA))?.is_none() {
             // A store directory always holds its metadata, so a store that was opened but
             // never written to is still a valid (empty) store for packers and other readers.
@@ -299,11 +305,12 @@ impl Store {
             }
             // Orphans of killed saves too, so a later array never inherits a stale file.
             for entry in std::fs::read_dir(txn.dir()).at(txn.dir())? {
-                let n = entry
-                    .at(txn.dir())?
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned();
+                let entry = entry.at(txn.dir())?;
+                // A directory of such a name is not numpack's: left alone.
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let n = entry.file_name().to_string_lossy().into_owned();
                 let ours = names::is_safe_data_file(&n) || names::is_bitmap_file(&n);
                 if ours && !files.contains(&n) {
                     files.push(n);
@@ -324,7 +331,7 @@ impl Drop for Store {
 }
 
 pub(crate) use crate::read::deleted::{
-    check_data_len, check_file_len, fold_zero_width, read_bitmap,
+    check_file_len, check_row_state, fold_zero_width, read_bitmap,
 };
 
 /// Fails unless `a` has a row axis.

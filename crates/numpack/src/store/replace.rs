@@ -128,9 +128,12 @@ impl Store {
             )));
         }
         self.locked(|meta| {
+            let several = items.len() > 1;
             let plans = items
                 .iter()
-                .map(|it| plan(self, meta, it))
+                .map(|it| {
+                    plan(self, meta, it).map_err(|e| if several { e.in_array(it.name) } else { e })
+                })
                 .collect::<NpkResult<Vec<_>>>()?;
             let plans: Vec<Plan<'_>> = plans.into_iter().filter(|p| !p.rows.is_empty()).collect();
             if plans.is_empty() {

@@ -1,14 +1,14 @@
 //! `verify`: check every invariant of the format without changing anything.
 
-use super::commit::{JOURNAL, METADATA};
-use super::lock::LOCK_FILE;
+use super::commit::undo::{self, UNDO_IN_LOCK_FILE};
+use super::commit::{journal, JOURNAL, METADATA};
+use super::lock::{FLAG_UNDO, HEADER_BYTES, LOCK_FILE};
 use super::state::MAX_METADATA_BYTES;
 use super::Store;
-use crate::format::bitmap::Bitmap;
 use crate::format::metadata::MetadataFile;
 use crate::format::names;
 use crate::io::fs;
-use crate::read::deleted::is_zero_width;
+use crate::read::deleted::{check_row_state, fold_zero_width, is_zero_width, read_bitmap};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -72,14 +72,19 @@ pub fn verify_dir(dir: &Path) -> Report {
         }
     };
     if entries.iter().any(|n| n == JOURNAL) {
-        r.notes.push(format!(
-            "{JOURNAL}: an interrupted mutation will be finished by the next open"
-        ));
+        match pending_journal(dir) {
+            Ok(()) => r.notes.push(format!(
+                "{JOURNAL}: an interrupted mutation will be finished by the next open"
+            )),
+            Err(e) => r.problems.push(e),
+        }
     }
-    if super::lock::pending_undo(dir) {
-        r.notes.push(format!(
+    match pending_undo(dir) {
+        Ok(false) => {}
+        Ok(true) => r.notes.push(format!(
             "{LOCK_FILE}: an interrupted row replacement will be rolled back by the next writer"
-        ));
+        )),
+        Err(e) => r.problems.push(e),
     }
     let mut known = HashSet::new();
     for a in meta.arrays.values() {
@@ -112,23 +117,34 @@ pub fn verify_dir(dir: &Path) -> Report {
         };
         known.insert(b.clone());
         let bpath = dir.join(&b);
-        let max = Bitmap::max_file_len(if is_zero_width(a) { 1 << 32 } else { a.rows() });
-        match fs::read_bounded(&bpath, max) {
-            Ok(None) => {}
-            Err(e) => r.problems.push(format!("array '{}': {e}", a.name)),
-            Ok(Some(_)) if a.shape.is_empty() => r
-                .problems
-                .push(format!("array '{}': a 0-d array has a bitmap {b}", a.name)),
-            Ok(Some(bytes)) => {
-                let decoded = if is_zero_width(a) {
-                    Bitmap::count_active(&bytes, a.rows()).map(|_| ())
-                } else {
-                    Bitmap::decode(&bytes, a.rows()).map(|_| ())
-                };
-                if let Err(e) = decoded {
-                    r.problems.push(format!("array '{}': {b}: {e}", a.name));
-                }
+        if matches!(fs::entry(&bpath), Ok(None)) {
+            continue;
+        }
+        if a.shape.is_empty() {
+            r.problems
+                .push(format!("array '{}': a 0-d array has a bitmap {b}", a.name));
+            continue;
+        }
+        if is_zero_width(a) {
+            // Counted (and bounded) as every reader counts it.
+            if let Err(e) = fold_zero_width(dir, a) {
+                r.problems
+                    .push(format!("array '{}': {b}: {}", a.name, reason(e)));
             }
+            continue;
+        }
+        // The rows are checked against the data before a bitmap is sized by them.
+        if let Err(e) = check_row_state(dir, a) {
+            r.problems.push(format!(
+                "array '{}': {b} not checked: {}",
+                a.name,
+                reason(e)
+            ));
+            continue;
+        }
+        if let Err(e) = read_bitmap(dir, a) {
+            r.problems
+                .push(format!("array '{}': {b}: {}", a.name, reason(e)));
         }
     }
     for n in entries {
@@ -140,6 +156,67 @@ pub fn verify_dir(dir: &Path) -> Report {
         }
     }
     r
+}
+
+/// What is wrong, without the path the caller names already.
+fn reason(e: crate::error::NpkError) -> String {
+    match e {
+        crate::error::NpkError::Corrupt { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+/// Whether the journal could be replayed: it decodes as recovery would decode it.
+fn pending_journal(dir: &Path) -> Result<(), String> {
+    let path = dir.join(JOURNAL);
+    let bytes = fs::read_bounded(&path, MAX_JOURNAL_CHECKED)
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let why = match journal::kind(&bytes) {
+        Ok(journal::KIND_REDO) => journal::decode(&bytes).err(),
+        Ok(_) => undo::decode(&bytes).err(),
+        Err(e) => Some(e),
+    };
+    why.map_or(Ok(()), |w| {
+        Err(format!(
+            "{JOURNAL}: {w}: the next open cannot finish or roll back its mutation"
+        ))
+    })
+}
+
+/// Journals longer than this are not decoded by `verify` (they are by recovery).
+const MAX_JOURNAL_CHECKED: u64 = 1 << 30;
+
+/// Whether the lock file holds a live undo record, after checking the header as recovery
+/// does (the undo length within its bounds, the record decoding).
+fn pending_undo(dir: &Path) -> Result<bool, String> {
+    let path = dir.join(LOCK_FILE);
+    let Some(bytes) = fs::read_bounded(&path, HEADER_BYTES + UNDO_IN_LOCK_FILE as u64 + 4096)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
+    };
+    let word = |i: usize| {
+        bytes
+            .get(i * 8..i * 8 + 8)
+            .map_or(0, |w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+    };
+    let (flags, len) = (word(1), word(2));
+    if flags & FLAG_UNDO == 0 {
+        return Ok(false);
+    }
+    let start = HEADER_BYTES as usize;
+    let record = usize::try_from(len)
+        .ok()
+        .filter(|&n| n <= UNDO_IN_LOCK_FILE)
+        .and_then(|n| bytes.get(start..start + n))
+        .ok_or_else(|| {
+            format!("{LOCK_FILE}: its header says an undo record of {len} bytes is live, which does not fit")
+        })?;
+    undo::decode(record).map_err(|w| {
+        format!("{LOCK_FILE}: the live undo record does not decode ({w}): the next open cannot roll it back")
+    })?;
+    Ok(true)
 }
 
 impl Store {

@@ -40,3 +40,14 @@ pub fn capabilities() -> String {
         format!("CPU: {}", found.join(", "))
     }
 }
+
+/// `len` zeros, or [`crate::NpkError::OutOfMemory`] when the length overflows or the memory
+/// cannot be had (a score matrix is sized by the caller's arrays).
+pub(crate) fn zeroed(len: Option<usize>, what: &str) -> crate::NpkResult<Vec<f64>> {
+    let oom = || crate::NpkError::OutOfMemory(format!("{what} do not fit in memory"));
+    let len = len.ok_or_else(oom)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| oom())?;
+    v.resize(len, 0.0);
+    Ok(v)
+}

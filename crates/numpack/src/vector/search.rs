@@ -132,7 +132,7 @@ impl Job for Scores {
             .chunks_exact(dim.max(1))
             .map(|v| T::query(self.metric, v))
             .collect();
-        let mut out = vec![0.0; queries.len() * n];
+        let mut out = super::zeroed(queries.len().checked_mul(n), "the scores")?;
         if n == 0 {
             return Ok(out);
         }

@@ -155,6 +155,9 @@ pub(crate) fn apply_journaled(dir: &Path, step: &Step) -> NpkResult<()> {
                 fs::rename(&target, &trash).map_err(|e| NpkError::io(&target, e))?;
                 super::super::reaper::unlink_later(trash);
             }
+            Some(m) if m.file_type().is_dir() => {
+                return Err(fs::not_regular(&target, "a directory"));
+            }
             Some(_) => {
                 fs::remove(&target)?;
             }

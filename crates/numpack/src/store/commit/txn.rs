@@ -12,7 +12,7 @@
 
 use super::journal::{self, Step};
 use super::{tmp_path, JOURNAL, METADATA};
-use crate::error::{NpkError, NpkResult};
+use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::MetadataFile;
 use crate::io::fs;
 use crate::store::lock::{StoreLock, FLAG_JOURNAL};
@@ -162,6 +162,7 @@ impl<'a> Txn<'a> {
         if nothing {
             return Ok((std::mem::take(&mut self.meta), MetaWrite::Unchanged));
         }
+        self.check_targets()?;
         self.lock.bump_generation();
         let mut written = MetaWrite::Unchanged;
         if self.meta_changed {
@@ -190,7 +191,10 @@ impl<'a> Txn<'a> {
             }
         }
         for (tmp, name) in &self.places {
-            journal::apply(&self.dir, &Step::Rename(tmp.clone(), name.clone()))?;
+            // Before the commit point nothing is "already applied": a missing temporary
+            // (removed by someone else) must fail the commit, not commit a missing file.
+            let (from, to) = (self.dir.join(tmp), self.dir.join(name));
+            fs::rename(&from, &to).map_err(|e| NpkError::io(&from, e))?;
         }
         if self.durable && (!self.places.is_empty() || self.steps.len() > 1) {
             // New files' entries must be durable before anything names them: the metadata
@@ -232,6 +236,31 @@ impl<'a> Txn<'a> {
     }
 }
 
+impl Txn<'_> {
+    /// Before anything changes: every entry the commit will replace or remove must be a file
+    /// or a link (a directory there would stop the commit after its point, every later open
+    /// replaying a journal that cannot finish).
+    fn check_targets(&self) -> NpkResult<()> {
+        let targets = self
+            .places
+            .iter()
+            .map(|(_, to)| to)
+            .chain(self.steps.iter().map(|s| match s {
+                Step::Rename(_, to) => to,
+                Step::Remove(name) => name,
+            }));
+        for name in targets {
+            let path = self.dir.join(name);
+            if let Some(m) = fs::entry(&path)? {
+                if m.file_type().is_dir() {
+                    return Err(fs::not_regular(&path, "a directory"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes `new` over the metadata file in place when that is one untearable write: same
 /// length, and every changed byte within one page. Returns whether it did.
 fn write_in_place(dir: &Path, base: MetaBase<'_>, new: &[u8]) -> NpkResult<bool> {
@@ -251,6 +280,11 @@ fn write_in_place(dir: &Path, base: MetaBase<'_>, new: &[u8]) -> NpkResult<bool>
             .position(|(a, b)| a != b)
             .expect("a byte differs");
     if first / PAGE != last / PAGE {
+        return Ok(false);
+    }
+    // A metadata file with other hard links is replaced, never written through.
+    let path = dir.join(METADATA);
+    if std::os::unix::fs::MetadataExt::nlink(&base.file.metadata().at(&path)?) > 1 {
         return Ok(false);
     }
     fs::write_at(

@@ -135,12 +135,35 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<UndoFile<&[u8]>>, String> {
     Ok(files)
 }
 
-/// Writes the old bytes of a decoded record back. Every extent is checked against its file
-/// before anything is written, so a damaged record changes nothing.
+/// The committed size of every data file the store's metadata names (recovery runs before
+/// any handle has read it). A store whose metadata is missing or corrupt names none.
+fn committed_sizes(dir: &Path) -> std::collections::HashMap<String, u64> {
+    let path = dir.join(super::METADATA);
+    fs::read_bounded(&path, crate::store::MAX_METADATA_BYTES)
+        .ok()
+        .flatten()
+        .and_then(|b| crate::format::metadata::MetadataFile::decode(&b).ok())
+        .map(|m| {
+            m.arrays
+                .into_values()
+                .map(|a| (a.data_file, a.size_bytes))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes the old bytes of a decoded record back. Only into data files the metadata names,
+/// only within their committed bytes, and never into a file with other hard links (the write
+/// would reach them): every extent is checked before anything is written, so a damaged or
+/// crafted record changes nothing. A file no record names has nothing to restore.
 pub fn replay(dir: &Path, source: &Path, bytes: &[u8], durable: bool) -> NpkResult<()> {
     let files = decode(bytes).map_err(|why| super::recover::unusable(source, &why))?;
+    let sizes = committed_sizes(dir);
     let mut opened = Vec::with_capacity(files.len());
     for f in &files {
+        let Some(&committed) = sizes.get(&f.file) else {
+            continue;
+        };
         let path = dir.join(&f.file);
         let file = match fs::open_rw(&path) {
             Ok(file) => file,
@@ -148,12 +171,20 @@ pub fn replay(dir: &Path, source: &Path, bytes: &[u8], durable: bool) -> NpkResu
             Err(e) if fs::is_not_found(&e) => continue,
             Err(e) => return Err(e),
         };
-        let len = file.metadata().at(&path)?.len();
+        let m = file.metadata().at(&path)?;
+        if std::os::unix::fs::MetadataExt::nlink(&m) > 1 {
+            return Err(super::recover::unusable(
+                source,
+                &format!("it would write into {}, which has other hard links", f.file),
+            ));
+        }
+        let len = m.len().min(committed);
         if let Some((off, b)) = f.rows.iter().find(|(o, b)| o + b.len() as u64 > len) {
             return Err(super::recover::unusable(
                 source,
                 &format!(
-                    "it would write {} bytes at offset {off} of {}, which is {len} bytes long",
+                    "it would write {} bytes at offset {off} of {}, which holds {len} committed \
+                     bytes",
                     b.len(),
                     f.file
                 ),
