@@ -83,14 +83,18 @@ impl Store {
                 if new_rows == 0 {
                     continue;
                 }
-                let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
-                if had_bitmap {
-                    // Rows of no bytes keep no per-row state: the bitmap is folded away.
-                    let bitmap =
-                        names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
-                    txn.stage_remove(&bitmap);
-                }
-                let a = folded;
+                let a = if a.row_bytes() == 0 {
+                    let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
+                    if had_bitmap {
+                        // Rows of no bytes keep no per-row state: the bitmap is folded away.
+                        let bitmap =
+                            names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
+                        txn.stage_remove(&bitmap);
+                    }
+                    folded
+                } else {
+                    a
+                };
                 if a.row_bytes() > 0 {
                     let path = txn.dir().join(&a.data_file);
                     let (f, _) = self.write_handle(&a, false)?;

@@ -196,7 +196,7 @@ impl Store {
         let (meta, bytes, file) = {
             let st = self.state();
             let file = st.meta_file.clone().filter(|_| st.meta_writable);
-            ((*st.meta).clone(), Arc::clone(&st.bytes), file)
+            (Arc::clone(&st.meta), Arc::clone(&st.bytes), file)
         };
         let base = file.as_deref().map(|file| MetaBase {
             file,

@@ -106,6 +106,9 @@ impl Store {
             Err(e) => return Err(e),
         };
         let m = f.metadata().at(&path)?;
+        // A metadata file with other hard links is never written in place (the write would
+        // reach the other names): commits replace it by rename.
+        let writable = writable && m.nlink() == 1;
         let stamp = stamp_of(&m);
         if m.len() > MAX_METADATA_BYTES {
             return Err(NpkError::corrupt(

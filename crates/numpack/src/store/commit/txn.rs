@@ -12,7 +12,7 @@
 
 use super::journal::{self, Step};
 use super::{tmp_path, JOURNAL, METADATA};
-use crate::error::{IoContext, NpkError, NpkResult};
+use crate::error::{NpkError, NpkResult};
 use crate::format::metadata::MetadataFile;
 use crate::io::fs;
 use crate::store::lock::{StoreLock, FLAG_JOURNAL};
@@ -56,8 +56,8 @@ pub struct Txn<'a> {
     tmp_files: Vec<PathBuf>,
     /// Files written in place (appends), to be synced before a durable commit point.
     written: Vec<(Arc<File>, PathBuf)>,
-    /// The data files the committed metadata names.
-    committed: Vec<String>,
+    /// The committed metadata (what the store is until this commits).
+    committed: Arc<MetadataFile>,
 }
 
 fn bare(tmp: &Path) -> String {
@@ -68,16 +68,16 @@ fn bare(tmp: &Path) -> String {
 }
 
 impl<'a> Txn<'a> {
-    /// Starts a mutation of the store in `dir` whose current metadata is `meta` (and, when
-    /// known, `base`: the file and bytes it was decoded from).
+    /// Starts a mutation of the store in `dir` whose current metadata is `committed` (and,
+    /// when known, `base`: the file and bytes it was decoded from).
     pub fn new(
         dir: &Path,
-        meta: MetadataFile,
+        committed: Arc<MetadataFile>,
         durable: bool,
         lock: &'a StoreLock,
         base: Option<MetaBase<'a>>,
     ) -> Self {
-        let committed = meta.arrays.values().map(|a| a.data_file.clone()).collect();
+        let meta = (*committed).clone();
         Txn {
             committed,
             dir: dir.to_owned(),
@@ -95,7 +95,7 @@ impl<'a> Txn<'a> {
 
     /// The data files the committed metadata names (whatever this mutation does to it).
     pub fn committed_files(&self) -> impl Iterator<Item = &str> {
-        self.committed.iter().map(String::as_str)
+        self.committed.arrays.values().map(|a| a.data_file.as_str())
     }
 
     /// The store directory.
@@ -282,11 +282,7 @@ fn write_in_place(dir: &Path, base: MetaBase<'_>, new: &[u8]) -> NpkResult<bool>
     if first / PAGE != last / PAGE {
         return Ok(false);
     }
-    // A metadata file with other hard links is replaced, never written through.
-    let path = dir.join(METADATA);
-    if std::os::unix::fs::MetadataExt::nlink(&base.file.metadata().at(&path)?) > 1 {
-        return Ok(false);
-    }
+    // (A metadata file with other hard links never becomes a base: it is replaced.)
     fs::write_at(
         base.file,
         &dir.join(METADATA),
