@@ -203,7 +203,14 @@ impl<'a> Txn<'a> {
         }
         match self.steps.len() {
             0 => {}
-            1 => journal::apply(&self.dir, &self.steps[0])?,
+            // Not journaled, so not replayed either: a missing temporary is an error here.
+            1 => match &self.steps[0] {
+                Step::Rename(tmp, name) => {
+                    let (from, to) = (self.dir.join(tmp), self.dir.join(name));
+                    fs::rename(&from, &to).map_err(|e| NpkError::io(&from, e))?;
+                }
+                remove => journal::apply(&self.dir, remove)?,
+            },
             _ => {
                 let path = self.dir.join(JOURNAL);
                 let tmp = tmp_path(&self.dir, JOURNAL);
