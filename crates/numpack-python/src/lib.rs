@@ -1,6 +1,7 @@
 //! `numpack._core`: the PyO3 bindings of the numpack engine. Registration only.
 
 mod convert;
+mod copy;
 mod errors;
 mod numpy_conv;
 mod package;

@@ -1,9 +1,8 @@
 //! `numpack._core.Store`: the engine's [`Store`] for Python. Conversion and GIL release only.
 
+use crate::copy::{copy_rows, Rows as CopyRows};
 use crate::errors::IntoPy;
-use crate::numpy_conv::{
-    dtype_of, input, mapped_array, new_array, numpy_dtype, MappedFile, MappingKind,
-};
+use crate::numpy_conv::{dtype_of, input, mapped_array, numpy_dtype, MappedFile, MappingKind};
 use crate::rows::PyRowSource;
 use crate::selection::Rows;
 use crate::writer::PyArrayWriter;
@@ -186,11 +185,9 @@ impl PyStore {
         py.detach(|| store.reset()).py_err()
     }
 
+    /// The logical rows, of one committed state.
     fn load<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let snap = self.snapshot(py, name)?;
-        let (arr, mut buf) = new_array(py, snap.meta.dtype, &snap.logical_shape())?;
-        py.detach(|| snap.copy_into(buf.bytes())).py_err()?;
-        Ok(arr)
+        copy_rows(py, &self.get()?, name, CopyRows::All)
     }
 
     /// Rows of one version of the array: `rows` is an int64 array, a bool mask or a slice
@@ -201,14 +198,9 @@ impl PyStore {
         name: &str,
         rows: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let snap = self.snapshot(py, name)?;
+        let store = self.get()?;
         let rows = Rows::extract(&rows)?;
-        let sel = rows.selection();
-        let picked = py.detach(|| snap.select(&sel)).py_err_in(Some(name))?;
-        let (arr, mut buf) = new_array(py, snap.meta.dtype, &snap.selected_shape(&picked))?;
-        py.detach(|| snap.copy_selected(&picked, buf.bytes()))
-            .py_err()?;
-        Ok(arr)
+        copy_rows(py, &store, name, CopyRows::Some(rows.selection()))
     }
 
     /// Logical rows `start..stop` (clipped as a slice would be).
@@ -219,17 +211,12 @@ impl PyStore {
         start: i64,
         stop: i64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let snap = self.snapshot(py, name)?;
         let sel = RowSelection::Slice {
             start: Some(start),
             stop: Some(stop),
             step: 1,
         };
-        let picked = snap.select(&sel).py_err_in(Some(name))?;
-        let (arr, mut buf) = new_array(py, snap.meta.dtype, &snap.selected_shape(&picked))?;
-        py.detach(|| snap.copy_selected(&picked, buf.bytes()))
-            .py_err()?;
-        Ok(arr)
+        copy_rows(py, &self.get()?, name, CopyRows::Some(sel))
     }
 
     fn view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {

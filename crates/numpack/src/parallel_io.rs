@@ -137,9 +137,12 @@ impl ParallelIO {
         self.store.save(&items)
     }
 
-    /// The whole array (logical rows).
+    /// The whole array (logical rows), of one committed state.
     pub fn load_array<T: NpkElement>(&self, name: &str) -> NpkResult<ArrayD<T>> {
-        ArrayView(self.store.array(name)?).to_array()
+        self.store.read_consistent(name, |s| {
+            check_type::<T>(&s.meta)?;
+            to_array(&s.logical_shape(), &s.to_bytes()?)
+        })
     }
 
     /// Rows by logical index (negative from the end, any order, duplicates allowed).
@@ -152,20 +155,24 @@ impl ParallelIO {
         to_array(&shape, &bytes)
     }
 
-    /// The same rows as raw little-endian bytes.
+    /// The same rows as raw little-endian bytes (of one committed state).
     pub fn read_rows(&self, name: &str, indexes: &[i64]) -> NpkResult<Vec<u8>> {
-        let snap = self.store.array(name)?;
-        // On an array without rows every index is out of range: say so before allocating
-        // for its rows, whose size may be huge (e.g. shape (0, 2**46)).
-        if snap.logical_rows() == 0 && !indexes.is_empty() {
-            snap.resolve(indexes)?;
-        }
-        let len = indexes.len().checked_mul(snap.row_bytes()).ok_or_else(|| {
-            NpkError::InvalidShape(format!("{} rows of array '{name}' overflow", indexes.len()))
-        })?;
-        let mut out = vec![0u8; len];
-        snap.gather_into(indexes, &mut out)?;
-        Ok(out)
+        self.store.read_consistent(name, |snap| {
+            // On an array without rows every index is out of range: say so before allocating
+            // for its rows, whose size may be huge (e.g. shape (0, 2**46)).
+            if snap.logical_rows() == 0 && !indexes.is_empty() {
+                snap.resolve(indexes)?;
+            }
+            let len = indexes.len().checked_mul(snap.row_bytes()).ok_or_else(|| {
+                NpkError::InvalidShape(format!("{} rows of array '{name}' overflow", indexes.len()))
+            })?;
+            let mut out = Vec::new();
+            out.try_reserve_exact(len)
+                .map_err(|_| NpkError::OutOfMemory(format!("{len} bytes of array '{name}'")))?;
+            out.resize(len, 0);
+            snap.gather_into(indexes, &mut out)?;
+            Ok(out)
+        })
     }
 
     /// Batches of at most `buffer_size` logical rows.

@@ -208,3 +208,49 @@ fn threads_sharing_one_handle() {
     assert_eq!(all.shape()[0], writers.len() * ROWS_PER_WRITER as usize);
     assert_eq!(io.list_arrays().len(), 1 + writers.len());
 }
+
+#[test]
+fn reads_never_see_half_of_a_replace() {
+    // A writer sets every row of an array to one value per call; readers (own handles) load
+    // and gather meanwhile: every row they get must hold the same value (a sequence lock on
+    // in-place writes makes them copy again when a replace ran under their copy).
+    let (_t, path) = common::store();
+    let rows = 4096;
+    let io = ParallelIO::new(path.clone()).unwrap();
+    let zero = ArrayD::<i64>::zeros(IxDyn(&[rows, 8]));
+    io.save_arrays(&[("x".to_string(), zero, DataType::Int64)])
+        .unwrap();
+    let every: Vec<i64> = (0..rows as i64).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|k| {
+            let (path, stop) = (path.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let io = ParallelIO::new(path).unwrap();
+                let mut reads = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let a: ArrayD<i64> = if k == 0 {
+                        io.load_array("x").unwrap()
+                    } else {
+                        io.getitem("x", &[0, 4095, 17, 2048]).unwrap()
+                    };
+                    let first = a.iter().next().copied().unwrap();
+                    assert!(
+                        a.iter().all(|&v| v == first),
+                        "a torn read: {first} and others"
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for v in 1..=300i64 {
+        let row = ArrayD::<i64>::from_elem(IxDyn(&[1, 8]), v);
+        io.replace_rows("x", &row, &every).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+}

@@ -7,7 +7,8 @@
 //! (threads and processes map it): a **generation** counter that each mutation bumps before
 //! it changes anything, so readers tell with one memory load whether their cached metadata is
 //! current, and **recovery flags** that say a journal may need replaying, so writers and
-//! readers skip the journal look-up on the common path. The rest of the file holds the undo
+//! readers skip the journal look-up on the common path, and an **in-place write counter**
+//! that readers copying rows use as a sequence lock. The rest of the file holds the undo
 //! record of an in-place `replace` (see `commit.rs`). None of it is needed to read a store:
 //! a zeroed or missing lock file only costs one journal look-up.
 
@@ -37,6 +38,7 @@ pub const KNOWN_FLAGS: u64 = FLAG_JOURNAL | FLAG_UNDO;
 const GENERATION: usize = 0;
 const FLAGS: usize = 1;
 const UNDO_LEN: usize = 2;
+const WRITES: usize = 3;
 
 /// The lock file of one store handle.
 #[derive(Debug)]
@@ -46,6 +48,16 @@ pub struct StoreLock {
     io: File,
     header: MmapMut,
     path: PathBuf,
+}
+
+/// Ends a run of in-place writes when dropped (also on an error or a panic).
+#[derive(Debug)]
+pub struct WritesGuard<'a>(&'a StoreLock);
+
+impl Drop for WritesGuard<'_> {
+    fn drop(&mut self) {
+        self.0.end_writes();
+    }
 }
 
 /// Held while the store is locked; unlocks on drop.
@@ -131,6 +143,35 @@ impl StoreLock {
     /// Records the length of the undo record just written.
     pub fn set_undo_len(&self, n: u64) {
         self.word(UNDO_LEN).store(n, Ordering::Release);
+    }
+
+    /// The in-place write counter: odd while rows are being written in place (a `replace`,
+    /// or recovery writing old rows back). Readers that copy rows compare it before and after
+    /// (a sequence lock), so a copy never mixes two states.
+    pub fn writes(&self) -> u64 {
+        self.word(WRITES).load(Ordering::Acquire)
+    }
+
+    /// Marks the start of in-place row writes (exclusive lock held): the counter becomes odd.
+    pub fn begin_writes(&self) {
+        if self.word(WRITES).fetch_add(1, Ordering::AcqRel) % 2 == 1 {
+            // Left odd by a writer that died: start from even again.
+            self.word(WRITES).fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Marks the end of in-place row writes: the counter becomes even.
+    pub fn end_writes(&self) {
+        let w = self.word(WRITES);
+        if w.load(Ordering::Acquire) % 2 == 1 {
+            w.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// [`StoreLock::begin_writes`] now and [`StoreLock::end_writes`] when the guard drops.
+    pub fn writing(&self) -> WritesGuard<'_> {
+        self.begin_writes();
+        WritesGuard(self)
     }
 
     /// The lock file, for positional I/O on the undo area.

@@ -164,6 +164,9 @@ impl Store {
             }
             let durable = self.durable();
             let slot = begin_undo(self.dir(), self.store_lock(), &undo, durable)?;
+            // Readers copying rows retry while this runs (and after it, if it ran during
+            // their copy): see `Store::read_consistent`.
+            let _writing = self.store_lock().writing();
             for (p, (map, row)) in plans.iter().zip(&maps) {
                 let row = *row;
                 let path = self.dir().join(&p.record.data_file);

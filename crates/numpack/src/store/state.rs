@@ -243,6 +243,86 @@ impl Store {
         Ok(snap)
     }
 
+    /// Runs `copy` on `snap` (a view from [`Store::array`]) so that what it copies is one
+    /// committed state: `Some` unless `snap` is no longer the current view, or rows were
+    /// written in place (a `replace` of any process) while `copy` ran; then the caller takes a
+    /// fresh view and tries again (a sequence lock: see `StoreLock::writes`).
+    pub fn read_view<R>(
+        &self,
+        snap: &Arc<ArraySnapshot>,
+        copy: impl FnOnce(&ArraySnapshot) -> NpkResult<R>,
+    ) -> NpkResult<Option<R>> {
+        let before = self.lock.writes();
+        if before % 2 == 1 || !self.is_current(snap) {
+            return Ok(None);
+        }
+        let out = copy(snap)?;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        Ok((self.lock.writes() == before).then_some(out))
+    }
+
+    /// Runs `f` on the current view of array `name` under the shared lock, which no writer
+    /// holds at the same time: the contended path of consistent reads.
+    pub fn read_locked<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&ArraySnapshot) -> NpkResult<R>,
+    ) -> NpkResult<R> {
+        let _g = self.shared_lock()?;
+        let snap = self.array_locked(name)?;
+        f(&snap)
+    }
+
+    /// Runs `copy` on the current version of array `name` and returns what it produced from
+    /// one committed state ([`Store::read_view`] a few times, then [`Store::read_locked`]).
+    pub fn read_consistent<R>(
+        &self,
+        name: &str,
+        mut copy: impl FnMut(&ArraySnapshot) -> NpkResult<R>,
+    ) -> NpkResult<R> {
+        for _ in 0..3 {
+            let snap = self.array(name)?;
+            if let Some(out) = self.read_view(&snap, &mut copy)? {
+                return Ok(out);
+            }
+            std::thread::yield_now();
+        }
+        self.read_locked(name, copy)
+    }
+
+    /// Whether `snap` is the view of its array at the current generation.
+    fn is_current(&self, snap: &Arc<ArraySnapshot>) -> bool {
+        let st = self.state();
+        st.gen == Some(self.lock.generation())
+            && !super::commit::may_need_recovery(&self.lock)
+            && st
+                .arrays
+                .get(&snap.meta.name)
+                .is_some_and(|s| Arc::ptr_eq(s, snap))
+    }
+
+    /// [`Store::array`] for a caller that holds a lock already.
+    fn array_locked(&self, name: &str) -> NpkResult<Arc<ArraySnapshot>> {
+        let gen = self.lock.generation();
+        let cached = {
+            let st = self.state();
+            (st.gen == Some(gen) && !super::commit::may_need_recovery(&self.lock))
+                .then(|| st.arrays.get(name).cloned())
+                .flatten()
+        };
+        if let Some(s) = cached {
+            return Ok(s);
+        }
+        let read = self.read_metadata()?;
+        let meta = self.install(read, gen, false);
+        let record = meta
+            .arrays
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
+        Ok(Arc::new(ArraySnapshot::open(&self.dir, record)?))
+    }
+
     /// Whether the array of record `a` has a bitmap file (cached per generation).
     pub(crate) fn has_bitmap(&self, a: &ArrayMetadata) -> bool {
         let gen = self.lock.generation();

@@ -43,6 +43,9 @@ pub fn recover(dir: &Path, lock: &StoreLock, durable: bool, look: bool) -> NpkRe
     if flags & !KNOWN_FLAGS != 0 {
         lock.clear_flags(!KNOWN_FLAGS);
     }
+    // Old rows written back are in-place writes; this also makes a counter left odd by a
+    // writer that died even again.
+    let _writing = lock.writing();
     if flags & FLAG_UNDO != 0 {
         let bytes = read_undo_area(lock)?;
         undo::replay(dir, lock.path(), &bytes, durable)?;
