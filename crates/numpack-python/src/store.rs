@@ -2,11 +2,13 @@
 
 use crate::copy::{copy_rows, Rows as CopyRows};
 use crate::errors::IntoPy;
-use crate::numpy_conv::{dtype_of, input, mapped_array, numpy_dtype, MappedFile, MappingKind};
+use crate::numpy_conv::{
+    dtype_of, input, mapped_array, numpy_dtype, Input, MappedFile, MappingKind,
+};
 use crate::rows::PyRowSource;
 use crate::selection::Rows;
 use crate::writer::PyArrayWriter;
-use numpack::{AppendItem, ArraySnapshot, ReplaceItem, RowSelection, Store};
+use numpack::{ArraySnapshot, ReplaceItem, RowSelection, SaveItem, Store};
 use numpy::{PyArrayDescr, PyUntypedArray};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -18,6 +20,28 @@ use std::sync::{Arc, RwLock};
 pub struct PyStore {
     inner: RwLock<Option<Arc<Store>>>,
     path: String,
+}
+
+/// The bytes of every `(name, array)`, all checked before any is used.
+fn inputs_of<'a>(arrays: &'a [(String, Bound<'_, PyUntypedArray>)]) -> PyResult<Vec<Input<'a>>> {
+    arrays.iter().map(|(_, a)| input(a)).collect()
+}
+
+/// The engine's items of `(name, array)` pairs (saved whole or appended as rows).
+fn items_of<'a>(
+    arrays: &'a [(String, Bound<'_, PyUntypedArray>)],
+    inputs: &'a [Input<'a>],
+) -> Vec<SaveItem<'a>> {
+    arrays
+        .iter()
+        .zip(inputs)
+        .map(|((name, _), i)| SaveItem {
+            name,
+            dtype: i.dtype,
+            shape: &i.shape,
+            data: i.bytes,
+        })
+        .collect()
 }
 
 /// The one array a call names, for error messages (`None` when it names several).
@@ -80,20 +104,8 @@ impl PyStore {
         arrays: Vec<(String, Bound<'_, PyUntypedArray>)>,
     ) -> PyResult<()> {
         let store = self.get()?;
-        let inputs = arrays
-            .iter()
-            .map(|(_, a)| input(a))
-            .collect::<PyResult<Vec<_>>>()?;
-        let items: Vec<numpack::store::SaveItem<'_>> = arrays
-            .iter()
-            .zip(&inputs)
-            .map(|((name, _), i)| numpack::store::SaveItem {
-                name,
-                dtype: i.dtype,
-                shape: &i.shape,
-                data: i.bytes,
-            })
-            .collect();
+        let inputs = inputs_of(&arrays)?;
+        let items = items_of(&arrays, &inputs);
         py.detach(|| store.save(&items)).py_err()
     }
 
@@ -104,20 +116,8 @@ impl PyStore {
         arrays: Vec<(String, Bound<'_, PyUntypedArray>)>,
     ) -> PyResult<()> {
         let store = self.get()?;
-        let inputs = arrays
-            .iter()
-            .map(|(_, a)| input(a))
-            .collect::<PyResult<Vec<_>>>()?;
-        let items: Vec<AppendItem<'_>> = arrays
-            .iter()
-            .zip(&inputs)
-            .map(|((name, _), i)| AppendItem {
-                name,
-                dtype: i.dtype,
-                shape: &i.shape,
-                data: i.bytes,
-            })
-            .collect();
+        let inputs = inputs_of(&arrays)?;
+        let items = items_of(&arrays, &inputs);
         let only = single_name(&arrays);
         py.detach(|| store.append_many(&items)).py_err_in(only)
     }

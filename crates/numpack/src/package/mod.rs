@@ -14,6 +14,7 @@
 
 mod entry;
 mod level;
+mod members;
 mod pack;
 mod shuffle;
 mod unpack;

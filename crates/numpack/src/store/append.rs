@@ -1,25 +1,18 @@
 //! `append`: add rows at the end of arrays, in place. Cost grows with the new rows only.
 
-use super::{check_dtype, check_rows_shape, fold_zero_width, now_micros, read_bitmap, Store};
+use super::{
+    check_dtype, check_row_bytes, check_rows_shape, check_unique, fold_away, now_micros,
+    read_bitmap, Store,
+};
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::{check_shape, ArrayMetadata};
 use crate::format::names;
 use crate::io::fs;
-use std::collections::HashSet;
 
-/// Rows to append to one array: little-endian C-order bytes of `shape` elements.
-#[derive(Debug, Clone, Copy)]
-pub struct AppendItem<'a> {
-    /// The array (it must exist).
-    pub name: &'a str,
-    /// Element type (must be the stored one).
-    pub dtype: DataType,
-    /// Shape of the new rows (same trailing dimensions as the array).
-    pub shape: &'a [u64],
-    /// Their bytes.
-    pub data: &'a [u8],
-}
+/// Rows to append to one array: the fields of a save, `shape` being that of the new rows
+/// (same trailing dimensions as the array), `dtype` the stored one, the array existing.
+pub type AppendItem<'a> = super::SaveItem<'a>;
 
 /// Checks one item against its record; returns the record and the row count after it.
 fn check(
@@ -34,14 +27,7 @@ fn check(
     check_dtype(&a, it.dtype)?;
     check_rows_shape(&a, it.shape)?;
     let new_rows = it.shape[0];
-    if new_rows.checked_mul(a.row_bytes()) != Some(it.data.len() as u64) {
-        return Err(NpkError::InvalidShape(format!(
-            "array '{}': {new_rows} rows need {} bytes, got {}",
-            it.name,
-            new_rows.saturating_mul(a.row_bytes()),
-            it.data.len()
-        )));
-    }
+    check_row_bytes(&a, new_rows, it.data)?;
     let mut shape = a.shape.clone();
     shape[0] = a.rows().checked_add(new_rows).ok_or_else(|| {
         NpkError::InvalidShape(format!("array '{}' would have too many rows", it.name))
@@ -66,13 +52,7 @@ impl Store {
     /// Appends rows to several arrays in one commit: every item is checked before anything is
     /// written, and either all arrays grow or none does (also if the process is killed).
     pub fn append_many(&self, items: &[AppendItem<'_>]) -> NpkResult<()> {
-        let mut seen = HashSet::new();
-        if let Some(dup) = items.iter().find(|it| !seen.insert(it.name)) {
-            return Err(NpkError::InvalidOperation(format!(
-                "array '{}' given twice",
-                dup.name
-            )));
-        }
+        check_unique(items.iter().map(|it| it.name))?;
         self.mutate(|txn| {
             let checked = items
                 .iter()
@@ -84,14 +64,7 @@ impl Store {
                     continue;
                 }
                 let a = if a.row_bytes() == 0 {
-                    let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
-                    if had_bitmap {
-                        // Rows of no bytes keep no per-row state: the bitmap is folded away.
-                        let bitmap =
-                            names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
-                        txn.stage_remove(&bitmap);
-                    }
-                    folded
+                    fold_away(txn, &a)?.0
                 } else {
                     a
                 };

@@ -1,8 +1,9 @@
 //! `compact`: rewrite a data file with only its active rows and remove the bitmap.
 
-use super::{fold_zero_width, now_micros, read_bitmap, Store};
+use super::{fold_away, now_micros, read_bitmap, Store};
 use crate::error::{NpkError, NpkResult};
 use crate::format::names;
+use crate::read::deleted::is_zero_width;
 use crate::read::snapshot::ArraySnapshot;
 
 impl Store {
@@ -16,11 +17,10 @@ impl Store {
                 .cloned()
                 .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
             let bitmap_file = names::bitmap_file(&a.data_file).expect("bitmap name");
-            if a.row_bytes() == 0 && !a.shape.is_empty() {
+            if is_zero_width(&a) {
                 // Rows of no bytes: fold the bitmap into the row count.
-                let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
+                let (folded, had_bitmap) = fold_away(txn, &a)?;
                 if had_bitmap {
-                    txn.stage_remove(&bitmap_file);
                     let r = txn.meta_mut().arrays.get_mut(name).expect("record exists");
                     r.shape[0] = folded.rows();
                     r.last_modified = now_micros();

@@ -1,12 +1,13 @@
 //! `drop`: delete rows logically through the bitmap, or whole arrays.
 
-use super::{check_row_state, fold_zero_width, now_micros, read_bitmap, require_rows, Store};
+use super::{
+    check_row_state, check_unique, fold_away, now_micros, read_bitmap, require_rows, Store,
+};
 use crate::error::{NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::names;
 use crate::io::fs;
 use crate::read::select::{physical, RowSelection};
-use std::collections::HashSet;
 
 impl Store {
     /// Marks logical rows deleted (duplicates allowed). The data file is untouched; reads
@@ -18,15 +19,13 @@ impl Store {
     /// Deletes rows of several arrays in one commit; each selection is resolved under the
     /// store lock against the array as it is then. All or nothing.
     pub fn drop_selected(&self, items: &[(&str, RowSelection<'_>)]) -> NpkResult<()> {
-        let mut seen = HashSet::new();
-        if let Some((dup, _)) = items.iter().find(|(n, _)| !seen.insert(*n)) {
-            return Err(NpkError::InvalidOperation(format!(
-                "array '{dup}' given twice"
-            )));
-        }
+        check_unique(items.iter().map(|(n, _)| *n))?;
         self.mutate(|txn| {
             let now = now_micros();
+            let several = items.len() > 1;
             for (name, sel) in items {
+                // Index errors name the array when the call names several.
+                let named = |e: NpkError| if several { e.in_array(name) } else { e };
                 let a = txn
                     .meta
                     .arrays
@@ -39,19 +38,10 @@ impl Store {
                 if a.row_bytes() == 0 {
                     // Rows of no bytes keep no per-row state: deleting k distinct rows is
                     // keeping k rows fewer (all rows are the same empty row).
-                    let (folded, had_bitmap) = fold_zero_width(txn.dir(), &a)?;
-                    let (_, distinct) = sel.count(name, folded.rows()).map_err(|e| {
-                        if items.len() > 1 {
-                            e.in_array(name)
-                        } else {
-                            e
-                        }
-                    })?;
+                    let (folded, had_bitmap) = fold_away(txn, &a)?;
+                    let (_, distinct) = sel.count(name, folded.rows()).map_err(named)?;
                     if distinct == 0 && !had_bitmap {
                         continue;
-                    }
-                    if had_bitmap {
-                        txn.stage_remove(&bitmap_file);
                     }
                     let r = txn.meta_mut().arrays.get_mut(*name).expect("record exists");
                     r.shape[0] = folded.rows() - distinct;
@@ -62,13 +52,6 @@ impl Store {
                 check_row_state(txn.dir(), &a)?;
                 let mut bitmap =
                     read_bitmap(txn.dir(), &a)?.unwrap_or_else(|| Bitmap::all_active(a.rows()));
-                let named = |e: crate::error::NpkError| {
-                    if items.len() > 1 {
-                        e.in_array(name)
-                    } else {
-                        e
-                    }
-                };
                 let rows = physical(
                     sel.resolve(name, bitmap.active()).map_err(named)?,
                     Some(&bitmap),

@@ -36,8 +36,10 @@ pub const FLAG_UNDO: u64 = 2;
 pub const KNOWN_FLAGS: u64 = FLAG_JOURNAL | FLAG_UNDO;
 
 const GENERATION: usize = 0;
-const FLAGS: usize = 1;
-const UNDO_LEN: usize = 2;
+/// Index of the flags word in the header.
+pub(crate) const FLAGS: usize = 1;
+/// Index of the undo-length word in the header.
+pub(crate) const UNDO_LEN: usize = 2;
 const WRITES: usize = 3;
 
 /// The lock file of one store handle.

@@ -334,6 +334,42 @@ pub(crate) use crate::read::deleted::{
     check_file_len, check_row_state, fold_zero_width, read_bitmap,
 };
 
+/// For an array whose rows hold no bytes, in a mutation: its record with deleted rows folded
+/// into the row count, and whether a bitmap was there; the commit removes that bitmap (such
+/// arrays keep no per-row state). Other arrays come back unchanged.
+pub(crate) fn fold_away(txn: &mut Txn, a: &ArrayMetadata) -> NpkResult<(ArrayMetadata, bool)> {
+    let (folded, had_bitmap) = fold_zero_width(txn.dir(), a)?;
+    if had_bitmap {
+        txn.stage_remove(&names::bitmap_file(&a.data_file).expect("data file has a bitmap name"));
+    }
+    Ok((folded, had_bitmap))
+}
+
+/// Fails unless `data` holds exactly `n` rows of array `a`.
+pub(crate) fn check_row_bytes(a: &ArrayMetadata, n: u64, data: &[u8]) -> NpkResult<()> {
+    let row = a.row_bytes();
+    if n.checked_mul(row) != Some(data.len() as u64) {
+        return Err(NpkError::InvalidShape(format!(
+            "array '{}': {n} rows need {} bytes, got {}",
+            a.name,
+            n.saturating_mul(row),
+            data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Fails when a call names one array twice: each array is one item of its commit.
+pub(crate) fn check_unique<'a>(names: impl IntoIterator<Item = &'a str>) -> NpkResult<()> {
+    let mut seen = HashSet::new();
+    match names.into_iter().find(|n| !seen.insert(*n)) {
+        Some(dup) => Err(NpkError::InvalidOperation(format!(
+            "array '{dup}' given twice"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Fails unless `a` has a row axis.
 pub(crate) fn require_rows(a: &ArrayMetadata) -> NpkResult<()> {
     if a.shape.is_empty() {

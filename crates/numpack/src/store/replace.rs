@@ -1,7 +1,10 @@
 //! `replace`: overwrite rows in place through shared mappings, under one undo record.
 
 use super::commit::{begin_undo, finish_undo, UndoFile, UndoLog};
-use super::{check_dtype, check_rows_shape, fold_zero_width, read_bitmap, Store};
+use super::{
+    check_dtype, check_row_bytes, check_rows_shape, check_unique, fold_zero_width, read_bitmap,
+    Store,
+};
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
@@ -48,22 +51,14 @@ fn plan<'a>(store: &Store, meta: &MetadataFile, it: &'a ReplaceItem<'a>) -> NpkR
     };
     check_rows_shape(a, &shape)?;
     let n = shape[0];
-    let row = a.row_bytes();
-    if n.checked_mul(row) != Some(it.data.len() as u64) {
-        return Err(NpkError::InvalidShape(format!(
-            "array '{}': {n} rows need {} bytes, got {}",
-            it.name,
-            n.saturating_mul(row),
-            it.data.len()
-        )));
-    }
+    check_row_bytes(a, n, it.data)?;
     let count_error = |picked: u64| {
         NpkError::InvalidShape(format!(
             "Cannot replace rows of array '{}': got {n} rows of values for {picked} indexes",
             it.name
         ))
     };
-    if row == 0 {
+    if a.row_bytes() == 0 {
         // Rows of no bytes: check the selection, write nothing.
         let (folded, _) = fold_zero_width(store.dir(), a)?;
         let (picked, _) = it.rows.count(it.name, folded.rows())?;
@@ -120,14 +115,9 @@ impl Store {
     /// under the store lock before anything is written, and one undo record covers them
     /// all, so a crash leaves every row of every array old or every row new.
     pub fn replace_many(&self, items: &[ReplaceItem<'_>]) -> NpkResult<()> {
-        let mut seen = HashSet::new();
-        if let Some(dup) = items.iter().find(|it| !seen.insert(it.name)) {
-            return Err(NpkError::InvalidOperation(format!(
-                "array '{}' given twice",
-                dup.name
-            )));
-        }
+        check_unique(items.iter().map(|it| it.name))?;
         self.locked(|meta| {
+            // Index errors name the array when the call names several.
             let several = items.len() > 1;
             let plans = items
                 .iter()

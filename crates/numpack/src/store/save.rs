@@ -113,15 +113,7 @@ impl Store {
         for it in items {
             it.check()?;
         }
-        let mut seen = HashSet::new();
-        for it in items {
-            if !seen.insert(it.name) {
-                return Err(NpkError::InvalidOperation(format!(
-                    "array '{}' given twice",
-                    it.name
-                )));
-            }
-        }
+        super::check_unique(items.iter().map(|it| it.name))?;
         if items.is_empty() {
             return Ok(());
         }

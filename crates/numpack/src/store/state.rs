@@ -217,30 +217,7 @@ impl Store {
         }
         // Open under the shared lock so no writer swaps files between metadata and data.
         let _g = self.shared_lock()?;
-        let gen = self.lock.generation();
-        let cached = {
-            let st = self.state();
-            (st.gen == Some(gen)).then(|| Arc::clone(&st.meta))
-        };
-        let meta = match cached {
-            Some(m) => m,
-            None => {
-                let read = self.read_metadata()?;
-                self.install(read, gen, false)
-            }
-        };
-        let record = meta
-            .arrays
-            .get(name)
-            .cloned()
-            .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
-        let snap = Arc::new(ArraySnapshot::open(&self.dir, record)?);
-        let mut st = self.state_mut();
-        if st.gen == Some(gen) {
-            st.bitmaps.insert(name.to_owned(), snap.bitmap().is_some());
-            st.arrays.insert(name.to_owned(), Arc::clone(&snap));
-        }
-        Ok(snap)
+        self.array_locked(name)
     }
 
     /// Runs `copy` on `snap` (a view from [`Store::array`]) so that what it copies is one
@@ -301,26 +278,35 @@ impl Store {
                 .is_some_and(|s| Arc::ptr_eq(s, snap))
     }
 
-    /// [`Store::array`] for a caller that holds a lock already.
+    /// [`Store::array`] for a caller that holds the shared lock (no writer commits meanwhile):
+    /// the cached view when it is of the current generation, else one opened from the
+    /// metadata of this generation, and cached.
     fn array_locked(&self, name: &str) -> NpkResult<Arc<ArraySnapshot>> {
         let gen = self.lock.generation();
         let cached = {
             let st = self.state();
-            (st.gen == Some(gen) && !super::commit::may_need_recovery(&self.lock))
-                .then(|| st.arrays.get(name).cloned())
-                .flatten()
+            (st.gen == Some(gen)).then(|| (Arc::clone(&st.meta), st.arrays.get(name).cloned()))
         };
-        if let Some(s) = cached {
-            return Ok(s);
-        }
-        let read = self.read_metadata()?;
-        let meta = self.install(read, gen, false);
+        let meta = match cached {
+            Some((_, Some(snap))) => return Ok(snap),
+            Some((meta, None)) => meta,
+            None => {
+                let read = self.read_metadata()?;
+                self.install(read, gen, false)
+            }
+        };
         let record = meta
             .arrays
             .get(name)
             .cloned()
             .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
-        Ok(Arc::new(ArraySnapshot::open(&self.dir, record)?))
+        let snap = Arc::new(ArraySnapshot::open(&self.dir, record)?);
+        let mut st = self.state_mut();
+        if st.gen == Some(gen) {
+            st.bitmaps.insert(name.to_owned(), snap.bitmap().is_some());
+            st.arrays.insert(name.to_owned(), Arc::clone(&snap));
+        }
+        Ok(snap)
     }
 
     /// Whether the array of record `a` has a bitmap file (cached per generation).

@@ -2,7 +2,7 @@
 
 use super::commit::undo::{self, UNDO_IN_LOCK_FILE};
 use super::commit::{journal, JOURNAL, METADATA};
-use super::lock::{FLAG_UNDO, HEADER_BYTES, LOCK_FILE};
+use super::lock::{FLAGS, FLAG_UNDO, HEADER_BYTES, LOCK_FILE, UNDO_LEN};
 use super::state::MAX_METADATA_BYTES;
 use super::Store;
 use crate::format::metadata::MetadataFile;
@@ -201,19 +201,12 @@ fn pending_undo(dir: &Path) -> Result<bool, String> {
             .get(i * 8..i * 8 + 8)
             .map_or(0, |w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
     };
-    let (flags, len) = (word(1), word(2));
-    if flags & FLAG_UNDO == 0 {
+    if word(FLAGS) & FLAG_UNDO == 0 {
         return Ok(false);
     }
-    let start = HEADER_BYTES as usize;
-    let record = usize::try_from(len)
-        .ok()
-        .filter(|&n| n <= UNDO_IN_LOCK_FILE)
-        .and_then(|n| bytes.get(start..start + n))
-        .ok_or_else(|| {
-            format!("{LOCK_FILE}: its header says an undo record of {len} bytes is live, which does not fit")
-        })?;
-    undo::decode(record).map_err(|w| {
+    let area = undo::lock_area(word(UNDO_LEN), bytes.len() as u64)
+        .map_err(|w| format!("{LOCK_FILE}: {w}"))?;
+    undo::decode(&bytes[area]).map_err(|w| {
         format!("{LOCK_FILE}: the live undo record does not decode ({w}): the next open cannot roll it back")
     })?;
     Ok(true)

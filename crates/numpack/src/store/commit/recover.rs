@@ -8,11 +8,11 @@
 //! corruption with what to do about it, and nothing is ever looped on.
 
 use super::journal::{self, KIND_REDO};
-use super::undo::{self, UNDO_IN_LOCK_FILE};
+use super::undo;
 use super::{is_tmp_name, JOURNAL, TMP_PREFIX};
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::io::fs;
-use crate::store::lock::{StoreLock, FLAG_JOURNAL, FLAG_UNDO, KNOWN_FLAGS, UNDO_OFFSET};
+use crate::store::lock::{StoreLock, FLAG_JOURNAL, FLAG_UNDO, KNOWN_FLAGS};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -96,24 +96,11 @@ pub fn recover(dir: &Path, lock: &StoreLock, durable: bool, look: bool) -> NpkRe
 /// limit and the file.
 fn read_undo_area(lock: &StoreLock) -> NpkResult<Vec<u8>> {
     let path = lock.path();
-    let len = lock.undo_len();
     let file_len = lock.file().metadata().at(path)?.len();
-    let fits = usize::try_from(len).is_ok_and(|n| n <= UNDO_IN_LOCK_FILE)
-        && UNDO_OFFSET
-            .checked_add(len)
-            .is_some_and(|end| end <= file_len);
-    if !fits {
-        return Err(unusable(
-            path,
-            &format!(
-                "its header says an undo record of {len} bytes is live, but the file is \
-                 {file_len} bytes and records are at most {UNDO_IN_LOCK_FILE}"
-            ),
-        ));
-    }
-    let mut bytes = vec![0u8; len as usize];
+    let area = undo::lock_area(lock.undo_len(), file_len).map_err(|why| unusable(path, &why))?;
+    let mut bytes = vec![0u8; area.len()];
     lock.file()
-        .read_exact_at(&mut bytes, UNDO_OFFSET)
+        .read_exact_at(&mut bytes, area.start as u64)
         .at(path)?;
     Ok(bytes)
 }

@@ -191,10 +191,7 @@ impl<'a> Txn<'a> {
             }
         }
         for (tmp, name) in &self.places {
-            // Before the commit point nothing is "already applied": a missing temporary
-            // (removed by someone else) must fail the commit, not commit a missing file.
-            let (from, to) = (self.dir.join(tmp), self.dir.join(name));
-            fs::rename(&from, &to).map_err(|e| NpkError::io(&from, e))?;
+            rename_now(&self.dir, tmp, name)?;
         }
         if self.durable && (!self.places.is_empty() || self.steps.len() > 1) {
             // New files' entries must be durable before anything names them: the metadata
@@ -203,12 +200,8 @@ impl<'a> Txn<'a> {
         }
         match self.steps.len() {
             0 => {}
-            // Not journaled, so not replayed either: a missing temporary is an error here.
             1 => match &self.steps[0] {
-                Step::Rename(tmp, name) => {
-                    let (from, to) = (self.dir.join(tmp), self.dir.join(name));
-                    fs::rename(&from, &to).map_err(|e| NpkError::io(&from, e))?;
-                }
+                Step::Rename(tmp, name) => rename_now(&self.dir, tmp, name)?,
                 remove => journal::apply(&self.dir, remove)?,
             },
             _ => {
@@ -266,6 +259,14 @@ impl Txn<'_> {
         }
         Ok(())
     }
+}
+
+/// Renames a temporary onto its name outside any journal (nothing replays it, so nothing is
+/// "already applied"): a missing temporary, removed by someone else, fails the commit
+/// instead of committing a file that is not there.
+fn rename_now(dir: &Path, tmp: &str, name: &str) -> NpkResult<()> {
+    let (from, to) = (dir.join(tmp), dir.join(name));
+    fs::rename(&from, &to).map_err(|e| NpkError::io(&from, e))
 }
 
 /// Writes `new` over the metadata file in place when that is one untearable write: same

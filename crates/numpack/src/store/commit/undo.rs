@@ -29,6 +29,22 @@ pub const KIND_UNDO: u32 = 3;
 /// Undo records up to this size live in the lock file.
 pub const UNDO_IN_LOCK_FILE: usize = 1 << 20;
 
+/// Where the live undo record of a lock file of `file_len` bytes lies, when its header says
+/// it is `len` bytes long: checked against the limit and the file before anything is read.
+pub fn lock_area(len: u64, file_len: u64) -> Result<std::ops::Range<usize>, String> {
+    let end = usize::try_from(len)
+        .ok()
+        .filter(|&n| n <= UNDO_IN_LOCK_FILE)
+        .and_then(|n| (UNDO_OFFSET as usize).checked_add(n))
+        .filter(|&end| end as u64 <= file_len);
+    end.map(|end| UNDO_OFFSET as usize..end).ok_or_else(|| {
+        format!(
+            "its header says an undo record of {len} bytes is live, but the file is {file_len} \
+             bytes and records are at most {UNDO_IN_LOCK_FILE}"
+        )
+    })
+}
+
 /// The old rows of one data file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndoFile<B> {
