@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// open several (in threads or processes) on the same directory.
 #[derive(Debug)]
 pub struct ParallelIO {
-    store: Store,
+    store: std::sync::Arc<Store>,
 }
 
 /// A lazy, mmap-backed view of one array (see [`ArraySnapshot`]).
@@ -92,8 +92,13 @@ impl ParallelIO {
     /// Creates or opens the store directory `base_dir`.
     pub fn new(base_dir: impl Into<PathBuf>) -> NpkResult<Self> {
         Ok(ParallelIO {
-            store: Store::open(base_dir.into())?,
+            store: std::sync::Arc::new(Store::open(base_dir.into())?),
         })
+    }
+
+    /// The underlying store, shared (for snapshots).
+    pub fn shared_store(&self) -> std::sync::Arc<Store> {
+        std::sync::Arc::clone(&self.store)
     }
 
     /// The underlying store.

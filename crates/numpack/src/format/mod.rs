@@ -2,5 +2,6 @@
 
 pub mod bitmap;
 pub mod cursor;
+pub mod history;
 pub mod metadata;
 pub mod names;

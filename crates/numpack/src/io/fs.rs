@@ -95,6 +95,23 @@ pub fn open_rw(path: &Path) -> NpkResult<File> {
     )
 }
 
+/// [`open_rw`], `None` when the file does not exist.
+pub fn open_rw_opt(path: &Path) -> NpkResult<Option<File>> {
+    match open_rw(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A second name `to` for the file at `from` (a link itself is never followed). The new
+/// entry is a directory change like a rename: durable after the directory's fsync.
+pub fn hard_link(from: &Path, to: &Path) -> NpkResult<()> {
+    std::fs::hard_link(from, to).at(to)?;
+    trace::note(to, Event::Create);
+    Ok(())
+}
+
 /// Opens the lock file, creating it if needed (never through a link, never a FIFO).
 pub fn open_or_create(path: &Path) -> NpkResult<File> {
     opened(

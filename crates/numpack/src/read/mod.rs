@@ -4,3 +4,4 @@ pub mod deleted;
 pub mod select;
 pub mod snapshot;
 pub mod stream;
+pub mod version;

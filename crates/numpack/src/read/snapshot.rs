@@ -71,7 +71,15 @@ impl ArraySnapshot {
         meta: ArrayMetadata,
         bitmap: Option<Bitmap>,
     ) -> NpkResult<Self> {
-        let path = dir.join(&meta.data_file);
+        Self::open_path(dir.join(&meta.data_file), meta, bitmap)
+    }
+
+    /// Opens the array from the data file at `path` (a file kept for an older version).
+    pub fn open_path(
+        path: PathBuf,
+        meta: ArrayMetadata,
+        bitmap: Option<Bitmap>,
+    ) -> NpkResult<Self> {
         let blocks = meta.block_info.as_ref().is_some_and(|b| b.enabled != 0);
         if meta.compression != 0 || blocks {
             return Err(NpkError::InvalidMetadata(format!(
@@ -295,7 +303,12 @@ impl ArraySnapshot {
         self.gather_physical_into(&rows, dst)
     }
 
-    /// Copies physical rows (each < `meta.rows()`) into `dst`.
+    /// Copies physical rows (each < `meta.rows()`, as [`ArraySnapshot::resolve`] gives them)
+    /// into `dst`.
+    pub fn gather_physical(&self, rows: &[u64], dst: &mut [u8]) -> NpkResult<()> {
+        self.gather_physical_into(rows, dst)
+    }
+
     fn gather_physical_into(&self, rows: &[u64], dst: &mut [u8]) -> NpkResult<()> {
         let row = self.row_bytes();
         self.check_len(dst.len(), rows.len() * row)?;

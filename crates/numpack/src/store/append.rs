@@ -54,6 +54,7 @@ impl Store {
     pub fn append_many(&self, items: &[AppendItem<'_>]) -> NpkResult<()> {
         check_unique(items.iter().map(|it| it.name))?;
         self.mutate(|txn| {
+            txn.op = crate::format::history::Op::Append;
             let checked = items
                 .iter()
                 .map(|it| check(&txn.meta, it))

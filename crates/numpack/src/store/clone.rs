@@ -12,6 +12,7 @@ impl Store {
     pub fn clone_array(&self, source: &str, target: &str) -> NpkResult<()> {
         names::validate(target)?;
         self.mutate(|txn| {
+            txn.op = crate::format::history::Op::Clone;
             let a = txn
                 .meta
                 .arrays

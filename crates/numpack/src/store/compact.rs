@@ -10,6 +10,7 @@ impl Store {
     /// Physically removes deleted rows. No-op without deletions.
     pub fn compact(&self, name: &str) -> NpkResult<()> {
         self.mutate(|txn| {
+            txn.op = crate::format::history::Op::Compact;
             let a = txn
                 .meta
                 .arrays

@@ -21,6 +21,7 @@ impl Store {
     pub fn drop_selected(&self, items: &[(&str, RowSelection<'_>)]) -> NpkResult<()> {
         check_unique(items.iter().map(|(n, _)| *n))?;
         self.mutate(|txn| {
+            txn.op = crate::format::history::Op::DropRows;
             let now = now_micros();
             let several = items.len() > 1;
             for (name, sel) in items {
@@ -77,6 +78,7 @@ impl Store {
             return Ok(());
         }
         self.mutate(|txn| {
+            txn.op = crate::format::history::Op::DropArrays;
             for name in names_to_drop {
                 if let Some(a) = txn.meta_mut().arrays.remove(*name) {
                     txn.stage_remove(&a.data_file);

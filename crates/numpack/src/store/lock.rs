@@ -32,8 +32,10 @@ pub const UNDO_OFFSET: u64 = HEADER_BYTES;
 pub const FLAG_JOURNAL: u64 = 1;
 /// Recovery flag: an undo record in the lock file is live (its length in the header).
 pub const FLAG_UNDO: u64 = 2;
+/// Recovery flag: a history record was appended for a commit that may not have happened.
+pub const FLAG_HISTORY: u64 = 4;
 /// Every flag numpack sets; other bits are cleared by recovery.
-pub const KNOWN_FLAGS: u64 = FLAG_JOURNAL | FLAG_UNDO;
+pub const KNOWN_FLAGS: u64 = FLAG_JOURNAL | FLAG_UNDO | FLAG_HISTORY;
 
 const GENERATION: usize = 0;
 /// Index of the flags word in the header.
@@ -41,6 +43,19 @@ pub(crate) const FLAGS: usize = 1;
 /// Index of the undo-length word in the header.
 pub(crate) const UNDO_LEN: usize = 2;
 const WRITES: usize = 3;
+/// History words (see `store/history.rs`); each holds its value + 1, 0 meaning "not known
+/// yet: read the log".
+pub(crate) const VERSION: usize = 4;
+pub(crate) const KEEP: usize = 5;
+pub(crate) const LOG_END: usize = 6;
+pub(crate) const LOG_GEN: usize = 7;
+pub(crate) const RECORDS: usize = 8;
+/// Live pin slots (a plain count).
+pub(crate) const PINS: usize = 9;
+/// First word of the pin slots: `PIN_SLOTS` pairs of (owner pid, pinned version + 1).
+pub(crate) const PIN_BASE: usize = 256;
+/// Pin slots: one per process that holds snapshots of the store.
+pub const PIN_SLOTS: usize = 128;
 
 /// The lock file of one store handle.
 #[derive(Debug)]
@@ -104,7 +119,7 @@ impl StoreLock {
         })
     }
 
-    fn word(&self, i: usize) -> &AtomicU64 {
+    pub(crate) fn word(&self, i: usize) -> &AtomicU64 {
         let base = self.header.as_ptr() as *mut u64;
         // SAFETY: the mapping is page-aligned and at least 4096 bytes, so word `i` (< 512) is
         // in bounds and 8-byte aligned; it lives as long as `self`. Shared memory between

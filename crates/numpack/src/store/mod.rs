@@ -23,17 +23,23 @@ mod clone;
 pub mod commit;
 mod compact;
 mod drop;
+pub mod history;
 pub mod lock;
+mod pins;
 mod reaper;
 mod replace;
+mod restore;
 mod save;
+mod snapshot;
 mod state;
 pub mod verify;
 mod writer;
 
 pub use append::AppendItem;
+pub use history::{GcReport, VersionInfo};
 pub use replace::ReplaceItem;
 pub use save::SaveItem;
+pub use snapshot::Snapshot;
 pub use state::MAX_METADATA_BYTES;
 pub use writer::ArrayWriter;
 
@@ -202,9 +208,11 @@ impl Store {
             file,
             bytes: &bytes,
         });
+        let plan = history::plan(&self.dir, &self.lock)?;
         let mut txn = Txn::new(&self.dir, meta, self.durable, &self.lock, base);
-        let out = f(&mut txn)?;
-        let (meta, written) = txn.commit()?;
+        txn.history = Some(plan);
+        let done = f(&mut txn).and_then(|out| txn.commit().map(|c| (out, c)));
+        let (out, (meta, written)) = history::finish(self, plan, done)?;
         let gen = self.lock.generation();
         match written {
             MetaWrite::Unchanged => {
@@ -296,6 +304,7 @@ impl Store {
     /// Removes every array.
     pub fn reset(&self) -> NpkResult<()> {
         self.mutate(|txn| {
+            txn.op = crate::format::history::Op::Reset;
             let records: Vec<ArrayMetadata> = txn.meta_mut().arrays.values().cloned().collect();
             txn.meta_mut().arrays.clear();
             let mut files: Vec<String> = Vec::new();

@@ -7,10 +7,11 @@ use super::{
 };
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::history::RowSet;
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::io::fs;
 use crate::read::select::{physical, RowSelection};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// New values for some rows of one array.
 #[derive(Debug, Clone, Copy)]
@@ -152,12 +153,39 @@ impl Store {
                 undo.files.push(old);
                 maps.push((map, row));
             }
-            let durable = self.durable();
-            let slot = begin_undo(self.dir(), self.store_lock(), &undo, durable)?;
+            let plan = super::history::plan(self.dir(), self.store_lock())?;
+            let done = self.replace_planned(meta, &plans, &maps, &undo, plan);
+            super::history::finish(self, plan, done)
+        })
+    }
+
+    /// Records the history of planned replacements, then writes them under one undo record.
+    fn replace_planned(
+        &self,
+        meta: &MetadataFile,
+        plans: &[Plan<'_>],
+        maps: &[(super::state::WriteMap, usize)],
+        undo: &UndoLog,
+        plan: super::history::Plan,
+    ) -> NpkResult<()> {
+        let durable = self.durable();
+        if plan.record {
+            let sets = plans
+                .iter()
+                .zip(&undo.files)
+                .map(|(p, old)| (p.item.name.to_owned(), row_set(p, old)))
+                .collect();
+            let rec = super::history::replace_record(plan.version, meta, sets);
+            super::history::append(self.dir(), self.store_lock(), &rec, durable)?;
+        } else {
+            super::history::bump(self.store_lock());
+        }
+        {
+            let slot = begin_undo(self.dir(), self.store_lock(), undo, durable)?;
             // Readers copying rows retry while this runs (and after it, if it ran during
             // their copy): see `Store::read_consistent`.
             let _writing = self.store_lock().writing();
-            for (p, (map, row)) in plans.iter().zip(&maps) {
+            for (p, (map, row)) in plans.iter().zip(maps) {
                 let row = *row;
                 let path = self.dir().join(&p.record.data_file);
                 let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,6 +204,35 @@ impl Store {
                 self.mark_dirty(path);
             }
             finish_undo(self.dir(), self.store_lock(), slot, durable)
-        })
+        }
+    }
+}
+
+/// The old and new bytes of one item's rows, ascending, each row once (later duplicates
+/// win, as the write does).
+fn row_set(p: &Plan<'_>, old: &UndoFile<Vec<u8>>) -> RowSet {
+    let row = p.record.row_bytes();
+    let mut last: HashMap<u64, usize> = HashMap::with_capacity(p.rows.len());
+    for (k, &r) in p.rows.iter().enumerate() {
+        last.insert(r, if p.broadcast { 0 } else { k });
+    }
+    let mut rows: Vec<(u64, Vec<u8>)> = old
+        .rows
+        .iter()
+        .map(|(at, b)| (at / row, b.clone()))
+        .collect();
+    rows.sort_unstable_by_key(|(r, _)| *r);
+    let (mut o, mut n) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
+    for (r, b) in &rows {
+        o.update(b);
+        let k = last[r] * row as usize;
+        n.update(&p.item.data[k..k + row as usize]);
+    }
+    RowSet {
+        file: p.record.data_file.clone(),
+        row_bytes: row,
+        rows,
+        old_crc: o.finalize(),
+        new_crc: n.finalize(),
     }
 }

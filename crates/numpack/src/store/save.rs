@@ -118,6 +118,7 @@ impl Store {
             return Ok(());
         }
         self.mutate(|txn| {
+            txn.op = crate::format::history::Op::Save;
             let now = now_micros();
             let mut jobs: Vec<(PathBuf, &[u8])> = Vec::with_capacity(items.len());
             for it in items {

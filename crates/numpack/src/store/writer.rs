@@ -194,6 +194,7 @@ impl Store {
         }
         let mut writers = writers;
         self.mutate(|txn| {
+            txn.op = crate::format::history::Op::Save;
             let now = now_micros();
             if only_these {
                 // Removals are staged before the renames, so a new array may reuse a name.

@@ -58,6 +58,10 @@ pub struct Txn<'a> {
     written: Vec<(Arc<File>, PathBuf)>,
     /// The committed metadata (what the store is until this commits).
     committed: Arc<MetadataFile>,
+    /// What the commit does about history (none: a commit outside a store handle).
+    pub(crate) history: Option<crate::store::history::Plan>,
+    /// What the mutation is, for its history record.
+    pub op: crate::format::history::Op,
 }
 
 fn bare(tmp: &Path) -> String {
@@ -90,6 +94,8 @@ impl<'a> Txn<'a> {
             steps: Vec::new(),
             tmp_files: Vec::new(),
             written: Vec::new(),
+            history: None,
+            op: crate::format::history::Op::Other,
         }
     }
 
@@ -163,10 +169,35 @@ impl<'a> Txn<'a> {
             return Ok((std::mem::take(&mut self.meta), MetaWrite::Unchanged));
         }
         self.check_targets()?;
+        let encoded = self.meta_changed.then(|| self.meta.encode());
+        if let Some(plan) = self.history {
+            let targets: Vec<&str> = self
+                .places
+                .iter()
+                .map(|(_, to)| to.as_str())
+                .chain(self.steps.iter().map(|s| match s {
+                    Step::Rename(_, to) => to.as_str(),
+                    Step::Remove(name) => name.as_str(),
+                }))
+                .filter(|n| *n != METADATA)
+                .collect();
+            crate::store::history::before_point(
+                &crate::store::history::Commit {
+                    dir: &self.dir,
+                    lock: self.lock,
+                    durable: self.durable,
+                    plan,
+                    op: self.op,
+                    committed: &self.committed,
+                    new: &self.meta,
+                    new_bytes: encoded.as_deref(),
+                },
+                &targets,
+            )?;
+        }
         self.lock.bump_generation();
         let mut written = MetaWrite::Unchanged;
-        if self.meta_changed {
-            let bytes = self.meta.encode();
+        if let Some(bytes) = encoded {
             let in_place = self.steps.is_empty() && self.places.is_empty() && !self.durable;
             match self.base.filter(|_| in_place) {
                 Some(base) if write_in_place(&self.dir, base, &bytes)? => {

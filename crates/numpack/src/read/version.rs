@@ -1,0 +1,210 @@
+//! Reading an older version: its metadata, and each array's data, bitmap and overwritten rows,
+//! rebuilt from the current files and the records of the commits after it.
+//!
+//! Records are applied newest first for the metadata (each holds the records it replaced).
+//! For an array's bytes they are walked oldest first from the version on: the first commit
+//! that replaced or removed its data file kept the file as it was (a hard link), and rows
+//! overwritten in place before that are taken from the oldest record that holds them.
+
+use super::snapshot::ArraySnapshot;
+use crate::error::{NpkError, NpkResult};
+use crate::format::bitmap::Bitmap;
+use crate::format::history::{kept_name, Record};
+use crate::format::metadata::{ArrayMetadata, MetadataFile};
+use crate::format::names;
+use crate::io::fs;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The metadata as it was at `version`, from the current one and the records after it
+/// (versions ascending; aborted records change nothing).
+pub fn meta_at(current: &MetadataFile, records: &[&Record], version: u64) -> MetadataFile {
+    let mut m = current.clone();
+    for r in records.iter().rev() {
+        if r.version <= version || r.aborted {
+            continue;
+        }
+        for (name, before) in &r.arrays {
+            match before {
+                Some(a) => {
+                    m.arrays.insert(name.clone(), a.clone());
+                }
+                None => {
+                    m.arrays.remove(name);
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Where one file of an array was at a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The file of that name now.
+    Current,
+    /// Kept under this name by a later commit.
+    Kept(String),
+    /// It did not exist.
+    Absent,
+}
+
+/// How to read one array at a version.
+#[derive(Debug, Clone, Default)]
+pub struct Lineage {
+    /// The data file.
+    pub data: Option<Source>,
+    /// The bitmap file.
+    pub bitmap: Option<Source>,
+    /// Overwritten rows: physical row → old bytes (the oldest record's).
+    pub rows: HashMap<u64, Vec<u8>>,
+    /// Names of the kept files it reads (a later record keeping one of them changes nothing).
+    pub files: Vec<String>,
+}
+
+/// Resolves where array `a` (its record at `version`) was, from the records after it.
+pub fn lineage(records: &[&Record], version: u64, a: &ArrayMetadata) -> Lineage {
+    let data = a.data_file.as_str();
+    let bitmap = names::bitmap_file(data).unwrap_or_default();
+    let mut out = Lineage::default();
+    for r in records {
+        if r.version <= version || r.aborted {
+            continue;
+        }
+        if out.data.is_none() {
+            for s in r.rows.iter().filter(|s| s.file == data) {
+                for (row, old) in &s.rows {
+                    out.rows.entry(*row).or_insert_with(|| old.clone());
+                }
+            }
+        }
+        for (f, kept) in &r.files {
+            let slot = if f == data {
+                &mut out.data
+            } else if *f == bitmap {
+                &mut out.bitmap
+            } else {
+                continue;
+            };
+            if slot.is_none() {
+                *slot = Some(if *kept {
+                    Source::Kept(kept_name(r.version, f))
+                } else {
+                    Source::Absent
+                });
+            }
+        }
+    }
+    out.files = [&out.data, &out.bitmap]
+        .into_iter()
+        .filter_map(|s| match s {
+            Some(Source::Kept(k)) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    out
+}
+
+fn path_of(dir: &Path, src: &Option<Source>, name: &str) -> Option<PathBuf> {
+    match src {
+        None | Some(Source::Current) => Some(dir.join(name)),
+        Some(Source::Kept(k)) => Some(dir.join(k)),
+        Some(Source::Absent) => None,
+    }
+}
+
+/// An array as it was at a version: a mapped view of the file that held it, and the rows
+/// overwritten since, patched into every copy.
+#[derive(Debug)]
+pub struct VersionedArray {
+    /// The mapped view (record, data and bitmap of that version).
+    pub view: ArraySnapshot,
+    /// Overwritten rows: physical row → bytes at the version.
+    pub rows: HashMap<u64, Vec<u8>>,
+}
+
+impl VersionedArray {
+    /// Opens array `a` (its record at the version) as `lin` says.
+    pub fn open(dir: &Path, a: &ArrayMetadata, lin: Lineage) -> NpkResult<Self> {
+        let data_path = path_of(dir, &lin.data, &a.data_file).ok_or_else(|| {
+            NpkError::corrupt(
+                dir.join(crate::format::history::LOG_FILE),
+                format!("says the data file of array '{}' did not exist", a.name),
+            )
+        })?;
+        let bitmap_name = names::bitmap_file(&a.data_file).unwrap_or_default();
+        let bitmap = match path_of(dir, &lin.bitmap, &bitmap_name) {
+            None => None,
+            Some(p) if a.row_bytes() > 0 => {
+                match fs::read_bounded(&p, Bitmap::max_file_len(a.rows()))? {
+                    None => None,
+                    Some(b) => {
+                        Some(Bitmap::decode(&b, a.rows()).map_err(|r| NpkError::corrupt(&p, r))?)
+                    }
+                }
+            }
+            Some(_) => None,
+        };
+        let rb = a.row_bytes() as usize;
+        if let Some((r, b)) = lin.rows.iter().find(|(_, b)| b.len() != rb) {
+            return Err(NpkError::corrupt(
+                dir.join(crate::format::history::LOG_FILE),
+                format!(
+                    "row {r} of array '{}' has {} bytes, not {rb}",
+                    a.name,
+                    b.len()
+                ),
+            ));
+        }
+        // Rows past the version's row count were appended later: not part of it.
+        let mut rows = lin.rows;
+        rows.retain(|r, _| *r < a.rows());
+        let view = ArraySnapshot::open_path(data_path, a.clone(), bitmap)?;
+        Ok(VersionedArray { view, rows })
+    }
+
+    /// Writes the rows overwritten since the version over a copy of physical `rows`.
+    pub fn patch_rows(&self, rows: &[u64], dst: &mut [u8]) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let rb = self.view.row_bytes();
+        for (k, r) in rows.iter().enumerate() {
+            if let Some(old) = self.rows.get(r) {
+                dst[k * rb..(k + 1) * rb].copy_from_slice(old);
+            }
+        }
+    }
+
+    /// Copies the logical rows `start..stop` into `dst`, patched.
+    pub fn range_into(&self, start: u64, stop: u64, dst: &mut [u8]) -> NpkResult<()> {
+        self.view.range_into(start, stop, dst)?;
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rb = self.view.row_bytes();
+        match self.view.bitmap() {
+            None => {
+                for (&r, old) in &self.rows {
+                    if r >= start && r < stop {
+                        let k = (r - start) as usize;
+                        dst[k * rb..(k + 1) * rb].copy_from_slice(old);
+                    }
+                }
+            }
+            Some(b) => {
+                let rows: Vec<u64> = (start..stop).map(|j| b.select(j)).collect();
+                self.patch_rows(&rows, dst);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the logical rows `indices` (negative from the end) into `dst`, patched.
+    pub fn gather_into(&self, indices: &[i64], dst: &mut [u8]) -> NpkResult<()> {
+        let rows = self.view.resolve(indices)?;
+        self.view.gather_physical(&rows, dst)?;
+        self.patch_rows(&rows, dst);
+        Ok(())
+    }
+}

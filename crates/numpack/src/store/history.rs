@@ -1,0 +1,729 @@
+//! History: every commit gets a version number, and commits that some reader may still need
+//! to see past (history on, a snapshot pinned, a tag) append a record of what they changed,
+//! as it was before, to `.numpack.history` before their commit point (format in
+//! `format/history.rs`).
+//!
+//! The lock file's header caches what writers need on every commit (the current version, the
+//! log's end, whether history is kept), so a commit that records nothing costs a few memory
+//! operations and one that records costs one `pwrite` of the record. A record is appended with
+//! a recovery flag set, cleared once the commit is done; a writer that dies in between leaves
+//! the flag, and recovery tells from checksums of the metadata (and of the rows) whether the
+//! commit happened, marking the record aborted when it did not.
+
+use super::commit::METADATA;
+use super::lock::{StoreLock, FLAG_HISTORY, KEEP, LOG_END, LOG_GEN, RECORDS, VERSION};
+use super::{now_micros, pins, Store};
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::history::{
+    self as fmt, kept_name, Header, Log, Op, Record, COUNTER_AT, HEADER_BYTES, KEEP_AT, LOG_FILE,
+    STATE_AT, TAGS_FILE,
+};
+use crate::format::metadata::MetadataFile;
+use crate::io::fs;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+/// Largest history log read (history beyond it should be collected with `gc`).
+pub const MAX_LOG_BYTES: u64 = 16 << 30;
+/// Records beyond `keep_last` before a commit collects old ones.
+const GC_SLACK: u64 = 32;
+/// Tags: stored with their count in the `KEEP` word's upper half.
+const TAG_SHIFT: u32 = 32;
+
+/// One version, as `versions()` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The version number.
+    pub version: u64,
+    /// When it was committed (µs since the epoch; 0 when unknown).
+    pub time_us: u64,
+    /// What made it.
+    pub op: &'static str,
+    /// The arrays it changed.
+    pub arrays: Vec<String>,
+    /// Bytes history keeps to read the version before it.
+    pub bytes_kept: u64,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// The mutation was interrupted: the state equals the version before.
+    pub aborted: bool,
+}
+
+/// What `gc` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Versions no longer readable.
+    pub versions_removed: u64,
+    /// Bytes of kept files and records freed.
+    pub bytes_freed: u64,
+    /// The oldest readable version after it.
+    pub oldest: u64,
+}
+
+/// What a writer does about history in one commit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    /// The version the commit makes.
+    pub version: u64,
+    /// Whether it appends a record.
+    pub record: bool,
+}
+
+pub(crate) fn read_log(dir: &Path) -> NpkResult<Option<Log>> {
+    let path = dir.join(LOG_FILE);
+    let Some(bytes) = fs::read_bounded(&path, MAX_LOG_BYTES)? else {
+        return Ok(None);
+    };
+    Log::decode(&bytes)
+        .map(Some)
+        .map_err(|r| NpkError::corrupt(&path, format!("{r}; remove it to drop the history")))
+}
+
+pub(crate) fn read_tags(dir: &Path) -> NpkResult<BTreeMap<String, u64>> {
+    let path = dir.join(TAGS_FILE);
+    match fs::read_bounded(&path, 4 << 20)? {
+        None => Ok(BTreeMap::new()),
+        Some(b) => fmt::decode_tags(&b).map_err(|r| NpkError::corrupt(&path, r)),
+    }
+}
+
+fn word(lock: &StoreLock, i: usize) -> Option<u64> {
+    lock.word(i).load(Ordering::Acquire).checked_sub(1)
+}
+
+fn set_word(lock: &StoreLock, i: usize, v: u64) {
+    lock.word(i).store(v + 1, Ordering::Release);
+}
+
+/// crc32 of the metadata file `m` encodes to.
+pub(crate) fn meta_crc(m: &MetadataFile) -> u32 {
+    crc32fast::hash(&m.encode())
+}
+
+/// Fills the history words of the lock header from the log when they are not known (a new
+/// lock file). Call under a lock.
+pub(crate) fn ensure_words(dir: &Path, lock: &StoreLock) -> NpkResult<()> {
+    let known = [VERSION, KEEP, LOG_END, RECORDS]
+        .iter()
+        .all(|&i| word(lock, i).is_some());
+    if known {
+        return Ok(());
+    }
+    let log = read_log(dir)?;
+    let tags = read_tags(dir)?.len() as u64;
+    let (version, keep, end, records) = match &log {
+        None => (0, 0, 0, 0),
+        Some(l) => (
+            l.last_version(),
+            l.header.keep_last,
+            l.end,
+            l.records.len() as u64,
+        ),
+    };
+    // Never go back: a version number once given is never given again.
+    let version = version.max(word(lock, VERSION).unwrap_or(0));
+    set_word(lock, VERSION, version);
+    set_word(lock, KEEP, keep.min(u32::MAX as u64) | (tags << TAG_SHIFT));
+    set_word(lock, LOG_END, end);
+    set_word(lock, RECORDS, records);
+    Ok(())
+}
+
+/// The current version (a lock held).
+pub(crate) fn current(dir: &Path, lock: &StoreLock) -> NpkResult<u64> {
+    ensure_words(dir, lock)?;
+    Ok(word(lock, VERSION).unwrap_or(0))
+}
+
+fn keep_last(lock: &StoreLock) -> u64 {
+    word(lock, KEEP).unwrap_or(0) & u64::from(u32::MAX)
+}
+
+fn tag_count(lock: &StoreLock) -> u64 {
+    word(lock, KEEP).unwrap_or(0) >> TAG_SHIFT
+}
+
+/// Decides what the next commit does about history (exclusive lock held).
+pub(crate) fn plan(dir: &Path, lock: &StoreLock) -> NpkResult<Plan> {
+    let version = current(dir, lock)? + 1;
+    let record = keep_last(lock) > 0 || tag_count(lock) > 0 || pins::oldest(lock).is_some();
+    Ok(Plan { version, record })
+}
+
+/// Appends `rec` at the log's end (creating the log), with the recovery flag set first.
+pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) -> NpkResult<()> {
+    let path = dir.join(LOG_FILE);
+    lock.set_flags(FLAG_HISTORY);
+    let bytes = rec.encode();
+    let (file, end) = match fs::open_rw_opt(&path)? {
+        Some(f) => {
+            let end = word(lock, LOG_END).unwrap_or(0).max(HEADER_BYTES);
+            (f, end)
+        }
+        None => {
+            let header = Header {
+                counter: rec.version - 1,
+                floor: rec.version - 1,
+                keep_last: keep_last(lock),
+            };
+            let f = fs::create_new(&path)?;
+            fs::write_at(&f, &path, &header.encode(), 0)?;
+            if durable {
+                fs::sync(&f, &path)?;
+                fs::sync_dir(dir)?;
+            }
+            (f, HEADER_BYTES)
+        }
+    };
+    fs::write_at(&file, &path, &bytes, end)?;
+    if durable {
+        fs::sync_data(&file, &path)?;
+    }
+    set_word(lock, LOG_END, end + bytes.len() as u64);
+    set_word(lock, RECORDS, word(lock, RECORDS).unwrap_or(0) + 1);
+    set_word(lock, VERSION, rec.version);
+    Ok(())
+}
+
+/// A commit that records nothing: the version number moves on.
+pub(crate) fn bump(lock: &StoreLock) {
+    set_word(lock, VERSION, word(lock, VERSION).unwrap_or(0) + 1);
+}
+
+/// Marks the record at `offset` aborted (its commit did not happen) and removes what it kept.
+fn abort_at(dir: &Path, offset: u64, rec: &Record, durable: bool) -> NpkResult<()> {
+    let path = dir.join(LOG_FILE);
+    let f = fs::open_rw(&path)?;
+    fs::write_at(&f, &path, &[1], offset + STATE_AT)?;
+    if durable {
+        fs::sync_data(&f, &path)?;
+    }
+    for (file, kept) in &rec.files {
+        if *kept {
+            fs::remove(&dir.join(kept_name(rec.version, file)))?;
+        }
+    }
+    Ok(())
+}
+
+/// After a failed commit (exclusive lock still held): settles the last record.
+pub(crate) fn settle(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<()> {
+    recover(dir, lock, durable)?;
+    lock.clear_flags(FLAG_HISTORY);
+    Ok(())
+}
+
+/// Recovery (exclusive lock held): whether the last record's commit happened, told from the
+/// metadata's checksum and that of the rows it overwrote; an abandoned one is marked
+/// aborted. A state that matches neither side was written by another program: history
+/// before it can no longer be read, so the log's floor moves up to the current version.
+pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<()> {
+    let Some(log) = read_log(dir)? else {
+        lock.clear_flags(FLAG_HISTORY);
+        return Ok(());
+    };
+    // The words may be stale: rebuild them from the log.
+    set_word(lock, LOG_END, log.end);
+    set_word(lock, RECORDS, log.records.len() as u64);
+    let v = log.last_version().max(word(lock, VERSION).unwrap_or(0));
+    set_word(lock, VERSION, v);
+    let path = dir.join(LOG_FILE);
+    if let Some(f) = fs::open_rw_opt(&path)? {
+        // A torn record after the last whole one is cut off.
+        if f.metadata().at(&path)?.len() > log.end {
+            fs::set_len(&f, &path, log.end)?;
+        }
+    }
+    if let Some((offset, rec)) = log.records.last().filter(|(_, r)| !r.aborted) {
+        let meta = match fs::read_bounded(&dir.join(METADATA), super::MAX_METADATA_BYTES)? {
+            Some(b) => crc32fast::hash(&b),
+            None => meta_crc(&MetadataFile::default()),
+        };
+        let rows = |new: bool| -> NpkResult<bool> {
+            for s in &rec.rows {
+                let p = dir.join(&s.file);
+                let Some(f) = fs::open_read_opt(&p)? else {
+                    return Ok(false);
+                };
+                let mut h = crc32fast::Hasher::new();
+                let mut buf = vec![0u8; s.row_bytes as usize];
+                for (r, _) in &s.rows {
+                    let at = r.saturating_mul(s.row_bytes);
+                    if std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, at).is_err() {
+                        return Ok(false);
+                    }
+                    h.update(&buf);
+                }
+                let want = if new { s.new_crc } else { s.old_crc };
+                if h.finalize() != want {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        let committed = meta == rec.post_meta_crc && rows(true)?;
+        if !committed {
+            if meta == rec.pre_meta_crc && rows(false)? {
+                abort_at(dir, *offset, rec, durable)?;
+            } else {
+                let f = fs::open_rw(&path)?;
+                fs::write_at(&f, &path, &v.to_le_bytes(), COUNTER_AT + 8)?;
+                if durable {
+                    fs::sync_data(&f, &path)?;
+                }
+            }
+        }
+    }
+    lock.clear_flags(FLAG_HISTORY);
+    Ok(())
+}
+
+/// Writes one header word of the log in place.
+fn write_header_word(dir: &Path, at: u64, v: u64, durable: bool) -> NpkResult<()> {
+    let path = dir.join(LOG_FILE);
+    let f = match fs::open_rw_opt(&path)? {
+        Some(f) => f,
+        None => {
+            let f = fs::create_new(&path)?;
+            fs::write_at(&f, &path, &Header::default().encode(), 0)?;
+            f
+        }
+    };
+    fs::write_at(&f, &path, &v.to_le_bytes(), at)?;
+    if durable {
+        fs::sync(&f, &path)?;
+        fs::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The current version number of the store.
+    pub fn version(&self) -> NpkResult<u64> {
+        let _g = self.shared_lock()?;
+        current(self.dir(), self.store_lock())
+    }
+
+    /// How many versions the store keeps by default (0: history off).
+    pub fn history_setting(&self) -> NpkResult<u64> {
+        let _g = self.shared_lock()?;
+        ensure_words(self.dir(), self.store_lock())?;
+        Ok(keep_last(self.store_lock()))
+    }
+
+    /// Keeps the last `keep_last` versions from now on (persisted; 0 turns history off).
+    pub fn set_history(&self, keep_last: u64) -> NpkResult<()> {
+        let keep_last = keep_last.min(u64::from(u32::MAX));
+        let _g = self.lock_for_write()?;
+        let lock = self.store_lock();
+        ensure_words(self.dir(), lock)?;
+        // The counter first, so a new log starts at the current version.
+        let v = current(self.dir(), lock)?;
+        if read_log(self.dir())?.is_none() {
+            write_header_word(self.dir(), COUNTER_AT, v, self.durable())?;
+            write_header_word(self.dir(), COUNTER_AT + 8, v, self.durable())?;
+        }
+        write_header_word(self.dir(), KEEP_AT, keep_last, self.durable())?;
+        set_word(lock, KEEP, keep_last | (tag_count(lock) << TAG_SHIFT));
+        if keep_last == 0 {
+            self.gc_locked(0, None)?;
+        }
+        Ok(())
+    }
+
+    /// Tags: name → version.
+    pub fn tags(&self) -> NpkResult<BTreeMap<String, u64>> {
+        let _g = self.shared_lock()?;
+        read_tags(self.dir())
+    }
+
+    /// Names `version` (the current one when `None`) `name`; a tagged version is kept until
+    /// the tag is removed. Returns the version tagged.
+    pub fn tag(&self, name: &str, version: Option<u64>) -> NpkResult<u64> {
+        fmt::check_tag(name).map_err(NpkError::InvalidOperation)?;
+        let _g = self.lock_for_write()?;
+        let lock = self.store_lock();
+        let now = current(self.dir(), lock)?;
+        let v = version.unwrap_or(now);
+        self.check_readable(v)?;
+        if v == now && read_log(self.dir())?.is_none() {
+            write_header_word(self.dir(), COUNTER_AT, v, self.durable())?;
+            write_header_word(self.dir(), COUNTER_AT + 8, v, self.durable())?;
+        }
+        let mut tags = read_tags(self.dir())?;
+        tags.insert(name.to_owned(), v);
+        if tags.len() > fmt::MAX_TAGS {
+            return Err(NpkError::InvalidOperation(format!(
+                "a store keeps at most {} tags",
+                fmt::MAX_TAGS
+            )));
+        }
+        self.write_tags(&tags)?;
+        Ok(v)
+    }
+
+    /// Removes a tag (its version is then collected like any other).
+    pub fn untag(&self, name: &str) -> NpkResult<()> {
+        let _g = self.lock_for_write()?;
+        let mut tags = read_tags(self.dir())?;
+        if tags.remove(name).is_none() {
+            return Err(NpkError::InvalidOperation(format!("no tag named {name:?}")));
+        }
+        self.write_tags(&tags)
+    }
+
+    fn write_tags(&self, tags: &BTreeMap<String, u64>) -> NpkResult<()> {
+        let path = self.dir().join(TAGS_FILE);
+        let tmp = super::commit::tmp_path(self.dir(), TAGS_FILE);
+        fs::write_new(&tmp, &fmt::encode_tags(tags), self.durable())?;
+        fs::rename(&tmp, &path).map_err(|e| NpkError::io(&path, e))?;
+        if self.durable() {
+            fs::sync_dir(self.dir())?;
+        }
+        let lock = self.store_lock();
+        ensure_words(self.dir(), lock)?;
+        set_word(
+            lock,
+            KEEP,
+            keep_last(lock) | ((tags.len() as u64) << TAG_SHIFT),
+        );
+        Ok(())
+    }
+
+    /// The version a tag names.
+    pub fn tagged(&self, name: &str) -> NpkResult<u64> {
+        self.tags()?
+            .get(name)
+            .copied()
+            .ok_or_else(|| NpkError::InvalidOperation(format!("no tag named {name:?}")))
+    }
+
+    /// Fails unless `v` can be read (a lock held).
+    pub(crate) fn check_readable(&self, v: u64) -> NpkResult<()> {
+        let now = current(self.dir(), self.store_lock())?;
+        if v == now {
+            return Ok(());
+        }
+        if v > now {
+            return Err(NpkError::InvalidOperation(format!(
+                "version {v} does not exist yet (the store is at version {now})"
+            )));
+        }
+        let log = read_log(self.dir())?.unwrap_or_default();
+        if !readable(&log, v, now) {
+            return Err(NpkError::InvalidOperation(format!(
+                "version {v} is no longer kept (history keeps versions {}..={now}; turn \
+                 history on with set_history(keep_last=N) to keep more)",
+                oldest_readable(&log, now)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every readable version, oldest first, the current one last.
+    pub fn versions(&self) -> NpkResult<Vec<VersionInfo>> {
+        let _g = self.shared_lock()?;
+        let now = current(self.dir(), self.store_lock())?;
+        let log = read_log(self.dir())?.unwrap_or_default();
+        let tags = read_tags(self.dir())?;
+        let first = oldest_readable(&log, now);
+        let by_version: BTreeMap<u64, &Record> =
+            log.records.iter().map(|(_, r)| (r.version, r)).collect();
+        let mut out = Vec::new();
+        for v in first..=now {
+            let rec = by_version.get(&v);
+            let kept = rec.map_or(0, |r| {
+                r.payload_bytes()
+                    + r.files
+                        .iter()
+                        .filter(|(_, k)| *k)
+                        .filter_map(|(f, _)| {
+                            fs::file_len(&self.dir().join(kept_name(v, f)))
+                                .ok()
+                                .flatten()
+                        })
+                        .sum::<u64>()
+            });
+            out.push(VersionInfo {
+                version: v,
+                time_us: rec.map_or(0, |r| r.time_us),
+                op: rec.map_or("", |r| r.op.name()),
+                arrays: rec.map_or_else(Vec::new, |r| {
+                    r.arrays.iter().map(|(n, _)| n.clone()).collect()
+                }),
+                bytes_kept: kept,
+                tags: tags
+                    .iter()
+                    .filter(|(_, &t)| t == v)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+                aborted: rec.is_some_and(|r| r.aborted),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Collects history: versions beyond the last `keep_last` (and, with `older_than_us`,
+    /// older than that many µs) stop being readable, and what only they needed is removed.
+    /// Versions that an open snapshot of any process or a tag still reads are kept.
+    pub fn gc(&self, keep_last: Option<u64>, older_than_us: Option<u64>) -> NpkResult<GcReport> {
+        let _g = self.lock_for_write()?;
+        ensure_words(self.dir(), self.store_lock())?;
+        let keep = keep_last.unwrap_or_else(|| keep_last_of(self.store_lock()));
+        self.gc_locked(keep, older_than_us)
+    }
+
+    /// [`Store::gc`] under the exclusive lock.
+    pub(crate) fn gc_locked(&self, keep: u64, older_than_us: Option<u64>) -> NpkResult<GcReport> {
+        let dir = self.dir();
+        let lock = self.store_lock();
+        let now = current(dir, lock)?;
+        let Some(log) = read_log(dir)? else {
+            return Ok(GcReport {
+                oldest: now,
+                ..GcReport::default()
+            });
+        };
+        let first = oldest_readable(&log, now);
+        let mut floor = now.saturating_sub(keep);
+        if let Some(age) = older_than_us {
+            // Versions younger than the cut stay.
+            let cut = now_micros().saturating_sub(age);
+            let young = log
+                .records
+                .iter()
+                .find(|(_, r)| r.version > first && r.time_us >= cut)
+                .map_or(now, |(_, r)| r.version - 1);
+            floor = floor.min(young.max(first));
+        }
+        if let Some(p) = pins::oldest(lock) {
+            floor = floor.min(p);
+        }
+        if let Some(&t) = read_tags(dir)?.values().filter(|&&t| t >= first).min() {
+            floor = floor.min(t);
+        }
+        let floor = floor.max(first);
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            log.records.iter().partition(|(_, r)| r.version <= floor);
+        if gone.is_empty() && log.header.floor == floor {
+            return Ok(GcReport {
+                oldest: floor,
+                ..GcReport::default()
+            });
+        }
+        let header = Header {
+            counter: log.header.counter.max(floor),
+            floor,
+            keep_last: log.header.keep_last,
+        };
+        let mut bytes = header.encode();
+        for (_, r) in &kept {
+            bytes.extend(r.encode());
+        }
+        let path = dir.join(LOG_FILE);
+        let tmp = super::commit::tmp_path(dir, LOG_FILE);
+        fs::write_new(&tmp, &bytes, self.durable())?;
+        fs::rename(&tmp, &path).map_err(|e| NpkError::io(&path, e))?;
+        if self.durable() {
+            fs::sync_dir(dir)?;
+        }
+        lock.word(LOG_GEN).fetch_add(1, Ordering::AcqRel);
+        set_word(lock, LOG_END, bytes.len() as u64);
+        set_word(lock, RECORDS, kept.len() as u64);
+        let mut freed = 0u64;
+        for (_, r) in &gone {
+            freed += r.payload_bytes();
+            for (f, k) in &r.files {
+                if *k {
+                    let p = dir.join(kept_name(r.version, f));
+                    freed += fs::file_len(&p)?.unwrap_or(0);
+                    fs::remove(&p)?;
+                }
+            }
+        }
+        remove_stray_kept(dir, &kept.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
+        Ok(GcReport {
+            versions_removed: floor - first,
+            bytes_freed: freed,
+            oldest: floor,
+        })
+    }
+
+    /// After a commit (exclusive lock held): collects old records when history grew past its
+    /// setting, or when nothing needs them any more.
+    pub(crate) fn after_commit(&self, plan: Plan) -> NpkResult<()> {
+        let lock = self.store_lock();
+        let records = word(lock, RECORDS).unwrap_or(0);
+        let keep = keep_last(lock);
+        let due = if plan.record {
+            records > keep + GC_SLACK
+        } else {
+            records > 0
+        };
+        if due {
+            self.gc_locked(keep, None)?;
+        }
+        Ok(())
+    }
+}
+
+fn keep_last_of(lock: &StoreLock) -> u64 {
+    keep_last(lock)
+}
+
+/// Kept files no record refers to (left by a collection that was interrupted).
+fn remove_stray_kept(dir: &Path, records: &[&Record]) -> NpkResult<()> {
+    let wanted: std::collections::HashSet<String> = records
+        .iter()
+        .flat_map(|r| {
+            r.files
+                .iter()
+                .filter(|(_, k)| *k)
+                .map(|(f, _)| kept_name(r.version, f))
+        })
+        .collect();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if fmt::parse_kept_name(&name).is_some() && !wanted.contains(&name) {
+            fs::remove(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether every version after `v` up to `now` has its record (so `v` can be rebuilt).
+pub(crate) fn readable(log: &Log, v: u64, now: u64) -> bool {
+    v >= log.header.floor && v <= now && {
+        let after: Vec<u64> = log
+            .records
+            .iter()
+            .map(|(_, r)| r.version)
+            .filter(|&x| x > v)
+            .collect();
+        after.len() as u64 == now - v && after.first().is_none_or(|&f| f == v + 1)
+    }
+}
+
+/// The oldest version that can be read.
+pub(crate) fn oldest_readable(log: &Log, now: u64) -> u64 {
+    let mut v = now;
+    for (_, r) in log.records.iter().rev() {
+        if r.version != v || v <= log.header.floor {
+            break;
+        }
+        v -= 1;
+    }
+    v.max(log.header.floor.min(now))
+}
+
+/// A commit about to reach its commit point, as history sees it.
+pub(crate) struct Commit<'a> {
+    pub dir: &'a Path,
+    pub lock: &'a StoreLock,
+    pub durable: bool,
+    pub plan: Plan,
+    pub op: Op,
+    pub committed: &'a MetadataFile,
+    pub new: &'a MetadataFile,
+    /// The new metadata file's bytes, when it changes.
+    pub new_bytes: Option<&'a [u8]>,
+}
+
+/// Just before a commit point: gives the commit its version; when it records, keeps every
+/// data or bitmap file it replaces or removes under a second name, and appends its record.
+pub(crate) fn before_point(c: &Commit<'_>, targets: &[&str]) -> NpkResult<()> {
+    if !c.plan.record {
+        bump(c.lock);
+        return Ok(());
+    }
+    let v = c.plan.version;
+    let mut files = Vec::with_capacity(targets.len());
+    for t in targets {
+        if files.iter().any(|(f, _): &(String, bool)| f == t) {
+            continue;
+        }
+        let from = c.dir.join(t);
+        let exists = fs::entry(&from)?.is_some_and(|m| m.file_type().is_file());
+        if exists {
+            let to = c.dir.join(kept_name(v, t));
+            // Left by an abandoned attempt at this version number.
+            fs::remove(&to)?;
+            fs::hard_link(&from, &to)?;
+        }
+        files.push(((*t).to_owned(), exists));
+    }
+    if c.durable && files.iter().any(|(_, k)| *k) {
+        fs::sync_dir(c.dir)?;
+    }
+    let mut arrays = Vec::new();
+    for (name, before) in &c.committed.arrays {
+        if c.new.arrays.get(name) != Some(before) {
+            arrays.push((name.clone(), Some(before.clone())));
+        }
+    }
+    for name in c.new.arrays.keys() {
+        if !c.committed.arrays.contains_key(name) {
+            arrays.push((name.clone(), None));
+        }
+    }
+    let pre = meta_crc(c.committed);
+    let post = c.new_bytes.map_or(pre, crc32fast::hash);
+    let rec = Record {
+        version: v,
+        time_us: now_micros(),
+        op: c.op,
+        aborted: false,
+        pre_meta_crc: pre,
+        post_meta_crc: post,
+        arrays,
+        files,
+        rows: Vec::new(),
+    };
+    append(c.dir, c.lock, &rec, c.durable)
+}
+
+/// After a mutation under the exclusive lock: finishes its history (collects old records
+/// when due) or, when it failed after its record was written, settles the record.
+pub(crate) fn finish<R>(store: &Store, plan: Plan, out: NpkResult<R>) -> NpkResult<R> {
+    let lock = store.store_lock();
+    match out {
+        Ok(v) => {
+            if plan.record {
+                lock.clear_flags(FLAG_HISTORY);
+            }
+            store.after_commit(plan)?;
+            Ok(v)
+        }
+        Err(e) => {
+            if lock.flags() & FLAG_HISTORY != 0 {
+                settle(store.dir(), lock, store.durable())?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The record of an in-place replace: the old bytes of every row it overwrites.
+pub(crate) fn replace_record(
+    version: u64,
+    meta: &MetadataFile,
+    sets: Vec<(String, fmt::RowSet)>,
+) -> Record {
+    let crc = meta_crc(meta);
+    Record {
+        version,
+        time_us: now_micros(),
+        op: Op::Replace,
+        aborted: false,
+        pre_meta_crc: crc,
+        post_meta_crc: crc,
+        arrays: sets
+            .iter()
+            .map(|(n, _)| (n.clone(), meta.arrays.get(n).cloned()))
+            .collect(),
+        files: Vec::new(),
+        rows: sets.into_iter().map(|(_, s)| s).collect(),
+    }
+}

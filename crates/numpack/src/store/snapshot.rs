@@ -1,0 +1,278 @@
+//! Snapshots: the whole read API pinned to one version while other handles and processes
+//! keep writing.
+//!
+//! Opening one takes the shared lock for a moment: it reads the current version and pins the
+//! one asked for in the lock file's pin slots, so every later commit (of any process) appends
+//! a record of what it changes before it changes it. A read copies from the files as they
+//! are and patches in what the records say was there at the version; when a record was
+//! appended while it copied (a commit ran meanwhile), it reads again with the new records,
+//! and under the shared lock after a few tries. Without writers a read costs two memory
+//! loads more than a read of the current state.
+
+use super::history::{self, read_log};
+use super::lock::{LOG_END, LOG_GEN};
+use super::{pins, Store};
+use crate::dtype::DataType;
+use crate::error::{NpkError, NpkResult};
+use crate::format::history::{decode_records, Record, HEADER_BYTES, LOG_FILE};
+use crate::format::metadata::{ArrayMetadata, MetadataFile};
+use crate::io::fs;
+use crate::read::version::{lineage, meta_at, VersionedArray};
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Reads that raced a commit are tried again this many times before the shared lock.
+const TRIES: usize = 3;
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// The log generation and end the records were read at.
+    gen: u64,
+    end: u64,
+    /// Records of versions after the snapshot's.
+    records: Vec<Record>,
+    arrays: HashMap<String, Arc<VersionedArray>>,
+}
+
+/// One version of a store, readable while others write. Dropping it releases the version.
+#[derive(Debug)]
+pub struct Snapshot {
+    store: Arc<Store>,
+    version: u64,
+    meta: MetadataFile,
+    key: PathBuf,
+    cache: Mutex<Cache>,
+}
+
+impl Store {
+    /// A snapshot of the current version.
+    pub fn snapshot(self: &Arc<Self>) -> NpkResult<Snapshot> {
+        Snapshot::open(Arc::clone(self), None)
+    }
+
+    /// A snapshot of `version` (which history must still keep).
+    pub fn snapshot_at(self: &Arc<Self>, version: u64) -> NpkResult<Snapshot> {
+        Snapshot::open(Arc::clone(self), Some(version))
+    }
+}
+
+impl Snapshot {
+    /// Pins `version` (the current one when `None`) of `store`.
+    pub fn open(store: Arc<Store>, version: Option<u64>) -> NpkResult<Self> {
+        let key = store.store_lock().path().to_owned();
+        let (version, meta, cache) = {
+            let _g = store.shared_lock()?;
+            let lock = store.store_lock();
+            let now = history::current(store.dir(), lock)?;
+            let v = version.unwrap_or(now);
+            store.check_readable(v)?;
+            store.refresh_locked()?;
+            let current = Arc::clone(&store.state().meta);
+            pins::pin(lock, &key, v)?;
+            let mut cache = Cache {
+                gen: lock.word(LOG_GEN).load(Ordering::Acquire),
+                end: lock.word(LOG_END).load(Ordering::Acquire).saturating_sub(1),
+                ..Cache::default()
+            };
+            let meta = if v == now {
+                (*current).clone()
+            } else {
+                let log = read_log(store.dir());
+                let log = match log {
+                    Ok(l) => l.unwrap_or_default(),
+                    Err(e) => {
+                        pins::unpin(lock, &key, v);
+                        return Err(e);
+                    }
+                };
+                cache.end = log.end;
+                cache.records = log
+                    .records
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .filter(|r| r.version > v)
+                    .collect();
+                let refs: Vec<&Record> = cache.records.iter().collect();
+                meta_at(&current, &refs, v)
+            };
+            (v, meta, cache)
+        };
+        Ok(Snapshot {
+            store,
+            version,
+            meta,
+            key,
+            cache: Mutex::new(cache),
+        })
+    }
+
+    /// The version this snapshot reads.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The store it reads.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Array names at the version, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.meta.arrays.keys().cloned().collect()
+    }
+
+    /// Whether the array existed at the version.
+    pub fn has(&self, name: &str) -> bool {
+        self.meta.arrays.contains_key(name)
+    }
+
+    /// The array's record at the version.
+    pub fn array_metadata(&self, name: &str) -> NpkResult<ArrayMetadata> {
+        self.meta
+            .arrays
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))
+    }
+
+    /// Logical shape and dtype at the version.
+    pub fn describe(&self, name: &str) -> NpkResult<(Vec<u64>, DataType)> {
+        self.read(name, |a| Ok((a.view.logical_shape(), a.view.meta.dtype)))
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the records appended since the last look; returns the log end they reach.
+    fn refresh(&self) -> NpkResult<u64> {
+        let lock = self.store.store_lock();
+        let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
+        let end = lock.word(LOG_END).load(Ordering::Acquire).saturating_sub(1);
+        let mut c = self.cache();
+        if gen == c.gen && end <= c.end {
+            return Ok(c.end);
+        }
+        let path = self.store.dir().join(LOG_FILE);
+        if gen != c.gen {
+            // Collected: read the whole log again (it keeps every record this snapshot needs).
+            let log = read_log(self.store.dir())?.unwrap_or_default();
+            c.records = log
+                .records
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| r.version > self.version)
+                .collect();
+            c.gen = gen;
+            c.end = log.end;
+            c.arrays.clear();
+            return Ok(c.end);
+        }
+        let Some(f) = fs::open_read_opt(&path)? else {
+            return Err(NpkError::corrupt(
+                &path,
+                "is gone while a snapshot reads it; open the snapshot again",
+            ));
+        };
+        let from = c.end.max(HEADER_BYTES);
+        let mut buf = vec![0u8; usize::try_from(end.saturating_sub(from)).unwrap_or(0)];
+        let got = read_upto(&f, &mut buf, from).map_err(|e| NpkError::io(&path, e))?;
+        buf.truncate(got);
+        let last = c.records.last().map(|r| r.version);
+        let (new, reached) =
+            decode_records(&buf, from, last).map_err(|r| NpkError::corrupt(&path, r))?;
+        if !new.is_empty() {
+            c.arrays.clear();
+        }
+        c.records.extend(
+            new.into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| r.version > self.version),
+        );
+        c.end = reached;
+        Ok(c.end)
+    }
+
+    fn array(&self, name: &str) -> NpkResult<Arc<VersionedArray>> {
+        if let Some(a) = self.cache().arrays.get(name) {
+            return Ok(Arc::clone(a));
+        }
+        let a = self.array_metadata(name)?;
+        let lin = {
+            let c = self.cache();
+            let refs: Vec<&Record> = c.records.iter().collect();
+            lineage(&refs, self.version, &a)
+        };
+        let v = Arc::new(VersionedArray::open(self.store.dir(), &a, lin)?);
+        self.cache().arrays.insert(name.to_owned(), Arc::clone(&v));
+        Ok(v)
+    }
+
+    /// Runs `f` on the array as it was at the version, again when a commit appended a record
+    /// while it ran (so what `f` copied is of the version only).
+    pub fn read<R>(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&VersionedArray) -> NpkResult<R>,
+    ) -> NpkResult<R> {
+        for _ in 0..TRIES {
+            let before = self.refresh()?;
+            let a = self.array(name)?;
+            let out = f(&a)?;
+            if self.refresh()? == before {
+                return Ok(out);
+            }
+        }
+        let _g = self.store.shared_lock()?;
+        self.refresh()?;
+        let a = self.array(name)?;
+        f(&a)
+    }
+
+    /// The logical array's bytes, with its shape and dtype.
+    pub fn load_bytes(&self, name: &str) -> NpkResult<(Vec<u64>, DataType, Vec<u8>)> {
+        self.read(name, |a| {
+            let shape = a.view.logical_shape();
+            let n = if shape.is_empty() { 1 } else { shape[0] };
+            let mut out = vec![0u8; a.view.logical_bytes()];
+            if a.view.is_scalar() {
+                a.view.copy_into(&mut out)?;
+            } else {
+                a.range_into(0, n, &mut out)?;
+            }
+            Ok((shape.clone(), a.view.meta.dtype, out))
+        })
+    }
+
+    /// The bytes of logical rows `indices` (negative from the end).
+    pub fn rows_bytes(&self, name: &str, indices: &[i64]) -> NpkResult<Vec<u8>> {
+        self.read(name, |a| {
+            let mut out = vec![0u8; indices.len() * a.view.row_bytes()];
+            a.gather_into(indices, &mut out)?;
+            Ok(out)
+        })
+    }
+}
+
+/// Reads into `buf` at `at` until it is full or the file ends; the bytes read.
+fn read_upto(f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        pins::unpin(self.store.store_lock(), &self.key, self.version);
+    }
+}

@@ -1,0 +1,164 @@
+//! Versions: what history keeps, snapshots against writers in other processes, tags, gc,
+//! and the records of killed mutations.
+
+mod common;
+
+use numpack::prelude::*;
+use numpack::Store;
+use std::sync::Arc;
+
+fn ints(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn open(p: &std::path::Path) -> Arc<Store> {
+    Arc::new(Store::open(p).unwrap())
+}
+
+#[test]
+fn history_keeps_what_each_commit_changed() {
+    let (_d, p) = common::store();
+    let s = open(&p);
+    s.set_history(10).unwrap();
+    let dt = DataType::Int32;
+    s.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[4],
+        data: &ints(&[1, 2, 3, 4]),
+    }])
+    .unwrap();
+    let v1 = s.version().unwrap();
+    s.replace("a", dt, &[1], &ints(&[9]), &[1]).unwrap();
+    let v2 = s.version().unwrap();
+    s.append("a", dt, &[2], &ints(&[5, 6])).unwrap();
+    s.drop_rows("a", &[0]).unwrap();
+    s.compact("a").unwrap();
+    let v5 = s.version().unwrap();
+    assert_eq!(v5, v1 + 4);
+    let read = |v| s.snapshot_at(v).unwrap().load_bytes("a").unwrap().2;
+    assert_eq!(read(v1), ints(&[1, 2, 3, 4]));
+    assert_eq!(read(v2), ints(&[1, 9, 3, 4]));
+    assert_eq!(read(v2 + 1), ints(&[1, 9, 3, 4, 5, 6]));
+    assert_eq!(read(v2 + 2), ints(&[9, 3, 4, 5, 6]));
+    assert_eq!(read(v5), ints(&[9, 3, 4, 5, 6]));
+    let snap = s.snapshot_at(v1).unwrap();
+    assert_eq!(snap.rows_bytes("a", &[-1, 1]).unwrap(), ints(&[4, 2]));
+    let listed = s.versions().unwrap();
+    let ops: Vec<&str> = listed.iter().map(|v| v.op).collect();
+    assert_eq!(
+        &ops[ops.len() - 5..],
+        ["save", "replace", "append", "drop_rows", "update"]
+    );
+    // The replace kept its old row; the compaction kept the old data file.
+    assert!(
+        listed
+            .iter()
+            .find(|v| v.op == "replace")
+            .unwrap()
+            .bytes_kept
+            >= 12
+    );
+    assert!(listed.iter().find(|v| v.op == "update").unwrap().bytes_kept >= 24);
+    // An open snapshot keeps its version through gc.
+    s.gc(Some(0), None).unwrap();
+    assert_eq!(snap.load_bytes("a").unwrap().2, ints(&[1, 2, 3, 4]));
+    drop(snap);
+    // A tag keeps its version through gc; the versions before it go.
+    s.tag("good", Some(v2)).unwrap();
+    let report = s.gc(Some(0), None).unwrap();
+    assert_eq!(report.oldest, v2);
+    assert_eq!(read(v2), ints(&[1, 9, 3, 4]));
+    assert!(s.snapshot_at(v1).is_err());
+    s.untag("good").unwrap();
+    s.gc(Some(0), None).unwrap();
+    assert!(s.snapshot_at(v2).is_err());
+    assert_eq!(read(v5), ints(&[9, 3, 4, 5, 6]));
+}
+
+#[test]
+fn a_snapshot_reads_its_version_while_history_is_off() {
+    let (_d, p) = common::store();
+    let s = open(&p);
+    let dt = DataType::Int32;
+    s.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[3],
+        data: &ints(&[1, 2, 3]),
+    }])
+    .unwrap();
+    let snap = s.snapshot().unwrap();
+    // Another handle writes: replace, drop, overwrite, drop the array.
+    let w = open(&p);
+    w.replace("a", dt, &[1], &ints(&[7]), &[0]).unwrap();
+    w.drop_rows("a", &[2]).unwrap();
+    assert_eq!(snap.load_bytes("a").unwrap().2, ints(&[1, 2, 3]));
+    w.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[1],
+        data: &ints(&[0]),
+    }])
+    .unwrap();
+    w.drop_arrays(&["a"]).unwrap();
+    assert_eq!(snap.load_bytes("a").unwrap().2, ints(&[1, 2, 3]));
+    assert_eq!(snap.names(), ["a"]);
+    let v = snap.version();
+    drop(snap);
+    // Released: the next commit collects what only the snapshot needed.
+    w.save(&[numpack::SaveItem {
+        name: "b",
+        dtype: dt,
+        shape: &[1],
+        data: &ints(&[0]),
+    }])
+    .unwrap();
+    assert!(s.snapshot_at(v).is_err());
+    let kept = std::fs::read_dir(&p)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".numpack.v")
+        })
+        .count();
+    assert_eq!(kept, 0);
+}
+
+#[test]
+fn pins_of_a_killed_process_are_released() {
+    let (_d, p) = common::store();
+    let s = open(&p);
+    let dt = DataType::Int32;
+    s.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[2],
+        data: &ints(&[1, 2]),
+    }])
+    .unwrap();
+    // A child pins the version and dies without unpinning.
+    // SAFETY: the child only calls async-signal-safe-enough code and exits at once.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let c = Arc::new(Store::open(&p).unwrap());
+        let snap = c.snapshot().unwrap();
+        std::mem::forget(snap);
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    // While its pin looked live, history would be kept; the dead pid is cleared.
+    s.replace("a", dt, &[1], &ints(&[5]), &[0]).unwrap();
+    s.replace("a", dt, &[1], &ints(&[6]), &[0]).unwrap();
+    let log = std::fs::metadata(p.join(".numpack.history"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        log <= 64 + 512,
+        "history kept for a dead reader: {log} bytes"
+    );
+}
