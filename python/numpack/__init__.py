@@ -28,6 +28,7 @@ from .exceptions import (
 from .lazy_array import LazyArray
 from .numpack import NumPack
 from .package import get_package_info, pack, unpack
+from .snapshot import Snapshot, SnapshotArray
 
 __version__ = "0.6.0"
 
@@ -39,6 +40,8 @@ __all__ = [
     "IndexOutOfRangeError",
     "LazyArray",
     "NumPack",
+    "Snapshot",
+    "SnapshotArray",
     "StoreLockedError",
     "get_package_info",
     "pack",

@@ -40,6 +40,32 @@ class Store:
         this object raise ``ValueError``."""
     def sync(self) -> None:
         """fsync data files, metadata and the directory."""
+    # --- versions ------------------------------------------------------------------------
+    def snapshot(self, version: int | None = None) -> Snapshot:
+        """Pin ``version`` (the current one when ``None``) for reading."""
+    def version(self) -> int:
+        """The current version number."""
+    def versions(self) -> list[tuple[int, int, str, list[str], int, list[str], bool]]:
+        """``(version, time_us, op, arrays, bytes_kept, tags, aborted)`` of every readable
+        version, oldest first."""
+    def tag(self, name: str, version: int | None = None) -> int:
+        """Name a version; returns it."""
+    def untag(self, name: str) -> None:
+        """Remove a tag."""
+    def tags(self) -> list[tuple[str, int]]:
+        """``(tag, version)`` pairs."""
+    def tagged(self, name: str) -> int:
+        """The version a tag names."""
+    def set_history(self, keep_last: int) -> None:
+        """Keep the last ``keep_last`` versions (persisted)."""
+    def history_setting(self) -> int:
+        """The ``keep_last`` setting."""
+    def gc(
+        self, keep_last: int | None = None, older_than_us: int | None = None
+    ) -> tuple[int, int, int]:
+        """Collect history: ``(versions_removed, bytes_freed, oldest)``."""
+    def restore(self, version: int) -> int:
+        """A new commit equal to ``version``; returns the new version."""
     # --- writing -------------------------------------------------------------------------
     def save(self, arrays: list[tuple[str, npt.NDArray[Any]]]) -> None:
         """Create or replace each array whole (new shape/dtype allowed, bitmap removed)."""
@@ -109,6 +135,32 @@ class Store:
         changes and the temporary files are removed."""
 
 @final
+class Snapshot:
+    """One pinned version of a store; ``close()`` releases it."""
+
+    @property
+    def version(self) -> int:
+        """The version it reads."""
+    @property
+    def closed(self) -> bool:
+        """True once released."""
+    def names(self) -> list[str]:
+        """Array names at the version."""
+    def has(self, name: str) -> bool:
+        """Whether the array existed at the version."""
+    def shape(self, name: str) -> list[int]:
+        """Logical shape at the version."""
+    def dtype(self, name: str) -> np.dtype[Any]:
+        """The dtype at the version."""
+    def load(self, name: str) -> npt.NDArray[Any]:
+        """The whole array at the version."""
+    def getitem(self, name: str, rows: _Rows) -> npt.NDArray[Any]:
+        """Selected logical rows at the version."""
+    def read_range(self, name: str, start: int, stop: int) -> npt.NDArray[Any]:
+        """Logical rows ``start..stop`` at the version."""
+    def close(self) -> None:
+        """Release the version."""
+
 class RowSource:
     """The physical rows of one array version (independent of the store handle)."""
 

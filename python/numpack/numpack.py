@@ -37,6 +37,7 @@ from ._indexing import (
 )
 from .batch import BatchModeContext, WritableBatchMode
 from .lazy_array import LazyArray
+from .snapshot import Snapshot
 
 __all__ = ["NumPack"]
 
@@ -60,6 +61,11 @@ class NumPack:
         Windows only.  Never emitted in strict context mode.
     force_gc_on_close : bool, default False
         Run ``gc.collect()`` in ``close()``.
+    version : int or None, default None
+        Open the store read-only at this version (which history must keep): every read
+        returns that version, every write raises ``PermissionError``.
+    tag : str or None, default None
+        As ``version``, naming the version by a tag (see ``tag()``).
 
     Examples
     --------
@@ -78,7 +84,18 @@ class NumPack:
         strict_context_mode: bool = False,
         warn_no_context: bool | None = None,
         force_gc_on_close: bool = False,
+        *,
+        version: int | None = None,
+        tag: str | None = None,
     ) -> None:
+        if version is not None and tag is not None:
+            raise ValueError("give version or tag, not both")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise TypeError(f"version must be an int, not {type(version).__name__}")
+        if tag is not None and not isinstance(tag, str):
+            raise TypeError(f"tag must be a str, not {type(tag).__name__}")
+        self._pin: int | str | None = version if version is not None else tag
+        self._snap: Snapshot | None = None
         self._path = Path(filename)
         self._drop_if_exists = bool(drop_if_exists)
         self._strict = bool(strict_context_mode)
@@ -113,6 +130,16 @@ class NumPack:
             elif self._path.is_dir():
                 shutil.rmtree(self._path)
             self._drop_if_exists = False
+        if self._pin is not None:
+            if not self._path.is_dir():
+                raise FileNotFoundError(f"no store at {self._path} to read a version of")
+            store = _core.Store(str(self._path))
+            version = store.tagged(self._pin) if isinstance(self._pin, str) else self._pin
+            self._snap = Snapshot(self._path, store.snapshot(version))
+            self._store = store
+            self._opened = True
+            self._closed = False
+            return
         self._path.mkdir(parents=True, exist_ok=True)
         self._store = _core.Store(str(self._path))
         self._opened = True
@@ -136,6 +163,9 @@ class NumPack:
             finally:
                 self._store = None
                 self._closed = True
+                if self._snap is not None:
+                    self._snap.close()
+                    self._snap = None
                 if store is not None:
                     store.close()
         if force_gc or (force_gc is None and self._force_gc):
@@ -184,6 +214,22 @@ class NumPack:
         if self._strict and not self._context_entered:
             raise RuntimeError(_STRICT)
         return store
+
+    def _writer(self) -> _core.Store:
+        """The store, for a call that writes: refused on a store opened at a version."""
+        if self._pin is not None:
+            raise PermissionError(
+                f"NumPack({self._path}) was opened at version {self._pin!r}, which is "
+                "read-only; open it without version/tag to write"
+            )
+        return self._core_store()
+
+    def _pinned(self) -> Snapshot | None:
+        """The snapshot reads go through when opened at a version (after the open checks)."""
+        if self._snap is None:
+            return None
+        self._core_store()
+        return self._snap
 
     def _write(self, items: list[tuple[str, npt.NDArray[Any]]]) -> None:
         """Save validated arrays to disk now, in one ``Store.save`` call."""
@@ -239,7 +285,7 @@ class NumPack:
         TypeError
             If a key is not a str or a value is not an ndarray.
         """
-        store = self._core_store()
+        store = self._writer()
         if not isinstance(arrays, dict):
             raise ValueError("arrays must be a dictionary")
         items = [(name, check_array(name, value)) for name, value in arrays.items()]
@@ -265,7 +311,7 @@ class NumPack:
         ValueError
             If ``arrays`` is not a dict, or ndim / trailing dimensions differ.
         """
-        store = self._core_store()
+        store = self._writer()
         if not isinstance(arrays, dict):
             raise ValueError("arrays must be a dictionary")
         items = [(name, check_array(name, value)) for name, value in arrays.items()]
@@ -303,7 +349,7 @@ class NumPack:
         All or nothing: every array is checked before any row is written, and a crash
         leaves every row of every array old or every row new.
         """
-        store = self._core_store()
+        store = self._writer()
         if not isinstance(arrays, dict):
             raise ValueError("arrays must be a dictionary")
         rows = parse_replace_indexes(indexes)
@@ -336,7 +382,7 @@ class NumPack:
         ValueError
             For another index type, or an array that is 0-d.
         """
-        store = self._core_store()
+        store = self._writer()
         names = check_names(array_name)
         if indexes is None:
             if self._batch is not None:
@@ -354,7 +400,7 @@ class NumPack:
 
         Raises ``ArrayNotFoundError`` if the array does not exist.
         """
-        store = self._core_store()
+        store = self._writer()
         names = [check_name(array_name)]
         self._settle(names)
         store.compact(array_name)
@@ -366,7 +412,7 @@ class NumPack:
         Raises ``ArrayNotFoundError`` if the source does not exist and ``ValueError`` if the
         target already exists.
         """
-        store = self._core_store()
+        store = self._writer()
         names = [check_name(source_name), check_name(target_name)]
         self._settle(names)
         store.clone(source_name, target_name)
@@ -374,7 +420,7 @@ class NumPack:
 
     def reset(self) -> None:
         """Remove every array (pending batch-mode arrays included)."""
-        store = self._core_store()
+        store = self._writer()
         if self._batch is not None:
             self._batch._discard(list(self._batch._cache))
         store.reset()
@@ -402,6 +448,9 @@ class NumPack:
         ArrayNotFoundError
             If the array does not exist.
         """
+        snap = self._pinned()
+        if snap is not None:
+            return snap.load(array_name, lazy=lazy)
         store = self._core_store()
         check_name(array_name)
         if self._batch is not None:
@@ -434,6 +483,9 @@ class NumPack:
         TypeError
             For another index type.
         """
+        snap = self._pinned()
+        if snap is not None:
+            return snap.getitem(array_name, indexes)
         store = self._core_store()
         if (
             type(indexes) is np.ndarray
@@ -477,6 +529,9 @@ class NumPack:
         TypeError
             If ``buffer_size`` is not an int, or the array is 0-d.
         """
+        snap = self._pinned()
+        if snap is not None:
+            return snap.stream_load(array_name, buffer_size)
         store = self._core_store()
         check_name(array_name)
         size = check_buffer_size(buffer_size)
@@ -495,11 +550,17 @@ class NumPack:
 
     def get_shape(self, array_name: str) -> tuple[int, ...]:
         """Logical shape of an array (deleted rows excluded); ``ArrayNotFoundError`` if missing."""
+        snap = self._pinned()
+        if snap is not None:
+            return snap.get_shape(array_name)
         store = self._core_store()
         return self._dtype_shape(store, check_name(array_name))[1]
 
     def get_member_list(self) -> list[str]:
         """Sorted names of the arrays (including arrays saved in an open ``batch_mode``)."""
+        snap = self._pinned()
+        if snap is not None:
+            return snap.get_member_list()
         store = self._core_store()
         names = set(store.names())
         if self._batch is not None:
@@ -508,6 +569,9 @@ class NumPack:
 
     def has_array(self, array_name: str) -> bool:
         """Whether an array of that name exists."""
+        snap = self._pinned()
+        if snap is not None:
+            return snap.has_array(array_name)
         store = self._core_store()
         return self._cached(check_name(array_name)) is not None or store.has(array_name)
 
@@ -568,6 +632,8 @@ class NumPack:
 
         See ``numpack.batch.BatchModeContext``.
         """
+        if self._pin is not None:
+            self._writer()
         return BatchModeContext(self, memory_limit)
 
     def writable_batch_mode(self) -> WritableBatchMode:
@@ -575,4 +641,112 @@ class NumPack:
 
         See ``numpack.batch.WritableBatchMode``.
         """
+        if self._pin is not None:
+            self._writer()
         return WritableBatchMode(self)
+
+    # --- versions ------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The version this handle reads: the store's current one, or the pinned one."""
+        snap = self._pinned()
+        if snap is not None:
+            return snap.version
+        return int(self._core_store().version())
+
+    def snapshot(self, version: int | None = None, tag: str | None = None) -> Snapshot:
+        """Pin a version for reading while others write (see ``numpack.snapshot``).
+
+        Parameters
+        ----------
+        version : int or None
+            The version to read (history must keep it); ``None`` is the current one.
+        tag : str or None
+            A tag naming the version, instead of ``version``.
+
+        Examples
+        --------
+        >>> with npk.snapshot() as snap:       # doctest: +SKIP
+        ...     x = snap.load("x")             # the same version, whatever others commit
+        """
+        store = self._core_store()
+        if tag is not None:
+            if version is not None:
+                raise ValueError("give version or tag, not both")
+            version = store.tagged(tag)
+        elif version is None and self._snap is not None:
+            version = self._snap.version
+        return Snapshot(self._path, store.snapshot(version))
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every readable version, oldest first, the current one last: dicts with
+        ``version``, ``time`` (seconds since the epoch, ``None`` when unknown),
+        ``operation``, ``arrays`` (touched), ``bytes_kept`` (what history keeps to read the
+        version before it), ``tags`` and ``aborted`` (an interrupted mutation whose state
+        equals the version before)."""
+        out = []
+        for v, t, op, arrays, kept, tags, aborted in self._core_store().versions():
+            out.append(
+                {
+                    "version": v,
+                    "time": t / 1e6 if t else None,
+                    "operation": op or None,
+                    "arrays": list(arrays),
+                    "bytes_kept": kept,
+                    "tags": list(tags),
+                    "aborted": aborted,
+                }
+            )
+        return out
+
+    def tag(self, name: str, version: int | None = None) -> int:
+        """Name ``version`` (the current one when ``None``); history keeps a tagged version
+        until ``untag``.  Returns the version tagged."""
+        return int(self._writer().tag(check_name(name, "tag"), version))
+
+    def untag(self, name: str) -> None:
+        """Remove a tag."""
+        self._writer().untag(check_name(name, "tag"))
+
+    def tags(self) -> dict[str, int]:
+        """Tags and the versions they name."""
+        return dict(self._core_store().tags())
+
+    def restore(self, version: int | str) -> int:
+        """Make the current state equal to ``version`` (or a tag's version) as one new
+        commit; the versions in between stay in history.  Returns the new version."""
+        store = self._writer()
+        self._settle(self.get_member_list())
+        v = store.tagged(version) if isinstance(version, str) else version
+        new = int(store.restore(v))
+        self._settled(list(self._batch._cache) if self._batch is not None else [])
+        return new
+
+    def set_history(self, keep_last: int) -> None:
+        """Keep the last ``keep_last`` versions from now on (persisted in the store; 0,
+        the default of a new store, keeps none: snapshots still work)."""
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise ValueError(f"keep_last must be an int >= 0, not {keep_last!r}")
+        self._writer().set_history(keep_last)
+
+    def history(self) -> int:
+        """The store's ``keep_last`` setting."""
+        return int(self._core_store().history_setting())
+
+    def gc(self, keep_last: int | None = None, older_than: float | None = None) -> dict[str, int]:
+        """Collect history: versions beyond the last ``keep_last`` (the store's setting
+        when ``None``) and, with ``older_than``, older than that many seconds, stop being
+        readable.  Versions an open snapshot (of any process) or a tag reads are kept.
+        Returns ``versions_removed``, ``bytes_freed`` and ``oldest`` (readable version)."""
+        if keep_last is not None and (
+            isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0
+        ):
+            raise ValueError(f"keep_last must be an int >= 0, not {keep_last!r}")
+        age = None
+        if older_than is not None:
+            if not isinstance(older_than, (int, float)) or older_than < 0:
+                raise ValueError(f"older_than must be seconds >= 0, not {older_than!r}")
+            age = int(older_than * 1e6)
+        removed, freed, oldest = self._writer().gc(keep_last, age)
+        return {"versions_removed": removed, "bytes_freed": freed, "oldest": oldest}

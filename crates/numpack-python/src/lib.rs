@@ -7,6 +7,7 @@ mod numpy_conv;
 mod package;
 mod rows;
 mod selection;
+mod snapshot;
 mod store;
 mod vector;
 mod writer;
@@ -21,6 +22,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<numpy_conv::MappedFile>()?;
     m.add_class::<writer::PyArrayWriter>()?;
     m.add_class::<rows::PyRowSource>()?;
+    m.add_class::<snapshot::PySnapshot>()?;
     m.add_class::<convert::PyCsvReader>()?;
     m.add_class::<convert::PyCsvWriter>()?;
     m.add_function(wrap_pyfunction!(convert::csv_format_columns, m)?)?;

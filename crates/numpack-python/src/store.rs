@@ -7,6 +7,7 @@ use crate::numpy_conv::{
 };
 use crate::rows::PyRowSource;
 use crate::selection::Rows;
+use crate::snapshot::PySnapshot;
 use crate::writer::PyArrayWriter;
 use numpack::{ArraySnapshot, ReplaceItem, RowSelection, SaveItem, Store};
 use numpy::{PyArrayDescr, PyUntypedArray};
@@ -58,7 +59,7 @@ impl PyStore {
             .ok_or_else(|| PyValueError::new_err("the store is not opened or has been closed"))
     }
 
-    fn snapshot(&self, py: Python<'_>, name: &str) -> PyResult<Arc<ArraySnapshot>> {
+    fn opened(&self, py: Python<'_>, name: &str) -> PyResult<Arc<ArraySnapshot>> {
         let store = self.get()?;
         py.detach(|| store.array(name)).py_err()
     }
@@ -96,6 +97,96 @@ impl PyStore {
     fn sync(&self, py: Python<'_>) -> PyResult<()> {
         let store = self.get()?;
         py.detach(|| store.sync()).py_err()
+    }
+
+    /// Pins `version` (the current one when `None`).
+    #[pyo3(signature = (version=None))]
+    fn snapshot(&self, py: Python<'_>, version: Option<u64>) -> PyResult<PySnapshot> {
+        let store = self.get()?;
+        let s = py
+            .detach(|| match version {
+                None => store.snapshot(),
+                Some(v) => store.snapshot_at(v),
+            })
+            .py_err()?;
+        Ok(PySnapshot::new(s))
+    }
+
+    fn version(&self, py: Python<'_>) -> PyResult<u64> {
+        let store = self.get()?;
+        py.detach(|| store.version()).py_err()
+    }
+
+    /// Every readable version as `(version, time_us, op, arrays, bytes_kept, tags, aborted)`.
+    #[allow(clippy::type_complexity)]
+    fn versions(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<Vec<(u64, u64, String, Vec<String>, u64, Vec<String>, bool)>> {
+        let store = self.get()?;
+        let v = py.detach(|| store.versions()).py_err()?;
+        Ok(v.into_iter()
+            .map(|v| {
+                (
+                    v.version,
+                    v.time_us,
+                    v.op.to_owned(),
+                    v.arrays,
+                    v.bytes_kept,
+                    v.tags,
+                    v.aborted,
+                )
+            })
+            .collect())
+    }
+
+    #[pyo3(signature = (name, version=None))]
+    fn tag(&self, py: Python<'_>, name: &str, version: Option<u64>) -> PyResult<u64> {
+        let store = self.get()?;
+        py.detach(|| store.tag(name, version)).py_err()
+    }
+
+    fn untag(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let store = self.get()?;
+        py.detach(|| store.untag(name)).py_err()
+    }
+
+    fn tags(&self, py: Python<'_>) -> PyResult<Vec<(String, u64)>> {
+        let store = self.get()?;
+        Ok(py.detach(|| store.tags()).py_err()?.into_iter().collect())
+    }
+
+    fn tagged(&self, py: Python<'_>, name: &str) -> PyResult<u64> {
+        let store = self.get()?;
+        py.detach(|| store.tagged(name)).py_err()
+    }
+
+    fn set_history(&self, py: Python<'_>, keep_last: u64) -> PyResult<()> {
+        let store = self.get()?;
+        py.detach(|| store.set_history(keep_last)).py_err()
+    }
+
+    fn history_setting(&self, py: Python<'_>) -> PyResult<u64> {
+        let store = self.get()?;
+        py.detach(|| store.history_setting()).py_err()
+    }
+
+    /// `(versions_removed, bytes_freed, oldest)`.
+    #[pyo3(signature = (keep_last=None, older_than_us=None))]
+    fn gc(
+        &self,
+        py: Python<'_>,
+        keep_last: Option<u64>,
+        older_than_us: Option<u64>,
+    ) -> PyResult<(u64, u64, u64)> {
+        let store = self.get()?;
+        let r = py.detach(|| store.gc(keep_last, older_than_us)).py_err()?;
+        Ok((r.versions_removed, r.bytes_freed, r.oldest))
+    }
+
+    fn restore(&self, py: Python<'_>, version: u64) -> PyResult<u64> {
+        let store = self.get()?;
+        py.detach(|| store.restore(version)).py_err()
     }
 
     fn save(
@@ -220,17 +311,17 @@ impl PyStore {
     }
 
     fn view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {
-        let snap = self.snapshot(py, name)?;
+        let snap = self.opened(py, name)?;
         crate::rows::view_of(py, &snap)
     }
 
     /// The rows of the current version of array `name`, for streaming.
     fn row_source(&self, py: Python<'_>, name: &str) -> PyResult<PyRowSource> {
-        Ok(PyRowSource::new(self.snapshot(py, name)?))
+        Ok(PyRowSource::new(self.opened(py, name)?))
     }
 
     fn writable_view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {
-        let snap = self.snapshot(py, name)?;
+        let snap = self.opened(py, name)?;
         let map = py.detach(|| snap.map_writable()).py_err()?;
         let (arr, owner) = mapped_array(
             py,
@@ -278,7 +369,7 @@ impl PyStore {
     }
 
     fn info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
-        let snap = self.snapshot(py, name)?;
+        let snap = self.opened(py, name)?;
         let file_bytes = numpack::io::fs::file_len(snap.path())
             .ok()
             .flatten()

@@ -208,3 +208,19 @@ impl VersionedArray {
         Ok(())
     }
 }
+
+impl VersionedArray {
+    /// Copies a selection's rows (resolved by `view.select`) into `dst`, patched.
+    pub fn copy_selected(&self, s: &super::snapshot::Selected, dst: &mut [u8]) -> NpkResult<()> {
+        use super::snapshot::Selected;
+        match s {
+            Selected::Range(a, b) => self.range_into(*a, *b, dst),
+            Selected::Rows(rows) => {
+                self.view.gather_physical(rows, dst)?;
+                self.patch_rows(rows, dst);
+                Ok(())
+            }
+            Selected::Empty(_) => self.view.copy_selected(s, dst),
+        }
+    }
+}

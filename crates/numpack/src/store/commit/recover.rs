@@ -12,7 +12,7 @@ use super::undo;
 use super::{is_tmp_name, JOURNAL, TMP_PREFIX};
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::io::fs;
-use crate::store::lock::{StoreLock, FLAG_JOURNAL, FLAG_UNDO, KNOWN_FLAGS};
+use crate::store::lock::{StoreLock, FLAG_HISTORY, FLAG_JOURNAL, FLAG_UNDO, KNOWN_FLAGS};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -39,6 +39,16 @@ pub fn may_need_recovery(lock: &StoreLock) -> bool {
 /// `look` asks for it (on open: the flags may be lost, e.g. a fresh lock file). On success
 /// every flag is clear.
 pub fn recover(dir: &Path, lock: &StoreLock, durable: bool, look: bool) -> NpkResult<()> {
+    let flags = lock.flags();
+    recover_files(dir, lock, durable, look)?;
+    // With the files settled, tell whether the last history record's commit happened.
+    if flags & FLAG_HISTORY != 0 {
+        crate::store::history::recover(dir, lock, durable)?;
+    }
+    Ok(())
+}
+
+fn recover_files(dir: &Path, lock: &StoreLock, durable: bool, look: bool) -> NpkResult<()> {
     let flags = lock.flags();
     if flags & !KNOWN_FLAGS != 0 {
         lock.clear_flags(!KNOWN_FLAGS);
