@@ -5,6 +5,7 @@ Run from the repository root after a release build (``pip install .``)::
     python benchmarks/storage_bench.py                 # 1,000,000 x 10 float32, 7 repeats
     python benchmarks/storage_bench.py --quick         # 100,000 rows, 3 repeats (smoke run)
     python benchmarks/storage_bench.py --scale         # also 10,000,000 x 32: cost growth
+    python benchmarks/storage_bench.py --history       # the cost of versions (history_bench.py)
 
 Every case runs in this one process on a warm page cache, after a warm-up, and reports the
 median of ``--repeats`` timings. Each result is checked against NumPy before it is timed.
@@ -302,7 +303,18 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="100,000 rows, 3 repeats")
     p.add_argument("--scale", action="store_true", help="also 10,000,000 x 32: cost growth")
     p.add_argument("--json", type=Path, help="where to write the results")
+    p.add_argument("--history", action="store_true", help="the cost of versions (history_bench)")
     args = p.parse_args()
+    if args.history:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        import history_bench
+
+        extra = ["--quick"] if args.quick else []
+        extra += ["--scale"] if args.scale else []
+        history_bench.main([*extra, "--repeats", str(args.repeats)])
+        return
     if args.quick:
         args.rows, args.repeats = 100_000, 3
     print(f"numpack storage benchmark: {args.rows} x {args.cols} float32, "

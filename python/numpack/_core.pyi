@@ -161,6 +161,7 @@ class Snapshot:
     def close(self) -> None:
         """Release the version."""
 
+@final
 class RowSource:
     """The physical rows of one array version (independent of the store handle)."""
 

@@ -10,6 +10,8 @@ numpack convert emb.parquet data.npk --name emb
 numpack convert data.npk:emb emb.npy
 numpack compact data.npk               physically remove deleted rows
 numpack drop data.npk old_emb          delete whole arrays
+numpack log data.npk                   versions (see also tag, restore, gc, history)
+numpack info data.npk@12               the arrays of version 12 (or @TAG)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _core
+from . import _core, cli_history
 from .numpack import NumPack
 from .package import get_package_info, pack, unpack
 
@@ -38,6 +40,7 @@ EXAMPLES = {
     "numpack convert data.npk:emb out.npy",
     "compact": "numpack compact data.npk emb labels",
     "drop": "numpack drop data.npk old_emb",
+    **cli_history.EXAMPLES,
 }
 
 
@@ -127,6 +130,16 @@ def cmd_info(args: argparse.Namespace) -> int:
                 f"{_human(info['total_compressed_size'])} ({info['compression_ratio']:.1%})"
             )
             print(_table(info["files"], ["name", "original_size", "actual_size"]))
+        return 0
+    store, at = cli_history.split_version(args.target)
+    if at is not None:
+        rows = cli_history.versioned_rows(_existing_store(store), at)
+        if args.json:
+            print(json.dumps({"store": store, "version": at, "arrays": rows}, indent=2))
+        else:
+            for r in rows:
+                r["shape"] = str(tuple(r["shape"]))
+            print(_table(rows, ["name", "dtype", "shape"]) if rows else f"{target}: no arrays")
         return 0
     if not target.exists():
         raise _Failure(f"{target}: no such store or package")
@@ -325,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("names", nargs="+")
     p.set_defaults(func=cmd_drop)
+    cli_history.register(add, _existing_store)
     return parser
 
 

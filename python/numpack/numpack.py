@@ -37,7 +37,7 @@ from ._indexing import (
 )
 from .batch import BatchModeContext, WritableBatchMode
 from .lazy_array import LazyArray
-from .snapshot import Snapshot
+from .snapshot import Snapshot, SnapshotArray
 
 __all__ = ["NumPack"]
 
@@ -427,7 +427,9 @@ class NumPack:
 
     # --- reading -------------------------------------------------------------------------
 
-    def load(self, array_name: str, lazy: bool = False) -> npt.NDArray[Any] | LazyArray:
+    def load(
+        self, array_name: str, lazy: bool = False
+    ) -> npt.NDArray[Any] | LazyArray | SnapshotArray:
         """Load an array.
 
         Parameters

@@ -149,9 +149,9 @@ class SnapshotArray:
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, tuple):
             head, rest = (key[0], key[1:]) if key else (slice(None), ())
-            return self[head][(slice(None), *rest)] if not isinstance(head, int) else self[
-                head
-            ][rest]
+            return (
+                self[head][(slice(None), *rest)] if not isinstance(head, int) else self[head][rest]
+            )
         if isinstance(key, (int, np.integer)):
             return self._snap.getitem(self._name, int(key))[0]
         return self._snap.getitem(self._name, key)

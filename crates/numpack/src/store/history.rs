@@ -11,7 +11,7 @@
 //! commit happened, marking the record aborted when it did not.
 
 use super::commit::METADATA;
-use super::lock::{StoreLock, FLAG_HISTORY, KEEP, LOG_END, LOG_GEN, RECORDS, VERSION};
+use super::lock::{StoreLock, FLAG_HISTORY, KEEP, LAST_CRC, LOG_END, LOG_GEN, RECORDS, VERSION};
 use super::{now_micros, pins, Store};
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::history::{
@@ -176,10 +176,22 @@ pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) 
             (f, HEADER_BYTES)
         }
     };
+    if word(lock, LAST_CRC).is_some_and(|c| c != u64::from(rec.pre_meta_crc)) {
+        // The metadata is not what the last record left: something committed without a
+        // record (history was off, or another program wrote). Older versions cannot be
+        // rebuilt past that change.
+        fs::write_at(
+            &file,
+            &path,
+            &(rec.version - 1).to_le_bytes(),
+            COUNTER_AT + 8,
+        )?;
+    }
     fs::write_at(&file, &path, &bytes, end)?;
     if durable {
         fs::sync_data(&file, &path)?;
     }
+    set_word(lock, LAST_CRC, u64::from(rec.post_meta_crc));
     set_word(lock, LOG_END, end + bytes.len() as u64);
     set_word(lock, RECORDS, word(lock, RECORDS).unwrap_or(0) + 1);
     set_word(lock, VERSION, rec.version);

@@ -50,6 +50,8 @@ pub(crate) const KEEP: usize = 5;
 pub(crate) const LOG_END: usize = 6;
 pub(crate) const LOG_GEN: usize = 7;
 pub(crate) const RECORDS: usize = 8;
+/// crc32 of the metadata after the last recorded commit.
+pub(crate) const LAST_CRC: usize = 10;
 /// Live pin slots (a plain count).
 pub(crate) const PINS: usize = 9;
 /// First word of the pin slots: `PIN_SLOTS` pairs of (owner pid, pinned version + 1).
