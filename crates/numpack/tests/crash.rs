@@ -146,6 +146,50 @@ fn store_state(io: &ParallelIO) -> Model {
         .collect()
 }
 
+/// With history on: every listed version reads back as the model after some number of
+/// operations, in order, the last one being the current state.
+fn check_history(io: &ParallelIO, seed: u64, k: u64, round: u64, now: &Model) {
+    let models: Vec<Model> = (0..=k + 1).map(|j| model_after(seed, j)).collect();
+    let store = io.shared_store();
+    let versions = store.versions().unwrap();
+    assert!(!versions.is_empty(), "round {round}: no versions listed");
+    let mut j = 0;
+    let mut last = Model::new();
+    for v in &versions {
+        let snap = store.snapshot_at(v.version).unwrap();
+        let state: Model = snap
+            .names()
+            .into_iter()
+            .map(|n| {
+                let (_, _, b) = snap.load_bytes(&n).unwrap();
+                let vals: Vec<i32> = b
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                (
+                    n,
+                    vals.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect(),
+                )
+            })
+            .collect();
+        while j < models.len() && models[j] != state {
+            j += 1;
+        }
+        assert!(
+            j < models.len(),
+            "round {round}: version {} ({}) matches no state after 0..={} ops, in order",
+            v.version,
+            v.op,
+            k + 1
+        );
+        last = state;
+    }
+    assert!(
+        &last == now,
+        "round {round}: the last version is not the current state"
+    );
+}
+
 /// Progress file: `started` and `completed` operation counts, two u64 written with one pwrite.
 fn write_progress(f: &std::fs::File, started: u64, completed: u64) {
     let mut b = [0u8; 16];
@@ -178,6 +222,9 @@ fn crash_child() {
     let seed: u64 = seed.parse().unwrap();
     let progress = std::fs::File::create(dir.join("progress")).unwrap();
     let io = ParallelIO::new(dir.join("s.npk")).unwrap();
+    if std::env::var("NUMPACK_CRASH_HISTORY").is_ok_and(|v| v == "1") {
+        io.store().set_history(1_000_000).unwrap();
+    }
     let mut rng = Rng(seed);
     let mut m = Model::new();
     for k in 1u64.. {
@@ -199,14 +246,17 @@ fn killed_at_random_moments() {
     for round in 0..30u64 {
         let dir = tempfile::tempdir().unwrap();
         let seed = 1000 + round;
-        // Every third child fsyncs each commit; the guarantees are the same.
+        // Every third child fsyncs each commit; every other one keeps history. The
+        // guarantees are the same.
         let durable = if round % 3 == 2 { "1" } else { "0" };
+        let history = round % 2 == 1;
         let mut child = common::spawn_child(
             "crash_child",
             &[
                 ("NUMPACK_CRASH_DIR", dir.path().display().to_string()),
                 ("NUMPACK_CRASH_SEED", seed.to_string()),
                 ("NUMPACK_DURABLE", durable.to_string()),
+                ("NUMPACK_CRASH_HISTORY", u8::from(history).to_string()),
             ],
         );
         // Wait until the child has started working (so a slow start under load does not
@@ -243,6 +293,9 @@ fn killed_at_random_moments() {
         );
         if got == after && got != before {
             landed_after += 1;
+        }
+        if history {
+            check_history(&io, seed, k, round, &got);
         }
         let report = numpack::store::verify::verify_dir(&store);
         if store.join("metadata.npkm").exists() {

@@ -232,6 +232,7 @@ pub(crate) fn settle(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<(
 /// before it can no longer be read, so the log's floor moves up to the current version.
 pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<()> {
     let Some(log) = read_log(dir)? else {
+        remove_stray_kept(dir, &[])?;
         lock.clear_flags(FLAG_HISTORY);
         return Ok(());
     };
@@ -287,6 +288,15 @@ pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<
             }
         }
     }
+    // Links made by a commit killed before its record was written.
+    let log = read_log(dir)?.unwrap_or_default();
+    let live: Vec<&Record> = log
+        .records
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| !r.aborted)
+        .collect();
+    remove_stray_kept(dir, &live)?;
     lock.clear_flags(FLAG_HISTORY);
     Ok(())
 }
@@ -651,6 +661,9 @@ pub(crate) fn before_point(c: &Commit<'_>, targets: &[&str]) -> NpkResult<()> {
         return Ok(());
     }
     let v = c.plan.version;
+    // Before the first link: a kill from here on leaves the flag, and recovery removes
+    // links no record kept.
+    c.lock.set_flags(FLAG_HISTORY);
     let mut files = Vec::with_capacity(targets.len());
     for t in targets {
         if files.iter().any(|(f, _): &(String, bool)| f == t) {
