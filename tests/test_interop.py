@@ -60,3 +60,32 @@ def test_rust_store_opens_in_python(interop: Path, tmp_path: Path) -> None:
         # And back: Python changes are seen by Rust.
         npk.append({"rust_i64": np.array([100], dtype=np.int64)})
     assert dump(interop, store)["rust_i64"] == ("int64", "[11]", 95.0)
+
+
+def test_a_store_with_history_keeps_the_published_layout(interop: Path, tmp_path: Path) -> None:
+    """History lives in files other readers ignore: the published layout alone (metadata,
+    data files, bitmaps) is the current state, and no current data file shares its inode
+    with a kept one (the published package writes data files in place)."""
+    store = tmp_path / "h.npk"
+    a = np.arange(60, dtype=np.float64).reshape(20, 3)
+    with NumPack(store) as npk:
+        npk.set_history(100)
+        npk.save({"a": a, "b": np.arange(5)})
+        npk.replace({"a": np.zeros((1, 3))}, [1])
+        npk.drop("a", [0])
+        npk.save({"b": np.arange(3)})  # keeps the old data file
+        npk.update("a")  # keeps the old data file and bitmap
+        npk.append({"a": a[:1]})
+        current = {n: npk.load(n) for n in npk.get_member_list()}
+        assert len(npk.versions()) >= 6
+    names = [f.name for f in store.iterdir()]
+    assert any(n.startswith(".numpack.v") for n in names)
+    published = tmp_path / "published.npk"
+    published.mkdir()
+    for f in store.iterdir():
+        if f.name == "metadata.npkm" or f.name.startswith(("data_", "deleted_")):
+            assert f.stat().st_nlink == 1, f.name
+            shutil.copy(f, published / f.name)
+    got = dump(interop, published)
+    assert got["a"] == ("float64", str(list(current["a"].shape)), float(current["a"].sum()))
+    assert got["b"] == ("int64", "[3]", 3.0)

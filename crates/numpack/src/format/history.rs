@@ -206,7 +206,13 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 impl Record {
     /// Encodes the record, head included.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::new();
+        let rows: usize = self
+            .rows
+            .iter()
+            .map(|s| 48 + s.file.len() + s.rows.len() * (8 + s.row_bytes as usize))
+            .sum();
+        let mut b = Vec::with_capacity(RECORD_HEAD + 64 + rows + self.arrays.len() * 160);
+        b.resize(RECORD_HEAD, 0);
         b.extend_from_slice(&self.version.to_le_bytes());
         b.extend_from_slice(&self.time_us.to_le_bytes());
         b.push(self.op as u8);
@@ -245,14 +251,13 @@ impl Record {
                 b.extend_from_slice(old);
             }
         }
-        let mut out = Vec::with_capacity(RECORD_HEAD + b.len());
-        out.extend_from_slice(RECORD_MAGIC);
-        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&b).to_le_bytes());
-        out.push(u8::from(self.aborted));
-        out.extend_from_slice(&[0; 3]);
-        out.extend_from_slice(&b);
-        out
+        let body = b.len() - RECORD_HEAD;
+        let crc = crc32fast::hash(&b[RECORD_HEAD..]);
+        b[..4].copy_from_slice(RECORD_MAGIC);
+        b[4..8].copy_from_slice(&(body as u32).to_le_bytes());
+        b[8..12].copy_from_slice(&crc.to_le_bytes());
+        b[12] = u8::from(self.aborted);
+        b
     }
 
     fn decode_body(body: &[u8], aborted: bool) -> Result<Self, String> {
@@ -354,13 +359,9 @@ impl Record {
         })
     }
 
-    /// Bytes of old rows and kept records this record holds (kept files not included).
+    /// Bytes the record takes in the log (kept files not included).
     pub fn payload_bytes(&self) -> u64 {
-        self.rows
-            .iter()
-            .map(|s| s.rows.len() as u64 * (8 + s.row_bytes))
-            .sum::<u64>()
-            + self.arrays.len() as u64 * 64
+        self.encode().len() as u64
     }
 }
 

@@ -121,6 +121,9 @@ pub struct VersionedArray {
     pub view: ArraySnapshot,
     /// Overwritten rows: physical row → bytes at the version.
     pub rows: HashMap<u64, Vec<u8>>,
+    /// One bit per physical row: set when `rows` holds it (a gather tests a bit per row
+    /// instead of hashing every index).
+    marks: Vec<u64>,
 }
 
 impl VersionedArray {
@@ -160,7 +163,18 @@ impl VersionedArray {
         let mut rows = lin.rows;
         rows.retain(|r, _| *r < a.rows());
         let view = ArraySnapshot::open_path(data_path, a.clone(), bitmap)?;
-        Ok(VersionedArray { view, rows })
+        let mut marks = vec![
+            0u64;
+            if rows.is_empty() {
+                0
+            } else {
+                a.rows().div_ceil(64) as usize
+            }
+        ];
+        for &r in rows.keys() {
+            marks[(r / 64) as usize] |= 1 << (r % 64);
+        }
+        Ok(VersionedArray { view, rows, marks })
     }
 
     /// Writes the rows overwritten since the version over a copy of physical `rows`.
@@ -169,8 +183,12 @@ impl VersionedArray {
             return;
         }
         let rb = self.view.row_bytes();
-        for (k, r) in rows.iter().enumerate() {
-            if let Some(old) = self.rows.get(r) {
+        for (k, &r) in rows.iter().enumerate() {
+            let marked = self
+                .marks
+                .get((r / 64) as usize)
+                .is_some_and(|w| w & (1 << (r % 64)) != 0);
+            if let Some(old) = marked.then(|| self.rows.get(&r)).flatten() {
                 dst[k * rb..(k + 1) * rb].copy_from_slice(old);
             }
         }

@@ -26,6 +26,8 @@ use std::sync::atomic::Ordering;
 
 /// Largest history log read (history beyond it should be collected with `gc`).
 pub const MAX_LOG_BYTES: u64 = 16 << 30;
+/// The log file grows by this much at a time.
+const GROW_BYTES: u64 = 1 << 20;
 /// Records beyond `keep_last` before a commit collects old ones.
 const GC_SLACK: u64 = 32;
 /// Tags: stored with their count in the `KEEP` word's upper half.
@@ -156,26 +158,46 @@ pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) 
     let path = dir.join(LOG_FILE);
     lock.set_flags(FLAG_HISTORY);
     let bytes = rec.encode();
-    let (file, end) = match fs::open_rw_opt(&path)? {
-        Some(f) => {
-            let end = word(lock, LOG_END).unwrap_or(0).max(HEADER_BYTES);
-            (f, end)
-        }
-        None => {
-            let header = Header {
-                counter: rec.version - 1,
-                floor: rec.version - 1,
-                keep_last: keep_last(lock),
-            };
-            let f = fs::create_new(&path)?;
-            fs::write_at(&f, &path, &header.encode(), 0)?;
-            if durable {
-                fs::sync(&f, &path)?;
-                fs::sync_dir(dir)?;
+    let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
+    let mut cached = lock.log.lock().unwrap_or_else(|e| e.into_inner());
+    if cached.as_ref().is_some_and(|(g, _, _)| *g != gen) {
+        *cached = None;
+    }
+    if cached.is_none() {
+        *cached = Some(match fs::open_rw_opt(&path)? {
+            Some(f) => {
+                let len = f.metadata().at(&path)?.len();
+                (gen, f, len)
             }
-            (f, HEADER_BYTES)
-        }
-    };
+            None => {
+                let header = Header {
+                    counter: rec.version - 1,
+                    floor: rec.version - 1,
+                    keep_last: keep_last(lock),
+                };
+                let f = fs::create_new(&path)?;
+                fs::write_at(&f, &path, &header.encode(), 0)?;
+                if durable {
+                    fs::sync(&f, &path)?;
+                    fs::sync_dir(dir)?;
+                }
+                set_word(lock, LOG_END, HEADER_BYTES);
+                (gen, f, HEADER_BYTES)
+            }
+        });
+    }
+    let (_, file, len) = cached.as_mut().expect("opened above");
+    let end = word(lock, LOG_END).unwrap_or(0).max(HEADER_BYTES);
+    let need = end + bytes.len() as u64;
+    if need > *len {
+        // Writing past the end costs the file system a size update per record (several µs
+        // on ext4); growing the file ahead (sparse: no blocks) makes appends overwrites.
+        // Readers stop at the zeros after the last record.
+        let grown = need.next_multiple_of(GROW_BYTES);
+        fs::set_len(file, &path, grown)?;
+        *len = grown;
+    }
+    let file = &*file;
     if word(lock, LAST_CRC).is_some_and(|c| c != u64::from(rec.pre_meta_crc)) {
         // The metadata is not what the last record left: something committed without a
         // record (history was off, or another program wrote). Older versions cannot be
@@ -187,9 +209,9 @@ pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) 
             COUNTER_AT + 8,
         )?;
     }
-    fs::write_at(&file, &path, &bytes, end)?;
+    fs::write_at(file, &path, &bytes, end)?;
     if durable {
-        fs::sync_data(&file, &path)?;
+        fs::sync_data(file, &path)?;
     }
     set_word(lock, LAST_CRC, u64::from(rec.post_meta_crc));
     set_word(lock, LOG_END, end + bytes.len() as u64);

@@ -67,6 +67,9 @@ pub struct StoreLock {
     io: File,
     header: MmapMut,
     path: PathBuf,
+    /// The history log, open for appends: the log generation it was opened at, the file,
+    /// and its length (grown ahead of the records, see `history::append`).
+    pub(crate) log: Mutex<Option<(u64, File, u64)>>,
 }
 
 /// Ends a run of in-place writes when dropped (also on an error or a panic).
@@ -118,6 +121,7 @@ impl StoreLock {
             io,
             header,
             path,
+            log: Mutex::new(None),
         })
     }
 

@@ -11,7 +11,7 @@ use crate::format::history::RowSet;
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::io::fs;
 use crate::read::select::{physical, RowSelection};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// New values for some rows of one array.
 #[derive(Debug, Clone, Copy)]
@@ -212,10 +212,21 @@ impl Store {
 /// win, as the write does).
 fn row_set(p: &Plan<'_>, old: &UndoFile<Vec<u8>>) -> RowSet {
     let row = p.record.row_bytes();
-    let mut last: HashMap<u64, usize> = HashMap::with_capacity(p.rows.len());
-    for (k, &r) in p.rows.iter().enumerate() {
-        last.insert(r, if p.broadcast { 0 } else { k });
-    }
+    // (row, position of its value): sorted by row, the last position of each row kept.
+    let mut last: Vec<(u64, usize)> = p
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(k, &r)| (r, if p.broadcast { 0 } else { k }))
+        .collect();
+    last.sort_unstable();
+    last.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 = later.1;
+        }
+        same
+    });
     let mut rows: Vec<(u64, Vec<u8>)> = old
         .rows
         .iter()
@@ -223,10 +234,10 @@ fn row_set(p: &Plan<'_>, old: &UndoFile<Vec<u8>>) -> RowSet {
         .collect();
     rows.sort_unstable_by_key(|(r, _)| *r);
     let (mut o, mut n) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
-    for (r, b) in &rows {
+    for ((_, b), (_, k)) in rows.iter().zip(&last) {
         o.update(b);
-        let k = last[r] * row as usize;
-        n.update(&p.item.data[k..k + row as usize]);
+        let at = k * row as usize;
+        n.update(&p.item.data[at..at + row as usize]);
     }
     RowSet {
         file: p.record.data_file.clone(),
