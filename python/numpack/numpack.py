@@ -90,6 +90,8 @@ class NumPack:
     ) -> None:
         if version is not None and tag is not None:
             raise ValueError("give version or tag, not both")
+        if drop_if_exists and (version is not None or tag is not None):
+            raise ValueError("drop_if_exists cannot be combined with version or tag (read-only)")
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise TypeError(f"version must be an int, not {type(version).__name__}")
         if tag is not None and not isinstance(tag, str):

@@ -37,6 +37,8 @@ pub const KEEP_AT: u64 = 24;
 pub const RECORD_HEAD: usize = 16;
 /// Offset of a record's state byte.
 pub const STATE_AT: u64 = 12;
+/// Largest version number read (far beyond any real store; keeps `+ 1` from overflowing).
+pub const MAX_VERSION: u64 = 1 << 62;
 /// Most tags a store keeps.
 pub const MAX_TAGS: usize = 10_000;
 
@@ -79,11 +81,18 @@ impl Header {
         if format != FORMAT {
             return Err(format!("unsupported history format {format}"));
         }
-        Ok(Header {
+        let h = Header {
             counter: r.u64()?,
             floor: r.u64()?,
             keep_last: r.u64()?,
-        })
+        };
+        if h.counter > MAX_VERSION || h.floor > MAX_VERSION {
+            return Err(format!(
+                "version counter {} or floor {} out of range",
+                h.counter, h.floor
+            ));
+        }
+        Ok(h)
     }
 }
 
@@ -263,6 +272,9 @@ impl Record {
     fn decode_body(body: &[u8], aborted: bool) -> Result<Self, String> {
         let mut r = Cursor::new(body);
         let version = r.u64()?;
+        if version == 0 || version > MAX_VERSION {
+            return Err(format!("version {version} out of range"));
+        }
         let time_us = r.u64()?;
         let op = Op::from_code(r.u8()?)?;
         let pre_meta_crc = r.u32()?;
@@ -487,6 +499,9 @@ pub fn decode_tags(bytes: &[u8]) -> Result<BTreeMap<String, u64>, String> {
         let name = r.string()?;
         check_tag(&name)?;
         let v = r.u64()?;
+        if v > MAX_VERSION {
+            return Err(format!("tag {name:?} names version {v}, out of range"));
+        }
         if tags.insert(name.clone(), v).is_some() {
             return Err(format!("tag {name:?} given twice"));
         }

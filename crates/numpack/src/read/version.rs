@@ -135,6 +135,10 @@ impl VersionedArray {
                 format!("says the data file of array '{}' did not exist", a.name),
             )
         })?;
+        // The record's row count is checked against the data file before it sizes a bitmap.
+        if let Some(m) = fs::entry(&data_path)? {
+            super::deleted::check_file_len(&data_path, m.len(), a)?;
+        }
         let bitmap_name = names::bitmap_file(&a.data_file).unwrap_or_default();
         let bitmap = match path_of(dir, &lin.bitmap, &bitmap_name) {
             None => None,

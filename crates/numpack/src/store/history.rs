@@ -98,6 +98,15 @@ fn set_word(lock: &StoreLock, i: usize, v: u64) {
     lock.word(i).store(v + 1, Ordering::Release);
 }
 
+/// crc32 of the metadata file's bytes as read (`bytes` empty: no file, an empty store).
+pub(crate) fn bytes_crc(m: &MetadataFile, bytes: &[u8]) -> u32 {
+    if bytes.is_empty() {
+        meta_crc(m)
+    } else {
+        crc32fast::hash(bytes)
+    }
+}
+
 /// crc32 of the metadata file `m` encodes to.
 pub(crate) fn meta_crc(m: &MetadataFile) -> u32 {
     crc32fast::hash(&m.encode())
@@ -123,6 +132,9 @@ pub(crate) fn ensure_words(dir: &Path, lock: &StoreLock) -> NpkResult<()> {
             l.records.len() as u64,
         ),
     };
+    if let Some((_, r)) = log.as_ref().and_then(|l| l.records.last()) {
+        set_word(lock, LAST_CRC, u64::from(r.post_meta_crc));
+    }
     // Never go back: a version number once given is never given again.
     let version = version.max(word(lock, VERSION).unwrap_or(0));
     set_word(lock, VERSION, version);
@@ -156,8 +168,16 @@ pub(crate) fn plan(dir: &Path, lock: &StoreLock) -> NpkResult<Plan> {
 /// Appends `rec` at the log's end (creating the log), with the recovery flag set first.
 pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) -> NpkResult<()> {
     let path = dir.join(LOG_FILE);
-    lock.set_flags(FLAG_HISTORY);
     let bytes = rec.encode();
+    if bytes.len() - fmt::RECORD_HEAD > u32::MAX as usize {
+        return Err(NpkError::InvalidOperation(format!(
+            "this commit would keep {} bytes of old rows in one history record (at most 4 GiB); \
+             replace fewer rows per call, or save the array again (history then keeps its old \
+             file without copying it)",
+            bytes.len()
+        )));
+    }
+    lock.set_flags(FLAG_HISTORY);
     let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
     let mut cached = lock.log.lock().unwrap_or_else(|e| e.into_inner());
     if cached.as_ref().is_some_and(|(g, _, _)| *g != gen) {
@@ -202,12 +222,7 @@ pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) 
         // The metadata is not what the last record left: something committed without a
         // record (history was off, or another program wrote). Older versions cannot be
         // rebuilt past that change.
-        fs::write_at(
-            &file,
-            &path,
-            &(rec.version - 1).to_le_bytes(),
-            COUNTER_AT + 8,
-        )?;
+        fs::write_at(file, &path, &rec.version.to_le_bytes(), COUNTER_AT + 8)?;
     }
     fs::write_at(file, &path, &bytes, end)?;
     if durable {
@@ -226,13 +241,21 @@ pub(crate) fn bump(lock: &StoreLock) {
 }
 
 /// Marks the record at `offset` aborted (its commit did not happen) and removes what it kept.
-fn abort_at(dir: &Path, offset: u64, rec: &Record, durable: bool) -> NpkResult<()> {
+fn abort_at(
+    dir: &Path,
+    lock: &StoreLock,
+    offset: u64,
+    rec: &Record,
+    durable: bool,
+) -> NpkResult<()> {
     let path = dir.join(LOG_FILE);
     let f = fs::open_rw(&path)?;
     fs::write_at(&f, &path, &[1], offset + STATE_AT)?;
     if durable {
         fs::sync_data(&f, &path)?;
     }
+    // Snapshots that read the record read the log again before its links go.
+    lock.word(LOG_GEN).fetch_add(1, Ordering::AcqRel);
     for (file, kept) in &rec.files {
         if *kept {
             fs::remove(&dir.join(kept_name(rec.version, file)))?;
@@ -241,11 +264,11 @@ fn abort_at(dir: &Path, offset: u64, rec: &Record, durable: bool) -> NpkResult<(
     Ok(())
 }
 
-/// After a failed commit (exclusive lock still held): settles the last record.
+/// After a failed commit (exclusive lock still held): the full recovery, files first (a
+/// commit that failed after its commit point is finished by its journal, and only then is
+/// its record judged).
 pub(crate) fn settle(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<()> {
-    recover(dir, lock, durable)?;
-    lock.clear_flags(FLAG_HISTORY);
-    Ok(())
+    super::commit::recover(dir, lock, durable, false)
 }
 
 /// Recovery (exclusive lock held): whether the last record's commit happened, told from the
@@ -300,8 +323,21 @@ pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<
         let committed = meta == rec.post_meta_crc && rows(true)?;
         if !committed {
             if meta == rec.pre_meta_crc && rows(false)? {
-                abort_at(dir, *offset, rec, durable)?;
+                abort_at(dir, lock, *offset, rec, durable)?;
             } else {
+                // A link to a file that is still current would make writers refuse it.
+                for (file, _) in rec.files.iter().filter(|(_, k)| *k) {
+                    let link = dir.join(kept_name(rec.version, file));
+                    let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+                        use std::os::unix::fs::MetadataExt;
+                        a.dev() == b.dev() && a.ino() == b.ino()
+                    };
+                    if let (Some(a), Some(b)) = (fs::entry(&link)?, fs::entry(&dir.join(file))?) {
+                        if same(&a, &b) {
+                            fs::remove(&link)?;
+                        }
+                    }
+                }
                 let f = fs::open_rw(&path)?;
                 fs::write_at(&f, &path, &v.to_le_bytes(), COUNTER_AT + 8)?;
                 if durable {
@@ -606,7 +642,9 @@ impl Store {
             records > 0
         };
         if due {
-            self.gc_locked(keep, None)?;
+            // The mutation has committed: a collection that fails is retried by a later
+            // commit or `gc`, never reported as a failure of the mutation.
+            let _ = self.gc_locked(keep, None);
         }
         Ok(())
     }
@@ -670,6 +708,8 @@ pub(crate) struct Commit<'a> {
     pub plan: Plan,
     pub op: Op,
     pub committed: &'a MetadataFile,
+    /// crc32 of the committed file's bytes as read (its own encoding may differ from ours).
+    pub committed_crc: Option<u32>,
     pub new: &'a MetadataFile,
     /// The new metadata file's bytes, when it changes.
     pub new_bytes: Option<&'a [u8]>,
@@ -715,7 +755,7 @@ pub(crate) fn before_point(c: &Commit<'_>, targets: &[&str]) -> NpkResult<()> {
             arrays.push((name.clone(), None));
         }
     }
-    let pre = meta_crc(c.committed);
+    let pre = c.committed_crc.unwrap_or_else(|| meta_crc(c.committed));
     let post = c.new_bytes.map_or(pre, crc32fast::hash);
     let rec = Record {
         version: v,
@@ -756,9 +796,9 @@ pub(crate) fn finish<R>(store: &Store, plan: Plan, out: NpkResult<R>) -> NpkResu
 pub(crate) fn replace_record(
     version: u64,
     meta: &MetadataFile,
+    crc: u32,
     sets: Vec<(String, fmt::RowSet)>,
 ) -> Record {
-    let crc = meta_crc(meta);
     Record {
         version,
         time_us: now_micros(),

@@ -209,8 +209,12 @@ impl Store {
             bytes: &bytes,
         });
         let plan = history::plan(&self.dir, &self.lock)?;
+        let meta_for_crc = Arc::clone(&meta);
         let mut txn = Txn::new(&self.dir, meta, self.durable, &self.lock, base);
         txn.history = Some(plan);
+        if plan.record {
+            txn.committed_crc = Some(history::bytes_crc(&meta_for_crc, &bytes));
+        }
         let done = f(&mut txn).and_then(|out| txn.commit().map(|c| (out, c)));
         let (out, (meta, written)) = history::finish(self, plan, done)?;
         let gen = self.lock.generation();

@@ -175,7 +175,8 @@ impl Store {
                 .zip(&undo.files)
                 .map(|(p, old)| (p.item.name.to_owned(), row_set(p, old)))
                 .collect();
-            let rec = super::history::replace_record(plan.version, meta, sets);
+            let crc = super::history::bytes_crc(meta, &self.state().bytes);
+            let rec = super::history::replace_record(plan.version, meta, crc, sets);
             super::history::append(self.dir(), self.store_lock(), &rec, durable)?;
         } else {
             super::history::bump(self.store_lock());

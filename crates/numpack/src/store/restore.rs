@@ -37,7 +37,8 @@ impl Store {
             })
             .collect();
         self.mutate(|txn| {
-            let unchanged = super::history::current(txn.dir(), self.store_lock())? == seen_at;
+            let at = super::history::current(txn.dir(), self.store_lock())?;
+            let unchanged = at == seen_at;
             txn.op = Op::Restore;
             let stamp = now_micros();
             let gone: Vec<ArrayMetadata> = txn
@@ -64,9 +65,10 @@ impl Store {
                 let r = ArrayMetadata::new(&rec.name, rec.shape.clone(), rec.dtype, file, stamp);
                 txn.meta_mut().arrays.insert(rec.name.clone(), r);
             }
-            Ok(())
-        })?;
-        self.version()
+            // The version this commit makes (when it changes nothing, the current one).
+            Ok(at)
+        })
+        .and_then(|at| Ok(self.version()?.min(at + 1)))
     }
 
     /// Whether array `cur` holds exactly `bytes` as its logical rows now.

@@ -147,53 +147,118 @@ impl Snapshot {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads the records appended since the last look; returns the log end they reach.
-    fn refresh(&self) -> NpkResult<u64> {
+    /// Reads the records appended since the last look; returns the log generation and end
+    /// they reach (a read that ran while either moved is read again).
+    fn refresh(&self) -> NpkResult<(u64, u64)> {
         let lock = self.store.store_lock();
+        for _ in 0..8 {
+            let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
+            let end = lock.word(LOG_END).load(Ordering::Acquire).saturating_sub(1);
+            {
+                let c = self.cache();
+                if gen == c.gen && end <= c.end {
+                    return Ok((c.gen, c.end));
+                }
+            }
+            let fresh = if gen == self.cache().gen {
+                self.read_tail(end)?
+            } else {
+                Some(self.read_all()?)
+            };
+            if lock.word(LOG_GEN).load(Ordering::Acquire) != gen {
+                // Collected (or a record aborted) while it read: read again.
+                continue;
+            }
+            let mut c = self.cache();
+            match fresh {
+                Some((records, reached)) if gen != c.gen => {
+                    c.records = records;
+                    c.end = reached;
+                    c.gen = gen;
+                    c.arrays.clear();
+                }
+                Some((records, reached)) => {
+                    if !records.is_empty() {
+                        c.arrays.clear();
+                    }
+                    c.records.extend(records);
+                    c.end = reached;
+                }
+                None => {}
+            }
+            return Ok((c.gen, c.end));
+        }
+        // Writers collecting all the time: read under the shared lock (no collection then).
+        let _g = self.store.shared_lock()?;
         let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
-        let end = lock.word(LOG_END).load(Ordering::Acquire).saturating_sub(1);
+        let (records, reached) = self.read_all()?;
         let mut c = self.cache();
-        if gen == c.gen && end <= c.end {
-            return Ok(c.end);
+        c.records = records;
+        c.end = reached;
+        c.gen = gen;
+        c.arrays.clear();
+        Ok((c.gen, c.end))
+    }
+
+    /// The whole log: the records after the snapshot's version, which must all be there.
+    fn read_all(&self) -> NpkResult<(Vec<Record>, u64)> {
+        let log = read_log(self.store.dir())?.unwrap_or_default();
+        let after: Vec<Record> = log
+            .records
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.version > self.version)
+            .collect();
+        let contiguous = after
+            .iter()
+            .zip(self.version + 1..)
+            .all(|(r, v)| r.version == v);
+        if log.header.floor > self.version || !contiguous {
+            return Err(NpkError::InvalidOperation(format!(
+                "the history of version {} was collected while this snapshot read it (its pin \
+                 was lost: the process that opened it is gone, or it runs in another PID \
+                 namespace); open a new snapshot",
+                self.version
+            )));
+        }
+        Ok((after, log.end))
+    }
+
+    /// The records between the last look and `end`; `None` when there are none.
+    fn read_tail(&self, end: u64) -> NpkResult<Option<(Vec<Record>, u64)>> {
+        let (from, last) = {
+            let c = self.cache();
+            (c.end.max(HEADER_BYTES), c.records.last().map(|r| r.version))
+        };
+        if end <= from {
+            return Ok(None);
         }
         let path = self.store.dir().join(LOG_FILE);
-        if gen != c.gen {
-            // Collected: read the whole log again (it keeps every record this snapshot needs).
-            let log = read_log(self.store.dir())?.unwrap_or_default();
-            c.records = log
-                .records
-                .into_iter()
-                .map(|(_, r)| r)
-                .filter(|r| r.version > self.version)
-                .collect();
-            c.gen = gen;
-            c.end = log.end;
-            c.arrays.clear();
-            return Ok(c.end);
-        }
         let Some(f) = fs::open_read_opt(&path)? else {
             return Err(NpkError::corrupt(
                 &path,
                 "is gone while a snapshot reads it; open the snapshot again",
             ));
         };
-        let from = c.end.max(HEADER_BYTES);
-        let mut buf = vec![0u8; usize::try_from(end.saturating_sub(from)).unwrap_or(0)];
+        let mut buf = vec![0u8; usize::try_from(end - from).unwrap_or(0)];
         let got = read_upto(&f, &mut buf, from).map_err(|e| NpkError::io(&path, e))?;
         buf.truncate(got);
-        let last = c.records.last().map(|r| r.version);
         let (new, reached) =
             decode_records(&buf, from, last).map_err(|r| NpkError::corrupt(&path, r))?;
-        if !new.is_empty() {
-            c.arrays.clear();
+        if reached < end {
+            // The end word is published after the record is written: a record that does not
+            // decode up to it is damaged, and versions after it cannot be rebuilt.
+            return Err(NpkError::corrupt(
+                &path,
+                format!("a record at {reached} does not decode up to {end}"),
+            ));
         }
-        c.records.extend(
-            new.into_iter()
-                .map(|(_, r)| r)
-                .filter(|r| r.version > self.version),
-        );
-        c.end = reached;
-        Ok(c.end)
+        let new = new
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.version > self.version)
+            .collect();
+        Ok(Some((new, reached)))
     }
 
     fn array(&self, name: &str) -> NpkResult<Arc<VersionedArray>> {
@@ -227,6 +292,7 @@ impl Snapshot {
             }
         }
         let _g = self.store.shared_lock()?;
+        // No writer runs now, so this look succeeds without falling back to the lock.
         self.refresh()?;
         let a = self.array(name)?;
         f(&a)

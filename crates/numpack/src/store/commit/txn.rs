@@ -62,6 +62,8 @@ pub struct Txn<'a> {
     pub(crate) history: Option<crate::store::history::Plan>,
     /// What the mutation is, for its history record.
     pub op: crate::format::history::Op,
+    /// crc32 of the committed metadata file's bytes as read (when known).
+    pub(crate) committed_crc: Option<u32>,
 }
 
 fn bare(tmp: &Path) -> String {
@@ -96,6 +98,7 @@ impl<'a> Txn<'a> {
             written: Vec::new(),
             history: None,
             op: crate::format::history::Op::Other,
+            committed_crc: None,
         }
     }
 
@@ -189,6 +192,7 @@ impl<'a> Txn<'a> {
                     plan,
                     op: self.op,
                     committed: &self.committed,
+                    committed_crc: self.committed_crc,
                     new: &self.meta,
                     new_bytes: encoded.as_deref(),
                 },
