@@ -643,3 +643,83 @@ def test_index_errors_of_multi_array_calls_name_the_array(tmp_path):
             npk.replace({"b": np.array([1]), "a": np.array([1])}, 5)
         with pytest.raises(IndexOutOfRangeError, match="array 'b' with 9 rows"):
             npk.getitem("b", [9])
+
+
+def make_history_store(path: Path) -> None:
+    """A store with history records of every kind, kept files and a tag."""
+    with NumPack(path) as npk:
+        npk.set_history(50)
+        npk.save({"a": np.arange(60, dtype=np.float32).reshape(20, 3), "b": np.arange(7)})
+        npk.replace({"a": np.zeros((2, 3), np.float32)}, [1, 4])
+        npk.drop("a", [2, -1])
+        npk.tag("t")
+        npk.append({"a": np.ones((2, 3), np.float32)})
+        npk.save({"b": np.arange(3)})
+        npk.update("a")
+
+
+def every_history_call(path: Path) -> None:
+    """Every version API on the store; any Exception may result."""
+    try:
+        npk = NumPack(path)
+        npk.open()
+    except Exception:
+        return
+    calls = [
+        lambda n: [n.snapshot(v["version"]).load("a") for v in n.versions()],
+        lambda n: n.snapshot(tag="t").getitem("a", [0, -1]),
+        lambda n: n.tags(),
+        lambda n: n.restore("t"),
+        lambda n: n.tag("u"),
+        lambda n: n.replace({"a": np.zeros((1, 3), np.float32)}, [0]),
+        lambda n: n.gc(keep_last=1),
+        lambda n: n.set_history(0),
+    ]
+    try:
+        for call in calls:
+            try:
+                call(npk)
+            except Exception:
+                pass
+    finally:
+        try:
+            npk.close()
+        except Exception:
+            pass
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    file=st.sampled_from([".numpack.history", ".numpack.tags"]),
+    edit=st.sampled_from(["flip", "overwrite", "truncate", "extend", "zero"]),
+    at=st.integers(0, 6000),
+    value=st.binary(min_size=1, max_size=24),
+)
+def test_any_mutation_of_the_history_files_gives_an_exception(
+    tmp_path_factory, file, edit, at, value
+):
+    root = tmp_path_factory.mktemp("hist")
+    (root / "outside.txt").write_bytes(b"precious")
+    store = root / "s.npk"
+    make_history_store(store)
+    p = store / file
+    b = bytearray(p.read_bytes())
+    at = at % (len(b) + 1)
+    if edit == "flip" and b:
+        b[at % len(b)] ^= 1 << (value[0] % 8)
+    elif edit == "overwrite":
+        b[at : at + len(value)] = value
+    elif edit == "truncate":
+        del b[at:]
+    elif edit == "extend":
+        b += value * 64
+    elif edit == "zero":
+        b[at:] = bytes(len(b) - at)
+    p.write_bytes(bytes(b))
+    before = outside_listing(root)
+    run_checked(every_history_call, store)
+    run_checked(every_call, store)
+    assert outside_listing(root).keys() == before.keys()
+    assert (root / "outside.txt").read_bytes() == b"precious"

@@ -587,4 +587,30 @@ mod tests {
         assert_eq!(decode_tags(&encode_tags(&tags)).unwrap(), tags);
         assert!(check_tag("12").is_err() && check_tag("").is_err() && check_tag("a@b").is_err());
     }
+
+    #[test]
+    fn damaged_logs_and_tags_decode_to_errors_or_fewer_records() {
+        let mut log = Header::default().encode();
+        log.extend(sample().encode());
+        let tags = encode_tags(&BTreeMap::from([("good".to_owned(), 4u64)]));
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for base in [&log, &tags] {
+                let mut b = base.clone();
+                let at = (x as usize) % b.len();
+                b[at] ^= 1 << (x >> 60 & 7);
+                if x & 1 == 0 {
+                    b.truncate(at);
+                }
+                // Never a panic; a log keeps at most its one record.
+                if let Ok(l) = Log::decode(&b) {
+                    assert!(l.records.len() <= 1);
+                }
+                let _ = decode_tags(&b);
+            }
+        }
+    }
 }
