@@ -70,6 +70,23 @@ def every_call(path: Path) -> None:
             pass
 
 
+def damage(p: Path, edit: str, at: int, value: bytes) -> None:
+    """Edits the file at ``p`` in place: flips a bit, overwrites, truncates, extends or zeroes."""
+    b = bytearray(p.read_bytes())
+    at = at % (len(b) + 1)
+    if edit == "flip" and b:
+        b[at % len(b)] ^= 1 << (value[0] % 8)
+    elif edit == "overwrite":
+        b[at : at + len(value)] = value
+    elif edit == "truncate":
+        del b[at:]
+    elif edit == "extend":
+        b += value * 64
+    elif edit == "zero":
+        b[at:] = bytes(len(b) - at)
+    p.write_bytes(bytes(b))
+
+
 def outside_listing(root: Path) -> dict[str, bytes]:
     """Every file beside the store (what numpack must never touch)."""
     return {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
@@ -103,19 +120,7 @@ def test_any_mutation_of_any_store_file_gives_an_exception(tmp_path_factory, fil
         # A journal numpack could have left: a redo record, then damaged.
         (store / file).write_bytes(b"NPKJ\x01\x00\x00\x00\x00\x00\x00\x00")
     p = store / file
-    b = bytearray(p.read_bytes())
-    at = at % (len(b) + 1)
-    if edit == "flip" and b:
-        b[at % len(b)] ^= 1 << (value[0] % 8)
-    elif edit == "overwrite":
-        b[at : at + len(value)] = value
-    elif edit == "truncate":
-        del b[at:]
-    elif edit == "extend":
-        b += value * 64
-    elif edit == "zero":
-        b[at:] = bytes(len(b) - at)
-    p.write_bytes(bytes(b))
+    damage(p, edit, at, value)
     before = outside_listing(root)
     run_checked(every_call, store)
     run_checked(lambda: numpack.pack(store, root / "p.npkg"))
@@ -705,19 +710,7 @@ def test_any_mutation_of_the_history_files_gives_an_exception(
     store = root / "s.npk"
     make_history_store(store)
     p = store / file
-    b = bytearray(p.read_bytes())
-    at = at % (len(b) + 1)
-    if edit == "flip" and b:
-        b[at % len(b)] ^= 1 << (value[0] % 8)
-    elif edit == "overwrite":
-        b[at : at + len(value)] = value
-    elif edit == "truncate":
-        del b[at:]
-    elif edit == "extend":
-        b += value * 64
-    elif edit == "zero":
-        b[at:] = bytes(len(b) - at)
-    p.write_bytes(bytes(b))
+    damage(p, edit, at, value)
     before = outside_listing(root)
     run_checked(every_history_call, store)
     run_checked(every_call, store)

@@ -87,3 +87,12 @@ impl<'py> Rows<'py> {
         }
     }
 }
+
+/// Logical rows `start..stop`, clipped as a slice would be.
+pub fn range_of(start: i64, stop: i64) -> numpack::RowSelection<'static> {
+    numpack::RowSelection::Slice {
+        start: Some(start),
+        stop: Some(stop),
+        step: 1,
+    }
+}

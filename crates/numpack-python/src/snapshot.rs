@@ -119,11 +119,7 @@ impl PySnapshot {
         start: i64,
         stop: i64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let sel = RowSelection::Slice {
-            start: Some(start),
-            stop: Some(stop),
-            step: 1,
-        };
+        let sel = crate::selection::range_of(start, stop);
         self.copy(py, name, Some(sel))
     }
 

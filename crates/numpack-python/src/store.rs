@@ -302,11 +302,7 @@ impl PyStore {
         start: i64,
         stop: i64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let sel = RowSelection::Slice {
-            start: Some(start),
-            stop: Some(stop),
-            step: 1,
-        };
+        let sel = crate::selection::range_of(start, stop);
         copy_rows(py, &self.get()?, name, CopyRows::Some(sel))
     }
 

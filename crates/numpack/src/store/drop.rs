@@ -80,12 +80,7 @@ impl Store {
         self.mutate(|txn| {
             txn.op = crate::format::history::Op::DropArrays;
             for name in names_to_drop {
-                if let Some(a) = txn.meta_mut().arrays.remove(*name) {
-                    txn.stage_remove(&a.data_file);
-                    if let Some(b) = names::bitmap_file(&a.data_file) {
-                        txn.stage_remove(&b);
-                    }
-                }
+                super::remove_array(txn, name);
             }
             Ok(())
         })

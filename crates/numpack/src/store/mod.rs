@@ -358,6 +358,19 @@ pub(crate) fn fold_away(txn: &mut Txn, a: &ArrayMetadata) -> NpkResult<(ArrayMet
     Ok((folded, had_bitmap))
 }
 
+/// Removes array `name` from the commit: its record now, its data file and bitmap at the
+/// commit. Whether it existed.
+pub(crate) fn remove_array(txn: &mut Txn, name: &str) -> bool {
+    let Some(a) = txn.meta_mut().arrays.remove(name) else {
+        return false;
+    };
+    txn.stage_remove(&a.data_file);
+    if let Some(b) = names::bitmap_file(&a.data_file) {
+        txn.stage_remove(&b);
+    }
+    true
+}
+
 /// Fails unless `data` holds exactly `n` rows of array `a`.
 pub(crate) fn check_row_bytes(a: &ArrayMetadata, n: u64, data: &[u8]) -> NpkResult<()> {
     let row = a.row_bytes();

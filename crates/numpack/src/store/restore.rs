@@ -5,7 +5,6 @@ use super::{now_micros, Store};
 use crate::error::NpkResult;
 use crate::format::history::Op;
 use crate::format::metadata::ArrayMetadata;
-use crate::format::names;
 use crate::io::fs;
 use std::sync::Arc;
 
@@ -49,11 +48,7 @@ impl Store {
                 .cloned()
                 .collect();
             for a in gone {
-                txn.meta_mut().arrays.remove(&a.name);
-                txn.stage_remove(&a.data_file);
-                if let Some(b) = names::bitmap_file(&a.data_file) {
-                    txn.stage_remove(&b);
-                }
+                super::remove_array(txn, &a.name);
             }
             for ((rec, bytes), same) in arrays.iter().zip(&same) {
                 if *same && unchanged {

@@ -206,11 +206,7 @@ impl Store {
                     .cloned()
                     .collect();
                 for a in others {
-                    txn.meta_mut().arrays.remove(&a.name);
-                    txn.stage_remove(&a.data_file);
-                    if let Some(b) = names::bitmap_file(&a.data_file) {
-                        txn.stage_remove(&b);
-                    }
+                    super::remove_array(txn, &a.name);
                 }
             }
             for (w, shape) in &mut writers {
