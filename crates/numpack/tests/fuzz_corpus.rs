@@ -113,6 +113,7 @@ fn seed() {
     let log = undo::UndoLog {
         files: vec![undo::UndoFile {
             file: "data_x.npkd".into(),
+            len: None,
             rows: vec![(8, vec![7; 8])],
         }],
     };

@@ -92,6 +92,7 @@ fn an_interrupted_replace_is_rolled_back_from_the_lock_file() {
     let log = UndoLog {
         files: vec![UndoFile {
             file: "data_x.npkd".into(),
+            len: None,
             rows: vec![(8, old)],
         }],
     };

@@ -1125,3 +1125,39 @@ fn a_new_store_is_a_valid_empty_store_on_disk() {
     assert!(meta.arrays.is_empty());
     assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
 }
+
+#[test]
+fn drops_and_appends_after_a_drop_edit_the_bitmap_in_place() {
+    let (_d, p) = store();
+    let io = ParallelIO::new(&p).unwrap();
+    save_i32(&io, "a", tagged(0, 130));
+    io.drop_arrays("a", Some(&[3])).unwrap();
+    let bitmap = p.join("deleted_a.npkb");
+    let first = ino(&bitmap);
+    // Later drops and appends write the words they change into the same file; a second
+    // handle (another process's view) sees every one of them.
+    io.drop_arrays("a", Some(&[0, 100])).unwrap();
+    io.append_rows("a", &tagged(130, 70)).unwrap();
+    io.drop_arrays("a", Some(&[-1])).unwrap();
+    assert_eq!(ino(&bitmap), first);
+    let other = ParallelIO::new(&p).unwrap();
+    let got = to_rows(&other.load_array::<i32>("a").unwrap());
+    let mut want: Vec<i32> = (0..200).collect();
+    want.retain(|i| ![0, 3, 101, 199].contains(i));
+    assert_eq!(got.iter().map(|r| r[0]).collect::<Vec<_>>(), want);
+    assert_eq!(
+        std::fs::metadata(&bitmap).unwrap().len(),
+        16 + 200u64.div_ceil(64) * 8
+    );
+    assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
+    // A bitmap with another hard link is never written in place (the write would reach it):
+    // the commit renames a new file over it, and the link keeps the old words.
+    let link = p.parent().unwrap().join("link.npkb");
+    std::fs::hard_link(&bitmap, &link).unwrap();
+    let before = std::fs::read(&link).unwrap();
+    io.drop_arrays("a", Some(&[0])).unwrap();
+    io.append_rows("a", &tagged(200, 1)).unwrap();
+    assert_ne!(ino(&bitmap), first);
+    assert_eq!(std::fs::read(&link).unwrap(), before);
+    assert_eq!(other.get_shape("a").unwrap(), vec![196, 2]);
+}

@@ -223,6 +223,77 @@ impl Bitmap {
     }
 }
 
+/// Gaps between changed bytes shorter than this are written over rather than split into
+/// another write (one system call costs more than rewriting a page of unchanged bytes).
+const WRITE_GAP: usize = 4096;
+
+/// The writes that turn file bytes `old` into `new`: ranges of changed bytes, those closer
+/// than [`WRITE_GAP`] merged, and whatever `new` holds past the end of `old`.
+pub fn writes_between(old: &[u8], new: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let common = old.len().min(new.len());
+    let mut i = 0;
+    while i < common {
+        if old[i] == new[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < common && old[i] != new[i] {
+            i += 1;
+        }
+        match ranges.last_mut() {
+            Some((_, end)) if start - *end < WRITE_GAP => *end = i,
+            _ => ranges.push((start, i)),
+        }
+    }
+    if new.len() > common {
+        match ranges.last_mut() {
+            Some((_, end)) if common - *end < WRITE_GAP => *end = new.len(),
+            _ => ranges.push((common, new.len())),
+        }
+    }
+    ranges
+        .into_iter()
+        .map(|(s, e)| (s as u64, new[s..e].to_vec()))
+        .collect()
+}
+
+/// The writes that extend a bitmap file in the headered layout, covering `rows` rows with
+/// `last` its last word (when `rows` is not a multiple of 64), to `new_rows` rows, the new
+/// ones active: the header, then the last word and every new one. `deleted` is the header's
+/// count, kept as it is (readers recount the bits).
+pub fn extension_writes(
+    rows: u64,
+    deleted: u64,
+    last: Option<u64>,
+    new_rows: u64,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut header = Vec::with_capacity(16);
+    header.extend_from_slice(&new_rows.to_le_bytes());
+    header.extend_from_slice(&deleted.to_le_bytes());
+    let first_word = rows / 64;
+    let mut words = Vec::new();
+    for w in first_word..new_rows.div_ceil(64) {
+        let lo = (w * 64).max(rows);
+        let hi = ((w + 1) * 64).min(new_rows);
+        let mut word = match last {
+            // Padding bits past the old rows may be anything: cleared before the new bits.
+            Some(l) if w == first_word => l & ((1u64 << (rows % 64)) - 1),
+            _ => 0,
+        };
+        for r in lo..hi {
+            word |= 1u64 << (r % 64);
+        }
+        words.extend_from_slice(&word.to_le_bytes());
+    }
+    let mut out = vec![(0, header)];
+    if !words.is_empty() {
+        out.push((16 + first_word * 8, words));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +322,64 @@ mod tests {
         assert_eq!(b.deleted(), 1);
         assert!(!b.is_active(3));
         assert!(b.is_active(14));
+    }
+
+    fn apply(old: &[u8], writes: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let mut out = old.to_vec();
+        for (off, b) in writes {
+            let (at, end) = (*off as usize, *off as usize + b.len());
+            if out.len() < end {
+                out.resize(end, 0);
+            }
+            out[at..end].copy_from_slice(b);
+        }
+        out
+    }
+
+    #[test]
+    fn writes_rebuild_the_new_file() {
+        let mut b = Bitmap::all_active(100_000);
+        let old = b.encode();
+        b.delete([5, 40_000, 99_999]);
+        let new = b.encode();
+        let w = writes_between(&old, &new);
+        assert_eq!(w.len(), 3, "far-apart words are separate writes");
+        assert_eq!(apply(&old, &w), new);
+        b.delete([6, 64]);
+        let newer = b.encode();
+        assert_eq!(apply(&new, &writes_between(&new, &newer)), newer);
+        assert!(writes_between(&new, &new).is_empty());
+        // Longer (a legacy file rewritten in the headered layout, or grown).
+        let legacy = &old[16..];
+        assert_eq!(apply(legacy, &writes_between(legacy, &new)), new);
+    }
+
+    #[test]
+    fn extension_matches_a_rewrite() {
+        for (rows, new_rows) in [
+            (10, 15),
+            (10, 64),
+            (64, 65),
+            (63, 200),
+            (128, 129),
+            (1, 1000),
+        ] {
+            let mut b = Bitmap::all_active(rows);
+            b.delete([0, rows - 1]);
+            let mut file = b.encode();
+            // Padding bits set, as another writer may leave them.
+            if rows % 64 != 0 {
+                let at = file.len() - 8;
+                let w = u64::from_le_bytes(file[at..].try_into().unwrap())
+                    | !((1u64 << (rows % 64)) - 1);
+                file[at..].copy_from_slice(&w.to_le_bytes());
+            }
+            let last = (rows % 64 != 0)
+                .then(|| u64::from_le_bytes(file[file.len() - 8..].try_into().unwrap()));
+            let grown = apply(&file, &extension_writes(rows, b.deleted(), last, new_rows));
+            b.extend_to(new_rows);
+            assert_eq!(grown, b.encode(), "{rows} -> {new_rows}");
+        }
     }
 
     #[test]

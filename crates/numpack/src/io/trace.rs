@@ -31,6 +31,8 @@ mod imp {
     use std::sync::Mutex;
 
     static TRACE: Mutex<Option<(PathBuf, Vec<Event>)>> = Mutex::new(None);
+    /// Exit the process right after this many events of the traced directory (0: never).
+    static EXIT_AFTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
     fn with<R>(f: impl FnOnce(&mut Option<(PathBuf, Vec<Event>)>) -> R) -> R {
         f(&mut TRACE.lock().unwrap_or_else(|e| e.into_inner()))
@@ -39,6 +41,13 @@ mod imp {
     /// Starts recording what happens to the files of `dir` (one directory at a time).
     pub fn start(dir: &Path) {
         with(|t| *t = Some((dir.to_owned(), Vec::new())));
+    }
+
+    /// [`start`], and ends the process (`_exit(77)`, no destructor or buffer flush runs) right
+    /// after the `n`-th event: a kill at that instant, for the kill-point tests.
+    pub fn start_exiting_after(dir: &Path, n: usize) {
+        EXIT_AFTER.store(n, std::sync::atomic::Ordering::SeqCst);
+        start(dir);
     }
 
     /// Stops recording and returns the events.
@@ -52,6 +61,11 @@ mod imp {
                 if path.parent() == Some(dir.as_path()) {
                     if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
                         events.push(event(name.to_owned()));
+                        let n = EXIT_AFTER.load(std::sync::atomic::Ordering::SeqCst);
+                        if n != 0 && events.len() >= n {
+                            // SAFETY: `_exit` ends the process at once; nothing runs after it.
+                            unsafe { libc::_exit(77) };
+                        }
                     }
                 }
             }
@@ -63,6 +77,11 @@ mod imp {
             if let Some((dir, events)) = t {
                 if path == dir.as_path() {
                     events.push(Event::SyncDir);
+                    let n = EXIT_AFTER.load(std::sync::atomic::Ordering::SeqCst);
+                    if n != 0 && events.len() >= n {
+                        // SAFETY: as in `note`.
+                        unsafe { libc::_exit(77) };
+                    }
                 }
             }
         });
@@ -91,7 +110,7 @@ mod imp {
 }
 
 #[cfg(feature = "testing")]
-pub use imp::{start, stop};
+pub use imp::{start, start_exiting_after, stop};
 
 /// Records `event` if `path` is a file of the traced directory.
 pub(crate) fn note(path: &Path, event: impl FnOnce(String) -> Event) {

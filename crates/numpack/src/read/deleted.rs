@@ -125,6 +125,70 @@ pub fn read_bitmap(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<Bitmap>> {
         .map_err(|r| NpkError::corrupt(&path, r))
 }
 
+/// [`read_bitmap`] with the file's bytes as read (to write only what a change changes).
+pub fn read_bitmap_bytes(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<(Bitmap, Vec<u8>)>> {
+    if is_zero_width(a) {
+        return Ok(None);
+    }
+    let Some((path, bytes)) = read_file(dir, a)? else {
+        return Ok(None);
+    };
+    let b = Bitmap::decode(&bytes, a.rows()).map_err(|r| NpkError::corrupt(&path, r))?;
+    Ok(Some((b, bytes)))
+}
+
+/// The end of a bitmap file in the headered layout: what an append needs to extend it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BitmapTail {
+    /// File length.
+    pub len: u64,
+    /// Rows it covers (at most the array's).
+    pub rows: u64,
+    /// The header's deleted count.
+    pub deleted: u64,
+    /// Its last word, when `rows` is not a multiple of 64.
+    pub last: Option<u64>,
+}
+
+/// Reads only the header and last word of `a`'s bitmap file: `None` when it has none, or when
+/// the file is not exactly a headered bitmap of at most the array's rows (the caller then
+/// reads it whole, which tells corruption from the legacy layout).
+pub fn read_bitmap_tail(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<BitmapTail>> {
+    use std::os::unix::fs::FileExt;
+    if is_zero_width(a) {
+        return Ok(None);
+    }
+    let Some(path) = bitmap_path(dir, a)? else {
+        return Ok(None);
+    };
+    let Some(file) = fs::open_read_opt(&path)? else {
+        return Ok(None);
+    };
+    let len = file.metadata().at(&path)?.len();
+    let mut head = [0u8; 16];
+    if len < 16 || file.read_exact_at(&mut head, 0).is_err() {
+        return Ok(None);
+    }
+    let rows = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    let deleted = u64::from_le_bytes(head[8..].try_into().expect("8 bytes"));
+    if rows > a.rows() || Bitmap::max_file_len(rows) != len {
+        return Ok(None);
+    }
+    let last = if rows.is_multiple_of(64) {
+        None
+    } else {
+        let mut w = [0u8; 8];
+        file.read_exact_at(&mut w, len - 8).at(&path)?;
+        Some(u64::from_le_bytes(w))
+    };
+    Ok(Some(BitmapTail {
+        len,
+        rows,
+        deleted,
+        last,
+    }))
+}
+
 /// For an array whose rows hold no bytes: its record with deleted rows folded into the row
 /// count, and whether a bitmap file is there (to be removed by the next mutation). Other
 /// arrays come back unchanged.

@@ -1,14 +1,16 @@
 //! `append`: add rows at the end of arrays, in place. Cost grows with the new rows only.
 
+use super::commit::Txn;
 use super::{
-    check_dtype, check_row_bytes, check_rows_shape, check_unique, fold_away, now_micros,
-    read_bitmap, Store,
+    check_dtype, check_row_bytes, check_rows_shape, check_unique, fold_away, now_micros, Store,
 };
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::bitmap::{extension_writes, writes_between};
 use crate::format::metadata::{check_shape, ArrayMetadata};
 use crate::format::names;
 use crate::io::fs;
+use crate::read::deleted::{read_bitmap_bytes, read_bitmap_tail};
 
 /// Rows to append to one array: the fields of a save, `shape` being that of the new rows
 /// (same trailing dimensions as the array), `dtype` the stored one, the array existing.
@@ -35,6 +37,30 @@ fn check(
     check_shape(&shape, a.dtype)
         .map_err(|e| NpkError::InvalidShape(format!("array '{}' would have {e}", it.name)))?;
     Ok((a, new_rows))
+}
+
+/// Extends the bitmap of `a` (if it has one) to `rows` rows, the new ones active: from its
+/// header and last word alone when it is in the headered layout, so the cost grows with the
+/// new rows only; else from the whole file.
+fn extend_bitmap(txn: &mut Txn<'_>, a: &ArrayMetadata, rows: u64) -> NpkResult<()> {
+    let file = names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
+    if let Some(t) = read_bitmap_tail(txn.dir(), a)? {
+        txn.patch(
+            &file,
+            t.len,
+            extension_writes(t.rows, t.deleted, t.last, rows),
+        );
+        return Ok(());
+    }
+    if let Some((mut bitmap, old)) = read_bitmap_bytes(txn.dir(), a)? {
+        bitmap.extend_to(rows);
+        txn.patch(
+            &file,
+            old.len() as u64,
+            writes_between(&old, &bitmap.encode()),
+        );
+    }
+    Ok(())
 }
 
 impl Store {
@@ -81,17 +107,10 @@ impl Store {
                     fs::write_at(&f, &path, it.data, a.size_bytes)?;
                     self.mark_dirty(path.clone());
                     txn.wrote_in_place(f, path);
-                    let bitmap = if self.has_bitmap(&a) {
-                        read_bitmap(txn.dir(), &a)?
-                    } else {
-                        None
-                    };
-                    if let Some(mut bitmap) = bitmap {
-                        bitmap.extend_to(a.rows() + new_rows);
+                    if self.has_bitmap(&a) {
+                        extend_bitmap(txn, &a, a.rows() + new_rows)?;
                         let file =
                             names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
-                        let tmp = txn.stage_file(&file);
-                        fs::write_new(&tmp, &bitmap.encode(), false)?;
                         self.mark_dirty(txn.dir().join(&file));
                     }
                 }

@@ -1,12 +1,11 @@
 //! `drop`: delete rows logically through the bitmap, or whole arrays.
 
-use super::{
-    check_row_state, check_unique, fold_away, now_micros, read_bitmap, require_rows, Store,
-};
+use super::{check_row_state, check_unique, fold_away, now_micros, require_rows, Store};
 use crate::error::{NpkError, NpkResult};
-use crate::format::bitmap::Bitmap;
+use crate::format::bitmap::{writes_between, Bitmap};
 use crate::format::names;
 use crate::io::fs;
+use crate::read::deleted::read_bitmap_bytes;
 use crate::read::select::{physical, RowSelection};
 
 impl Store {
@@ -51,8 +50,10 @@ impl Store {
                 }
                 // Before the bitmap is sized by the record's row count.
                 check_row_state(txn.dir(), &a)?;
-                let mut bitmap =
-                    read_bitmap(txn.dir(), &a)?.unwrap_or_else(|| Bitmap::all_active(a.rows()));
+                let (mut bitmap, old) = match read_bitmap_bytes(txn.dir(), &a)? {
+                    Some((b, bytes)) => (b, Some(bytes)),
+                    None => (Bitmap::all_active(a.rows()), None),
+                };
                 let rows = physical(
                     sel.resolve(name, bitmap.active()).map_err(named)?,
                     Some(&bitmap),
@@ -61,8 +62,17 @@ impl Store {
                     continue;
                 }
                 bitmap.delete(rows);
-                let tmp = txn.stage_file(&bitmap_file);
-                fs::write_new(&tmp, &bitmap.encode(), false)?;
+                let new = bitmap.encode();
+                match old {
+                    // Only the words that change are written, in place when the commit can be.
+                    Some(old) => {
+                        txn.patch(&bitmap_file, old.len() as u64, writes_between(&old, &new))
+                    }
+                    None => {
+                        let tmp = txn.stage_file(&bitmap_file);
+                        fs::write_new(&tmp, &new, false)?;
+                    }
+                }
                 self.mark_dirty(txn.dir().join(&bitmap_file));
                 let r = txn.meta_mut().arrays.get_mut(*name).expect("record exists");
                 r.last_modified = now;

@@ -138,6 +138,7 @@ impl Store {
                 let row = usize::try_from(p.record.row_bytes()).expect("row fits in memory");
                 let mut old = UndoFile {
                     file: p.record.data_file.clone(),
+                    len: None,
                     rows: Vec::with_capacity(p.rows.len()),
                 };
                 {
