@@ -447,14 +447,7 @@ READS = {
     [
         "getitem",
         "load",
-        pytest.param(
-            "stream_load",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="issue 13 (versions): a stream's batches come from the version of the "
-                "call, whose rows an in-place replace may change meanwhile",
-            ),
-        ),
+        "stream_load",
     ],
 )
 def test_reads_never_mix_a_replace_with_rows_an_earlier_drop_removed(store_path, read):

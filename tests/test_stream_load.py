@@ -56,3 +56,25 @@ def test_deleted_rows_and_empty_arrays(tmp_path):
         got = np.concatenate(list(npk.stream_load("a", 40_000)))
         np.testing.assert_array_equal(got, np.delete(a, [0, 5, 99_999], axis=0))
         assert list(npk.stream_load("e", 10)) == []
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+def test_copied_batches_are_of_the_version_the_stream_began_at(tmp_path, deleted):
+    """Batches that are copies come from the version current at the call, whatever other
+    handles commit while the stream is read (a snapshot is pinned for the stream's life)."""
+    x = np.arange(400, dtype=np.int64).reshape(200, 2)
+    with NumPack(tmp_path / "s.npk") as npk, NumPack(tmp_path / "s.npk") as other:
+        npk.save({"x": x})
+        if deleted:
+            npk.drop("x", [0])
+            x = x[1:]
+        stream = npk.stream_load("x", 16)
+        first = next(stream)
+        other.replace({"x": np.full((10, 2), -1, dtype=np.int64)}, list(range(20, 30)))
+        other.drop("x", [100])
+        other.append({"x": np.full((3, 2), -2, dtype=np.int64)})
+        rest = list(stream)
+        np.testing.assert_array_equal(np.concatenate([first, *rest]), x)
+        # The stream is done: its version is let go, and the store reads the new state.
+        assert npk.get_shape("x")[0] == len(x) - 1 + 3
+        assert (npk.load("x")[20:30] == -1).all()

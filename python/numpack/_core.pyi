@@ -163,7 +163,7 @@ class Snapshot:
 
 @final
 class RowSource:
-    """The physical rows of one array version (independent of the store handle)."""
+    """The rows of one array version, pinned until released (independent of the store handle)."""
 
     @property
     def rows(self) -> int:
@@ -172,6 +172,10 @@ class RowSource:
         """``(physical rows as a read-only mapped array, active physical rows or None)``."""
     def take(self, start: int, stop: int) -> npt.NDArray[Any]:
         """Physical rows ``start..stop`` as a writable private copy-on-write mapping."""
+    def read(self, start: int, stop: int) -> npt.NDArray[Any]:
+        """Logical rows ``start..stop`` of the pinned version, as a new array."""
+    def release(self) -> None:
+        """Let the pinned version go."""
 
 @final
 class ArrayWriter:

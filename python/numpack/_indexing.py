@@ -254,17 +254,21 @@ def row_batches(
     source: _core.RowSource | None = None,
 ) -> Iterator[npt.NDArray[Any]]:
     """Yield the logical rows of ``phys`` (through ``active``) ``size`` at a time, each batch
-    a new writable array: a copy, or (``source`` given, no deleted rows, large batches) a
-    private copy-on-write mapping of the rows, which costs no copy up front."""
+    a new writable array. With ``source`` (the engine's pinned version of the stream), a
+    batch is a copy of that version, or (no deleted rows, large batches) a private
+    copy-on-write mapping of the rows, which costs no copy up front and, like a ``LazyArray``,
+    shows in-place writes to pages it has not written itself; the version is then let go."""
     rows = phys.shape[0] if active is None else len(active)
     row_bytes = phys.itemsize * int(np.prod(phys.shape[1:], dtype=np.int64))
     mapped = source is not None and active is None and size * row_bytes >= MAPPED_BATCH_BYTES
+    if mapped and source is not None:
+        source.release()
     for start in range(0, rows, size):
         stop = min(start + size, rows)
-        if active is not None:
+        if source is not None:
+            yield source.take(start, stop) if mapped else source.read(start, stop)
+        elif active is not None:
             yield phys[active[start:stop]]
-        elif mapped and source is not None:
-            yield source.take(start, stop)
         else:
             yield np.array(phys[start:stop], copy=True)
 

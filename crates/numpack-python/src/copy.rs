@@ -53,6 +53,24 @@ fn fill(snap: &ArraySnapshot, plan: &Plan, dst: &mut [u8]) -> NpkResult<()> {
 /// Tries before the copy is made under the shared lock.
 const TRIES: usize = 3;
 
+/// A new array of the rows `sel` picks from the view `snap`, when the view is still the
+/// store's current one throughout the copy (`None`: a commit or an in-place write came
+/// between; the caller reads another way).
+pub fn copy_from_view<'py>(
+    py: Python<'py>,
+    store: &Arc<Store>,
+    snap: &Arc<ArraySnapshot>,
+    sel: &RowSelection<'_>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let named = Some(snap.meta.name.as_str());
+    let p = plan(snap, Rows::Some(*sel)).py_err_in(named)?;
+    let (arr, mut buf) = new_array(py, p.dtype, &p.shape)?;
+    let done = py
+        .detach(|| store.read_view(snap, |s| fill(s, &p, buf.bytes())))
+        .py_err_in(named)?;
+    Ok(done.map(|()| arr))
+}
+
 /// A new array holding `rows` of array `name`, all of one committed state.
 pub fn copy_rows<'py>(
     py: Python<'py>,

@@ -1,23 +1,53 @@
-//! `numpack._core.RowSource`: batches of an array snapshot for `stream_load`, each a private
-//! copy-on-write mapping of its rows (writable, nothing copied up front).
+//! `numpack._core.RowSource`: the batches of `stream_load`, all of the version current when
+//! the stream began: copies (`read`) through the store's view while no commit has moved on,
+//! else through a snapshot pinned at the start; or private copy-on-write mappings of the rows
+//! (`take`, writable, nothing copied up front, live like a `LazyArray`).
 
+use crate::copy::{copy_rows, Rows};
 use crate::errors::IntoPy;
 use crate::numpy_conv::{mapped_array, mapped_array_at, new_array, MappingKind};
-use numpack::ArraySnapshot;
+use numpack::{ArraySnapshot, Snapshot, Store};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// The physical rows of one array version, independent of the store handle (iteration
-/// survives `close()`).
+/// The rows of one array version, independent of the store handle (iteration survives
+/// `close()`).
 #[pyclass(name = "RowSource", module = "numpack._core", frozen)]
 pub struct PyRowSource {
+    name: String,
+    store: Arc<Store>,
     snap: Arc<ArraySnapshot>,
+    /// The version `snap` shows, pinned (`None` once released, or when a stream of commits
+    /// never let it be taken together with the view).
+    pinned: Mutex<Option<Snapshot>>,
 }
 
+/// Attempts at pinning a version and taking the view of that version.
+const PIN_TRIES: usize = 16;
+
 impl PyRowSource {
-    pub fn new(snap: Arc<ArraySnapshot>) -> Self {
-        PyRowSource { snap }
+    /// The current version of array `name`, pinned.
+    pub fn open(store: Arc<Store>, name: &str) -> numpack::NpkResult<Self> {
+        for _ in 0..PIN_TRIES {
+            let pin = store.snapshot()?;
+            if let Some(snap) = pin.current_view(name)? {
+                return Ok(PyRowSource {
+                    name: name.to_owned(),
+                    store,
+                    snap,
+                    pinned: Mutex::new(Some(pin)),
+                });
+            }
+        }
+        // Writers kept committing in between: batches are then read live.
+        let snap = store.array(name)?;
+        Ok(PyRowSource {
+            name: name.to_owned(),
+            store,
+            snap,
+            pinned: Mutex::new(None),
+        })
     }
 }
 
@@ -46,6 +76,24 @@ impl PyRowSource {
     #[getter]
     fn rows(&self) -> u64 {
         self.snap.meta.rows()
+    }
+
+    /// Logical rows `start..stop` of the stream's version, as a new array.
+    fn read<'py>(&self, py: Python<'py>, start: i64, stop: i64) -> PyResult<Bound<'py, PyAny>> {
+        let sel = crate::selection::range_of(start, stop);
+        if let Some(arr) = crate::copy::copy_from_view(py, &self.store, &self.snap, &sel)? {
+            return Ok(arr);
+        }
+        let pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        match pinned.as_ref() {
+            Some(pin) => crate::snapshot::copy_selected(py, pin, &self.name, &sel),
+            None => copy_rows(py, &self.store, &self.name, Rows::Some(sel)),
+        }
+    }
+
+    /// Lets the version go (batches are then only taken as mappings).
+    fn release(&self) {
+        self.pinned.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Physical rows `start..stop` as a writable array over a private mapping.

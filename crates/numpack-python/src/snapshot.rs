@@ -3,7 +3,7 @@
 use crate::errors::IntoPy;
 use crate::numpy_conv::new_array;
 use crate::selection::Rows;
-use numpack::{DataType, NpkResult, RowSelection, Snapshot};
+use numpack::{RowSelection, Snapshot};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::sync::RwLock;
@@ -39,28 +39,45 @@ impl PySnapshot {
         name: &str,
         sel: Option<RowSelection<'_>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (dtype, shape, bytes) = self.with(|s| {
-            py.detach(|| -> NpkResult<(DataType, Vec<u64>, Vec<u8>)> {
-                match &sel {
-                    None => s
-                        .load_bytes(name)
-                        .map(|(shape, dtype, b)| (dtype, shape, b)),
-                    Some(sel) => s.read(name, |a| {
-                        let picked = a.view.select(sel)?;
-                        let shape = a.view.selected_shape(&picked);
-                        let n = shape.iter().product::<u64>() as usize;
-                        let mut out = vec![0u8; n * a.view.meta.dtype.size_bytes()];
-                        a.copy_selected(&picked, &mut out)?;
-                        Ok((a.view.meta.dtype, shape, out))
-                    }),
-                }
-            })
-            .py_err_in(Some(name))
-        })?;
-        let (arr, mut buf) = new_array(py, dtype, &shape)?;
-        buf.bytes().copy_from_slice(&bytes);
-        Ok(arr)
+        self.with(|s| match sel {
+            None => {
+                let (shape, dtype, bytes) =
+                    py.detach(|| s.load_bytes(name)).py_err_in(Some(name))?;
+                let (arr, mut buf) = new_array(py, dtype, &shape)?;
+                buf.bytes().copy_from_slice(&bytes);
+                Ok(arr)
+            }
+            Some(sel) => copy_selected(py, s, name, &sel),
+        })
     }
+}
+
+/// A new array of the rows `sel` picks from array `name` at the snapshot's version, copied
+/// straight into the array's memory (the shape first, then the rows: a version's rows never
+/// change, so both reads agree).
+pub fn copy_selected<'py>(
+    py: Python<'py>,
+    s: &Snapshot,
+    name: &str,
+    sel: &RowSelection<'_>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (dtype, shape) = py
+        .detach(|| {
+            s.read(name, |a| {
+                let picked = a.view.select(sel)?;
+                Ok((a.view.meta.dtype, a.view.selected_shape(&picked)))
+            })
+        })
+        .py_err_in(Some(name))?;
+    let (arr, mut buf) = new_array(py, dtype, &shape)?;
+    py.detach(|| {
+        s.read(name, |a| {
+            let picked = a.view.select(sel)?;
+            a.copy_selected(&picked, buf.bytes())
+        })
+    })
+    .py_err_in(Some(name))?;
+    Ok(arr)
 }
 
 #[pymethods]

@@ -311,9 +311,10 @@ impl PyStore {
         crate::rows::view_of(py, &snap)
     }
 
-    /// The rows of the current version of array `name`, for streaming.
+    /// The rows of the current version of array `name`, pinned, for streaming.
     fn row_source(&self, py: Python<'_>, name: &str) -> PyResult<PyRowSource> {
-        Ok(PyRowSource::new(self.opened(py, name)?))
+        let store = self.get()?;
+        py.detach(|| PyRowSource::open(store, name)).py_err()
     }
 
     fn writable_view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {

@@ -109,6 +109,19 @@ impl Snapshot {
         })
     }
 
+    /// The view of array `name` in the store's current files, when the store is still at
+    /// this snapshot's version (so the view holds exactly this version's rows): a reader
+    /// copies through it at the store's own speed while [`Store::read_view`] says it is
+    /// current, and through the snapshot once a commit has moved on. `None` when a commit
+    /// came first.
+    pub fn current_view(&self, name: &str) -> NpkResult<Option<Arc<crate::ArraySnapshot>>> {
+        let _g = self.store.shared_lock()?;
+        if history::current(self.store.dir(), self.store.store_lock())? != self.version {
+            return Ok(None);
+        }
+        self.store.array_locked(name).map(Some)
+    }
+
     /// The version this snapshot reads.
     pub fn version(&self) -> u64 {
         self.version

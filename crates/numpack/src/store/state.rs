@@ -281,7 +281,7 @@ impl Store {
     /// [`Store::array`] for a caller that holds the shared lock (no writer commits meanwhile):
     /// the cached view when it is of the current generation, else one opened from the
     /// metadata of this generation, and cached.
-    fn array_locked(&self, name: &str) -> NpkResult<Arc<ArraySnapshot>> {
+    pub(crate) fn array_locked(&self, name: &str) -> NpkResult<Arc<ArraySnapshot>> {
         let gen = self.lock.generation();
         let cached = {
             let st = self.state();

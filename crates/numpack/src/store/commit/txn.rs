@@ -7,18 +7,18 @@
 //!    when a journal follows, so that the temporaries it renames are durable);
 //! 4. the commit point: the metadata `pwrite` in place, the metadata rename (one step), or
 //!    the journal rename (several steps; D: the journal is fsynced first and the directory
-//!    after), then the journaled steps and the journal's removal;
+//!    after), then the journaled steps and the journal's removal; or, for patched files
+//!    (never durable), the undo record of their old bytes and the metadata's, the writes,
+//!    and the record's retirement (the commit point);
 //! 5. D: fsync the directory.
 
 use super::journal::{self, Step};
-use super::undo::{begin_undo, finish_undo, UndoFile, UndoLog};
 use super::{tmp_path, JOURNAL, METADATA};
-use crate::error::{IoContext, NpkError, NpkResult};
+use crate::error::{NpkError, NpkResult};
 use crate::format::metadata::MetadataFile;
 use crate::io::fs;
 use crate::store::lock::{StoreLock, FLAG_JOURNAL};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -70,15 +70,8 @@ pub struct Txn<'a> {
     patches: Vec<Patch>,
 }
 
-/// Bytes to write into an existing file at commit.
-#[derive(Debug)]
-struct Patch {
-    file: String,
-    /// The file's length when the patch was computed.
-    old_len: u64,
-    /// `(offset, new bytes)`; ranges may reach past `old_len` (the file grows).
-    writes: Vec<(u64, Vec<u8>)>,
-}
+mod patch;
+use patch::{changed_range, Patch};
 
 fn bare(tmp: &Path) -> String {
     tmp.file_name()
@@ -316,118 +309,6 @@ impl<'a> Txn<'a> {
 }
 
 impl Txn<'_> {
-    /// The files of the patches, open for writing, when they can be written in place: `None`
-    /// when the commit cannot be in place, or a file has other hard links (a write would
-    /// reach them) or is not the length its patch was computed for.
-    fn open_patches(&self, encoded: Option<&[u8]>) -> NpkResult<Option<Vec<File>>> {
-        let same_len = match (encoded, self.base) {
-            (None, _) => true,
-            (Some(new), Some(base)) => new.len() == base.bytes.len(),
-            (Some(_), None) => false,
-        };
-        if self.patches.is_empty()
-            || !self.can_patch()
-            || !self.steps.is_empty()
-            || !self.places.is_empty()
-            || !same_len
-        {
-            return Ok(None);
-        }
-        let mut files = Vec::with_capacity(self.patches.len());
-        for p in &self.patches {
-            let path = self.dir.join(&p.file);
-            let f = fs::open_rw(&path)?;
-            let m = f.metadata().map_err(|e| NpkError::io(&path, e))?;
-            if std::os::unix::fs::MetadataExt::nlink(&m) > 1 || m.len() != p.old_len {
-                return Ok(None);
-            }
-            files.push(f);
-        }
-        Ok(Some(files))
-    }
-
-    /// Turns every patch into a staged copy of its file with the writes applied.
-    fn stage_patches(&mut self) -> NpkResult<()> {
-        for p in std::mem::take(&mut self.patches) {
-            let path = self.dir.join(&p.file);
-            let mut bytes = fs::read_bounded(&path, p.old_len)?.ok_or_else(|| {
-                NpkError::io(
-                    &path,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "file to update is gone"),
-                )
-            })?;
-            for (off, new) in &p.writes {
-                let (at, end) = (*off as usize, *off as usize + new.len());
-                if bytes.len() < end {
-                    bytes.resize(end, 0);
-                }
-                bytes[at..end].copy_from_slice(new);
-            }
-            let tmp = self.stage_file(&p.file);
-            fs::write_new(&tmp, &bytes, false)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the patches and the metadata in place under one undo record (the old bytes of
-    /// every range written, and the lengths of the files that grow).
-    fn write_patches(
-        &mut self,
-        files: Vec<File>,
-        encoded: Option<Vec<u8>>,
-    ) -> NpkResult<MetaWrite> {
-        let mut log = UndoLog::default();
-        for (p, f) in self.patches.iter().zip(&files) {
-            let path = self.dir.join(&p.file);
-            let mut rows = Vec::with_capacity(p.writes.len());
-            let mut new_len = p.old_len;
-            for (off, new) in &p.writes {
-                let end = off + new.len() as u64;
-                new_len = new_len.max(end);
-                let kept = end.min(p.old_len).saturating_sub(*off);
-                if kept > 0 {
-                    let mut old = vec![0u8; kept as usize];
-                    f.read_exact_at(&mut old, *off).at(&path)?;
-                    rows.push((*off, old));
-                }
-            }
-            log.files.push(UndoFile {
-                file: p.file.clone(),
-                len: (new_len > p.old_len).then_some(p.old_len),
-                rows,
-            });
-        }
-        let base = self.base;
-        let meta_range = match (&encoded, base) {
-            (Some(new), Some(base)) => changed_range(base.bytes, new),
-            _ => None,
-        };
-        if let (Some((first, last)), Some(base)) = (meta_range, base) {
-            log.files.push(UndoFile {
-                file: METADATA.to_owned(),
-                len: None,
-                rows: vec![(first as u64, base.bytes[first..=last].to_vec())],
-            });
-        }
-        let slot = begin_undo(&self.dir, self.lock, &log, self.durable)?;
-        for (p, f) in self.patches.iter().zip(&files) {
-            let path = self.dir.join(&p.file);
-            for (off, new) in &p.writes {
-                fs::write_at(f, &path, new, *off)?;
-            }
-        }
-        if let (Some((first, last)), Some(base), Some(new)) = (meta_range, base, &encoded) {
-            fs::write_at(
-                base.file,
-                &self.dir.join(METADATA),
-                &new[first..=last],
-                first as u64,
-            )?;
-        }
-        finish_undo(&self.dir, self.lock, slot, self.durable)?;
-        Ok(encoded.map_or(MetaWrite::Unchanged, MetaWrite::InPlace))
-    }
-
     /// Before anything changes: every entry the commit will replace or remove must be a file
     /// or a link (a directory there would stop the commit after its point, every later open
     /// replaying a journal that cannot finish).
@@ -481,20 +362,6 @@ fn write_in_place(dir: &Path, base: MetaBase<'_>, new: &[u8]) -> NpkResult<bool>
         first as u64,
     )?;
     Ok(true)
-}
-
-/// The first and last byte that differ between two buffers of the same length.
-fn changed_range(old: &[u8], new: &[u8]) -> Option<(usize, usize)> {
-    let first = new.iter().zip(old).position(|(a, b)| a != b)?;
-    let last = new.len()
-        - 1
-        - new
-            .iter()
-            .rev()
-            .zip(old.iter().rev())
-            .position(|(a, b)| a != b)
-            .expect("a byte differs");
-    Some((first, last))
 }
 
 impl Drop for Txn<'_> {
