@@ -245,3 +245,99 @@ def test_command_line_log_tag_info_restore_gc(tmp_path: Path) -> None:
     run("tag", str(p), "full", "--delete")
     report = _json.loads(run("gc", str(p), "--keep-last", "0"))
     assert report["versions_removed"] >= 3
+
+
+def _old_version(p: Path) -> tuple[int, dict[str, np.ndarray]]:
+    """A store whose version ``v`` differs from the current state in every way a later
+    commit can change it; returns ``v`` and its arrays."""
+    with NumPack(p) as npk:
+        npk.save(
+            {
+                "a": np.arange(40, dtype=np.float32).reshape(20, 2),
+                "b": np.arange(7, dtype=np.int64),
+            }
+        )
+        npk.drop("a", [3])
+        v = npk.version
+        want = _state(npk)
+        npk.tag("good")
+        npk.replace({"a": np.full((2, 2), -1, dtype=np.float32)}, [0, 1])
+        npk.drop("a", [5])
+        npk.append({"b": np.arange(3, dtype=np.int64)})
+        npk.save({"b": np.zeros(2, dtype=np.int64), "c": np.ones(3, dtype=np.int8)})
+    return v, want
+
+
+@pytest.mark.parametrize(
+    "suffix, exporter, importer",
+    [
+        (".npz", "to_npy", "from_npy"),
+        (".h5", "to_hdf5", "from_hdf5"),
+        (".zarr", "to_zarr", "from_zarr"),
+        (".safetensors", "to_safetensors_file", "from_safetensors_file"),
+        (".pt", "to_pt", "from_pt"),
+    ],
+)
+def test_exporters_read_a_snapshot_at_its_version(
+    tmp_path: Path, suffix: str, exporter: str, importer: str
+) -> None:
+    pytest.importorskip({".h5": "h5py", ".zarr": "zarr", ".safetensors": "safetensors",
+                         ".pt": "torch"}.get(suffix, "numpy"))  # fmt: skip
+    import numpack.io as npio
+
+    p = tmp_path / "s.npk"
+    v, want = _old_version(p)
+    with NumPack(p) as npk, npk.snapshot(version=v) as snap:
+        getattr(npio, exporter)(snap, tmp_path / f"out{suffix}")
+        assert not snap.closed  # the caller's snapshot stays open
+    getattr(npio, importer)(tmp_path / f"out{suffix}", tmp_path / "back.npk")
+    with NumPack(tmp_path / "back.npk") as back:
+        assert _same(_state(back), want)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "feather"])
+def test_single_array_exporters_read_a_snapshot(tmp_path: Path, fmt: str) -> None:
+    if fmt != "csv":
+        pytest.importorskip("pyarrow")
+    import numpack.io as npio
+
+    p = tmp_path / "s.npk"
+    _, want = _old_version(p)
+    out = tmp_path / f"a.{fmt}"
+    with NumPack(p) as npk, npk.snapshot(tag="good") as snap:
+        getattr(npio, f"to_{fmt}")(snap, out, array_name="a")
+    getattr(npio, f"from_{fmt}")(out, tmp_path / "back.npk", array_name="a")
+    with NumPack(tmp_path / "back.npk") as back:
+        np.testing.assert_array_equal(back.load("a").astype(np.float32), want["a"])
+
+
+def test_command_line_convert_and_pack_read_store_at_version(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from numpack import unpack
+
+    p = tmp_path / "s.npk"
+    v, want = _old_version(p)
+
+    def run(*a: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "numpack", *a], capture_output=True, text=True, timeout=120
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    run("convert", f"{p}@good:a", str(tmp_path / "a.npy"))
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), want["a"])
+    run("convert", f"{p}@{v}", str(tmp_path / "all.npz"))
+    with np.load(tmp_path / "all.npz") as z:
+        assert sorted(z.files) == ["a", "b"]
+        np.testing.assert_array_equal(z["b"], want["b"])
+    run("pack", f"{p}@{v}", "-o", str(tmp_path / "v.npkg"))
+    unpack(tmp_path / "v.npkg", tmp_path / "u.npk")
+    with NumPack(tmp_path / "u.npk") as u:
+        assert _same(_state(u), want)
+    # Nothing was left beside the package, and the store itself is unchanged.
+    assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith(".numpack")) == []
+    with NumPack(p) as npk:
+        assert npk.get_member_list() == ["a", "b", "c"]

@@ -12,6 +12,7 @@ numpack compact data.npk               physically remove deleted rows
 numpack drop data.npk old_emb          delete whole arrays
 numpack log data.npk                   versions (see also tag, restore, gc, history)
 numpack info data.npk@12               the arrays of version 12 (or @TAG)
+numpack convert data.npk@good:emb emb.npy   (convert and pack read STORE@VERSION too)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 from . import _core, cli_history
 from .numpack import NumPack
 from .package import get_package_info, pack, unpack
+from .snapshot import Snapshot
 
 __all__ = ["main"]
 
@@ -156,15 +158,24 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    out = pack(
-        args.store,
-        args.output,
-        compression=not args.no_compress,
-        overwrite=args.overwrite,
-        level=args.level,
-        shuffle=args.shuffle,
-        progress=_progress(args, "pack"),
-    )
+    store, at = cli_history.split_version(args.store)
+
+    def run(source: Any) -> Path:
+        return pack(
+            source,
+            args.output,
+            compression=not args.no_compress,
+            overwrite=args.overwrite,
+            level=args.level,
+            shuffle=args.shuffle,
+            progress=_progress(args, "pack"),
+        )
+
+    if at is None:
+        out = run(args.store)
+    else:
+        with cli_history.snapshot_at(_existing_store(store), at) as snap:
+            out = run(snap)
     if not args.quiet:
         print(out)
     return 0
@@ -202,17 +213,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _split_array(spec: str) -> tuple[Path, str | None]:
-    """``store.npk:name`` → (store, name); anything else → (path, None)."""
+    """``store.npk:name`` (or ``store.npk@VERSION:name``) → (store, name); anything else →
+    (path, None)."""
     head, sep, tail = spec.rpartition(":")
-    if sep and head and Path(head).is_dir():
+    if sep and head and Path(cli_history.split_version(head)[0]).is_dir():
         return Path(head), tail
     return Path(spec), None
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    src_spec, src_name = _split_array(args.src)
+    store, at = cli_history.split_version(str(src_spec))
+    if at is not None:
+        with cli_history.snapshot_at(_existing_store(store), at) as snap:
+            return _convert(args, snap, Path(store), src_name)
+    return _convert(args, None, src_spec, src_name)
+
+
+def _convert(
+    args: argparse.Namespace, snap: Snapshot | None, src: Path, src_name: str | None
+) -> int:
     from . import io as npio  # conversions are an optional layer
 
-    src, src_name = _split_array(args.src)
     dst = Path(args.dst)
     importers: dict[str, Callable[..., Any]] = {
         ".npy": npio.from_npy, ".npz": npio.from_npy, ".csv": npio.from_csv,
@@ -232,10 +254,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
             raise _Failure(f"{dst}: unknown output format {dst.suffix!r}")
         many = fn in (npio.to_npy, npio.to_hdf5, npio.to_zarr, npio.to_safetensors_file, npio.to_pt)
         name = src_name or args.name
+        source = snap if snap is not None else str(src)
         if many:
-            fn(str(src), str(dst), array_names=[name] if name else None)
+            fn(source, str(dst), array_names=[name] if name else None)
         else:
-            fn(str(src), str(dst), array_name=name)
+            fn(source, str(dst), array_name=name)
     else:
         fn = importers.get(src.suffix.lower())
         if fn is None:

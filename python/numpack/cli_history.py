@@ -1,18 +1,21 @@
 """The history commands of ``numpack``: ``log``, ``tag``, ``restore``, ``gc``, ``history``,
-and ``STORE@VERSION`` / ``STORE@TAG`` for ``info``."""
+and ``STORE@VERSION`` / ``STORE@TAG`` for the reading commands (``info``, ``convert``,
+``pack``)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .numpack import NumPack
+from .snapshot import Snapshot
 
-__all__ = ["EXAMPLES", "register", "split_version", "versioned_rows"]
+__all__ = ["EXAMPLES", "register", "snapshot_at", "split_version", "versioned_rows"]
 
 EXAMPLES = {
     "log": "numpack log data.npk --json",
@@ -36,6 +39,16 @@ def _open_at(store: str, at: int | str | None) -> NumPack:
     if at is None:
         return NumPack(store)
     return NumPack(store, version=at) if isinstance(at, int) else NumPack(store, tag=at)
+
+
+@contextlib.contextmanager
+def snapshot_at(store: str, at: int | str) -> Iterator[Snapshot]:
+    """A snapshot of ``store`` at version ``at`` (an int) or tag ``at``, for reading commands
+    given ``STORE@VERSION`` / ``STORE@TAG``."""
+    with NumPack(store) as npk:
+        snap = npk.snapshot(version=at) if isinstance(at, int) else npk.snapshot(tag=at)
+    with snap:
+        yield snap
 
 
 def versioned_rows(store: str, at: int | str | None) -> list[dict[str, Any]]:

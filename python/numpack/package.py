@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import operator
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import _core
+from .snapshot import Snapshot
 
 __all__ = ["get_package_info", "pack", "unpack"]
 
@@ -21,7 +26,7 @@ ProgressCallback = Callable[[int, int], None]
 
 
 def pack(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | Snapshot,
     target: str | os.PathLike[str] | None = None,
     compression: bool = True,
     overwrite: bool = False,
@@ -34,11 +39,13 @@ def pack(
 
     Parameters
     ----------
-    source : path-like
-        The store directory (must hold ``metadata.npkm``).
+    source : path-like or Snapshot
+        The store directory (must hold ``metadata.npkm``), or a ``Snapshot`` of one: its
+        version is packed (copied first into a temporary store beside the target, which needs
+        that much free space, and removed after).
     target : path-like, optional
-        The package file; default ``<source>.npkg`` beside the store.  ``.npkg`` is appended
-        when the name has no suffix.
+        The package file; default ``<source>.npkg`` beside the store (``<source>.v<N>.npkg``
+        for a snapshot of version N).  ``.npkg`` is appended when the name has no suffix.
     compression : bool, default True
         zstd-compress each member (members that do not shrink are stored raw).
     overwrite : bool, default False
@@ -67,6 +74,8 @@ def pack(
     FileExistsError
         ``target`` exists and ``overwrite`` is false.
     """
+    if isinstance(source, Snapshot):
+        return _pack_version(source, target, compression, overwrite, level, shuffle, progress)
     src = Path(source)
     if not src.exists():
         raise ValueError(f"Source path does not exist: {src}")
@@ -91,6 +100,51 @@ def pack(
     dst.parent.mkdir(parents=True, exist_ok=True)
     _core.pack(str(src), str(dst), bool(compression), lvl, bool(shuffle), progress)
     return dst
+
+
+def _pack_version(
+    snap: Snapshot,
+    target: str | os.PathLike[str] | None,
+    compression: bool,
+    overwrite: bool,
+    level: int,
+    shuffle: bool,
+    progress: ProgressCallback | None,
+) -> Path:
+    """``pack`` of a snapshot: its arrays copied, in chunks, into a temporary store beside
+    the target, which is then packed and removed."""
+    from .io._chunks import Import, chunk_rows  # the streaming import helper
+
+    if snap.closed:
+        raise ValueError("the snapshot is closed; open a new one with snapshot()")
+    src = snap.path
+    dst = Path(target) if target is not None else src.parent / f"{src.name}.v{snap.version}"
+    if not dst.suffix or target is None:
+        dst = dst.with_name(dst.name + ".npkg")
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"Target file already exists: {dst} (pass overwrite=True)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".numpack-pack-", dir=dst.parent))
+    try:
+        store = tmp / "store.npk"
+        with Import(store) as imp:
+            for name in snap.get_member_list():
+                shape = snap.get_shape(name)
+                if not shape:
+                    imp.save(name, snap.load(name))
+                    continue
+                dtype = np.dtype(snap._core.dtype(name))
+                sink = imp.array(name, dtype, tuple(shape[1:]))
+                row = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+                step = chunk_rows(row, 64 << 20)
+                if shape[0] == 0:
+                    sink.write(snap._core.read_range(name, 0, 0))
+                for start in range(0, shape[0], step):
+                    sink.write(snap._core.read_range(name, start, min(start + step, shape[0])))
+        return pack(store, dst, compression, overwrite, level=level, shuffle=shuffle,
+                    progress=progress)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _default_target(src: Path) -> Path:

@@ -15,27 +15,65 @@ import numpy.typing as npt
 from .. import _core
 from ..exceptions import ArrayNotFoundError
 from ..numpack import NumPack
+from ..snapshot import Snapshot
 from . import _progress
 from ._chunks import chunk_rows
 from ._progress import Progress
 
-__all__ = ["Source", "copy_payload"]
+__all__ = ["Source", "SourceLike", "copy_payload"]
+
+#: What an exporter reads: a store directory, or a :class:`~numpack.Snapshot` of one.
+SourceLike = str | os.PathLike[str] | Snapshot
+
+
+class _SnapshotStore:
+    """The part of the store interface exporters use, over a pinned version: every read is
+    a copy of that version (there is no data file to map or copy whole)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self._core = snap._core
+
+    def names(self) -> list[str]:
+        return list(self._core.names())
+
+    def describe(self, name: str) -> tuple[Any, list[int]]:
+        return self._core.dtype(name), list(self._core.shape(name))
+
+    def load(self, name: str) -> npt.NDArray[Any]:
+        return self._core.load(name)
+
+    def read_range(self, name: str, start: int, stop: int) -> npt.NDArray[Any]:
+        return self._core.read_range(name, start, stop)
+
+    def info(self, name: str) -> dict[str, Any]:
+        # No payload file: exporters then copy rows, as for an array with deleted rows.
+        return {"deleted_rows": 1, "data_file": ""}
 
 
 class Source:
-    """An existing store opened for export (``FileNotFoundError`` if there is none).
+    """An existing store opened for export (``FileNotFoundError`` if there is none), or a
+    :class:`~numpack.Snapshot` of one (every array read at its version).
 
-    Use as a context manager; the store is closed on exit.
+    Use as a context manager; the store is closed on exit (a snapshot passed in is left
+    open: it belongs to the caller).
     """
 
-    def __init__(self, input_path: str | os.PathLike[str]) -> None:
-        self.path = Path(os.fspath(input_path))
-        if not (self.path / "metadata.npkm").is_file():
+    def __init__(self, input_path: SourceLike) -> None:
+        self.snapshot = input_path if isinstance(input_path, Snapshot) else None
+        self.path = Path(
+            input_path.path if isinstance(input_path, Snapshot) else os.fspath(input_path)
+        )
+        if self.snapshot is None and not (self.path / "metadata.npkm").is_file():
             raise FileNotFoundError(f"NumPack store not found: {self.path}")
         self._npk = NumPack(self.path)
-        self.store: _core.Store
+        self.store: Any
 
     def __enter__(self) -> Source:
+        if self.snapshot is not None:
+            if self.snapshot.closed:
+                raise ValueError("the snapshot is closed; open a new one with snapshot()")
+            self.store = _SnapshotStore(self.snapshot)
+            return self
         self._npk.open()
         self.store = self._npk._core_store()
         return self
@@ -46,7 +84,8 @@ class Source:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._npk.close()
+        if self.snapshot is None:
+            self._npk.close()
 
     @property
     def npk(self) -> NumPack:

@@ -24,7 +24,7 @@ from .._deps import require
 from ..numpack import NumPack
 from ._chunks import ArraySink, Import, naming
 from ._progress import Progress
-from ._source import Source
+from ._source import Source, SourceLike
 
 __all__ = [
     "from_table",
@@ -273,7 +273,7 @@ def from_table(
 
 
 def to_table(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     array_name: str | None = None,
     column_names: list[str] | None = None,
 ) -> Any:

@@ -34,7 +34,7 @@ from ..numpack import NumPack
 from ._chunks import ArraySink, Import, atomic_output, naming
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source
+from ._source import Source, SourceLike
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_csv", "from_txt", "to_csv", "to_txt"]
@@ -424,7 +424,7 @@ def _comment_lines(text: str, comments: str, newline: str) -> str:
 
 @remote_path("output_path", "out")
 def to_csv(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     output_path: str | os.PathLike[str],
     array_name: str | None = None,
     delimiter: str = ",",
@@ -439,8 +439,8 @@ def to_csv(
 
     Parameters
     ----------
-    input_path : str or os.PathLike
-        The store directory.
+    input_path : str, os.PathLike or Snapshot
+        The store directory, or a ``Snapshot`` of one (its version is exported).
     output_path : str or os.PathLike
         The CSV file (or an fsspec URL); written to a temporary file renamed into place.
     array_name : str, optional
@@ -516,21 +516,28 @@ def _export_native(
     writer = _core.CsvWriter(str(tmp), dtype, width, delimiter, newline, row_fmt, name)
     try:
         writer.write_raw(head)
-        data, active = src.store.view(name)
-        physical = 1 if not shape else int(data.shape[0])
-        flat = data.reshape(physical, width)
         rows = shape[0] if shape else 1
         if width == 0:
             writer.write_blank(rows)
             bar.update(rows)
         step = max(1, int(chunk_size) // max(1, width * _TEXT_PER_VALUE))
-        for start in range(0, rows if width else 0, step):
-            stop = min(start + step, rows)
-            if active is None:
-                writer.write(flat[start:stop])
-            else:
-                writer.write(flat, active[start:stop])
-            bar.update(stop - start)
+        if src.snapshot is not None:
+            # A version is read as copies, chunk by chunk.
+            for start in range(0, rows if width else 0, step):
+                stop = min(start + step, rows)
+                part = src.load(name) if not shape else src.store.read_range(name, start, stop)
+                writer.write(part.reshape(stop - start, width))
+                bar.update(stop - start)
+        else:
+            data, active = src.store.view(name)
+            flat = data.reshape(1 if not shape else int(data.shape[0]), width)
+            for start in range(0, rows if width else 0, step):
+                stop = min(start + step, rows)
+                if active is None:
+                    writer.write(flat[start:stop])
+                else:
+                    writer.write(flat, active[start:stop])
+                bar.update(stop - start)
         writer.write_raw(tail)
     finally:
         writer.close()

@@ -12,7 +12,7 @@ from ..numpack import NumPack
 from ._chunks import Import, atomic_output, chunk_rows, naming
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source
+from ._source import Source, SourceLike
 from .arrow import arrow_schema, batch_nbytes, import_batches, record_batches
 from .utils import DEFAULT_CHUNK_SIZE
 
@@ -101,7 +101,7 @@ def from_feather(
 
 @remote_path("output_path", "out")
 def to_feather(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     output_path: str | os.PathLike[str],
     array_name: str | None = None,
     compression: str | None = "zstd",

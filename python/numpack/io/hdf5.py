@@ -14,7 +14,7 @@ from ..numpack import NumPack
 from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source, copy_payload
+from ._source import Source, SourceLike, copy_payload
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_hdf5", "to_hdf5"]
@@ -186,7 +186,7 @@ def _h5_chunks(shape: tuple[int, ...], dtype: np.dtype[Any]) -> tuple[int, ...]:
 
 @remote_path("output_path", "out")
 def to_hdf5(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     output_path: str | os.PathLike[str],
     array_names: str | list[str] | None = None,
     group: str = "/",
@@ -202,8 +202,8 @@ def to_hdf5(
 
     Parameters
     ----------
-    input_path : str or os.PathLike
-        The store directory.
+    input_path : str, os.PathLike or Snapshot
+        The store directory, or a ``Snapshot`` of one (its version is exported).
     output_path : str or os.PathLike
         The HDF5 file (replaced atomically), or an fsspec URL.
     array_names : str or list of str, optional

@@ -26,7 +26,7 @@ from ..numpack import NumPack
 from ._chunks import ArraySink, Import, atomic_output, chunk_rows, is_storable, naming
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source, copy_payload
+from ._source import Source, SourceLike, copy_payload
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_npy", "to_npy", "read_npy_header", "npy_header"]
@@ -290,7 +290,7 @@ def _write_npy(src: Source, name: str, f: IO[bytes], chunk_size: int, bar: Progr
 
 @remote_path("output_path", "out")
 def to_npy(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     output_path: str | os.PathLike[str],
     array_names: str | list[str] | None = None,
     compressed: bool = True,
@@ -302,8 +302,8 @@ def to_npy(
 
     Parameters
     ----------
-    input_path : str or os.PathLike
-        The store directory.
+    input_path : str, os.PathLike or Snapshot
+        The store directory, or a ``Snapshot`` of one (its version is exported).
     output_path : str or os.PathLike
         The ``.npy`` / ``.npz`` file to write (replaced atomically), or an fsspec URL.
     array_names : str or list of str, optional

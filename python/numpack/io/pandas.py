@@ -10,7 +10,7 @@ import numpy as np
 from .._deps import require
 from ..numpack import NumPack
 from ._chunks import Import, chunk_rows, is_storable, naming
-from ._source import Source
+from ._source import Source, SourceLike
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_dataframe", "to_dataframe"]
@@ -63,7 +63,7 @@ def from_dataframe(
 
 
 def to_dataframe(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     array_name: str | None = None,
     columns: list[str] | None = None,
 ) -> Any:

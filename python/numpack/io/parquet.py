@@ -12,7 +12,7 @@ from ..numpack import NumPack
 from ._chunks import Import, atomic_output, chunk_rows, naming
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source
+from ._source import Source, SourceLike
 from .arrow import _column_dtype, arrow_schema, batch_nbytes, import_batches, record_batches
 from .utils import DEFAULT_CHUNK_SIZE
 
@@ -80,7 +80,7 @@ def from_parquet(
 
 @remote_path("output_path", "out")
 def to_parquet(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     output_path: str | os.PathLike[str],
     array_name: str | None = None,
     compression: str | None = "snappy",
@@ -96,8 +96,8 @@ def to_parquet(
 
     Parameters
     ----------
-    input_path : str or os.PathLike
-        The store directory.
+    input_path : str, os.PathLike or Snapshot
+        The store directory, or a ``Snapshot`` of one (its version is exported).
     output_path : str or os.PathLike
         The Parquet file (replaced atomically), or an fsspec URL.
     array_name : str, optional

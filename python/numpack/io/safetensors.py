@@ -24,7 +24,7 @@ from ..numpack import NumPack
 from ._chunks import Import, atomic_output
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source, copy_payload
+from ._source import Source, SourceLike, copy_payload
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = [
@@ -157,7 +157,7 @@ def from_safetensors_file(
 
 @remote_path("output_path", "out")
 def to_safetensors_file(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     output_path: str | os.PathLike[str],
     array_names: str | list[str] | None = None,
     metadata: dict[str, str] | None = None,
@@ -241,7 +241,7 @@ def from_tensor_dict(
 
 
 def to_tensor_dict(
-    input_path: str | os.PathLike[str], array_names: str | list[str] | None = None
+    input_path: SourceLike, array_names: str | list[str] | None = None
 ) -> dict[str, npt.NDArray[Any]]:
     """Load arrays (default: all) as a dict of C-contiguous ndarrays."""
     with Source(input_path) as src:

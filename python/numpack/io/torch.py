@@ -23,7 +23,7 @@ from ..numpack import NumPack
 from ._chunks import Import, atomic_output, is_storable, naming
 from ._progress import Progress, slices
 from ._remote import remote_path
-from ._source import Source
+from ._source import Source, SourceLike
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_tensor", "to_tensor", "from_pt", "to_pt", "tensor_to_numpy"]
@@ -78,7 +78,7 @@ def from_tensor(
 
 
 def to_tensor(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     array_name: str | None = None,
     device: Any = None,
     dtype: Any = None,
@@ -250,7 +250,7 @@ class _Counted:
 
 @remote_path("output_path", "out")
 def to_pt(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     output_path: str | os.PathLike[str],
     array_names: str | list[str] | None = None,
     as_dict: bool = True,

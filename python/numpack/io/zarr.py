@@ -14,7 +14,7 @@ from ..numpack import NumPack
 from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming, prefetched
 from ._progress import Progress
 from ._remote import remote_path
-from ._source import Source
+from ._source import Source, SourceLike
 from .utils import DEFAULT_CHUNK_SIZE
 
 __all__ = ["from_zarr", "to_zarr"]
@@ -148,7 +148,7 @@ def _zarr_chunks(shape: tuple[int, ...], dtype: np.dtype[Any]) -> tuple[int, ...
 
 @remote_path("output_path", "out")
 def to_zarr(
-    input_path: str | os.PathLike[str],
+    input_path: SourceLike,
     output_path: str | os.PathLike[str],
     array_names: str | list[str] | None = None,
     group: str = "/",
@@ -161,8 +161,8 @@ def to_zarr(
 
     Parameters
     ----------
-    input_path : str or os.PathLike
-        The store directory.
+    input_path : str, os.PathLike or Snapshot
+        The store directory, or a ``Snapshot`` of one (its version is exported).
     output_path : str or os.PathLike
         The Zarr directory (replaced atomically), or an fsspec URL.
     array_names : str or list of str, optional
