@@ -170,3 +170,50 @@ fn pin_and_exit() {
     std::mem::forget(snap);
     std::process::exit(0);
 }
+
+#[test]
+fn a_drop_with_history_keeps_the_bitmap_words_it_changes() {
+    use std::os::unix::fs::MetadataExt;
+    let (_d, p) = common::store();
+    let s = open(&p);
+    s.set_history(10).unwrap();
+    let dt = DataType::Int32;
+    let rows = 100_000u64;
+    let v: Vec<i32> = (0..rows as i32).collect();
+    s.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[rows],
+        data: &ints(&v),
+    }])
+    .unwrap();
+    s.drop_rows("a", &[0]).unwrap();
+    let bitmap = p.join("deleted_a.npkb");
+    let ino = std::fs::metadata(&bitmap).unwrap().ino();
+    let v1 = s.version().unwrap();
+    s.drop_rows("a", &[10, 50_000, -1]).unwrap();
+    s.append("a", dt, &[3], &ints(&[-1, -2, -3])).unwrap();
+    s.drop_rows("a", &[-2]).unwrap();
+    // Edited in place; each version kept a few words, not the 12.5 KB bitmap.
+    assert_eq!(std::fs::metadata(&bitmap).unwrap().ino(), ino);
+    let listed = s.versions().unwrap();
+    for info in listed.iter().filter(|i| i.version > v1) {
+        assert!(info.bytes_kept < 1024, "{info:?}");
+    }
+    let mut want: Vec<i32> = v[1..].to_vec();
+    let read = |v| s.snapshot_at(v).unwrap().load_bytes("a").unwrap().2;
+    assert_eq!(read(v1), ints(&want));
+    want.retain(|&x| ![11, 50_001, 99_999].contains(&x));
+    assert_eq!(read(v1 + 1), ints(&want));
+    want.extend([-1, -2, -3]);
+    assert_eq!(read(v1 + 2), ints(&want));
+    want.retain(|&x| x != -2);
+    assert_eq!(read(v1 + 3), ints(&want));
+    // Restoring the first version writes the old words back.
+    s.restore(v1).unwrap();
+    assert_eq!(
+        s.snapshot().unwrap().load_bytes("a").unwrap().2,
+        ints(&v[1..])
+    );
+    assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
+}

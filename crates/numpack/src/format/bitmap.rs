@@ -227,30 +227,19 @@ impl Bitmap {
 /// another write (one system call costs more than rewriting a page of unchanged bytes).
 const WRITE_GAP: usize = 4096;
 
-/// The writes that turn file bytes `old` into `new`: ranges of changed bytes, those closer
-/// than [`WRITE_GAP`] merged, and whatever `new` holds past the end of `old`.
+/// The writes that turn file bytes `old` into `new`: the 8-byte words that differ (or lie
+/// past the end of `old`), word-aligned, those closer than [`WRITE_GAP`] merged. History
+/// keeps the old bytes of a bitmap word by word.
 pub fn writes_between(old: &[u8], new: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut ranges: Vec<(usize, usize)> = Vec::new();
-    let common = old.len().min(new.len());
-    let mut i = 0;
-    while i < common {
-        if old[i] == new[i] {
-            i += 1;
+    for (w, chunk) in new.chunks(8).enumerate() {
+        let (s, e) = (w * 8, w * 8 + chunk.len());
+        if old.get(s..e) == Some(chunk) {
             continue;
         }
-        let start = i;
-        while i < common && old[i] != new[i] {
-            i += 1;
-        }
         match ranges.last_mut() {
-            Some((_, end)) if start - *end < WRITE_GAP => *end = i,
-            _ => ranges.push((start, i)),
-        }
-    }
-    if new.len() > common {
-        match ranges.last_mut() {
-            Some((_, end)) if common - *end < WRITE_GAP => *end = new.len(),
-            _ => ranges.push((common, new.len())),
+            Some((_, end)) if s - *end < WRITE_GAP => *end = e,
+            _ => ranges.push((s, e)),
         }
     }
     ranges

@@ -158,7 +158,8 @@ impl Op {
 /// The old bytes of rows a commit overwrote in one data file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RowSet {
-    /// The data file (bare name).
+    /// The data file, or the bitmap file (then the rows are its 8-byte words, the header's
+    /// two included), bare name.
     pub file: String,
     /// Bytes of each row.
     pub row_bytes: u64,
@@ -326,8 +327,8 @@ impl Record {
         let mut rows = Vec::with_capacity(n);
         for _ in 0..n {
             let file = r.file_name()?;
-            if !names::is_safe_data_file(&file) {
-                return Err(format!("{file:?} is not a data file name"));
+            if !names::is_safe_data_file(&file) && !names::is_bitmap_file(&file) {
+                return Err(format!("{file:?} is not a data or bitmap file name"));
             }
             let row_bytes = r.u64()?;
             let count = r.u64()?;

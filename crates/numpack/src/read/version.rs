@@ -58,6 +58,9 @@ pub struct Lineage {
     pub bitmap: Option<Source>,
     /// Overwritten rows: physical row → old bytes (the oldest record's).
     pub rows: HashMap<u64, Vec<u8>>,
+    /// Bitmap words written in place since: word index (the header's two included) → old
+    /// bytes (the oldest record's).
+    pub bitmap_words: HashMap<u64, Vec<u8>>,
     /// Names of the kept files it reads (a later record keeping one of them changes nothing).
     pub files: Vec<String>,
 }
@@ -75,6 +78,13 @@ pub fn lineage(records: &[&Record], version: u64, a: &ArrayMetadata) -> Lineage 
             for s in r.rows.iter().filter(|s| s.file == data) {
                 for (row, old) in &s.rows {
                     out.rows.entry(*row).or_insert_with(|| old.clone());
+                }
+            }
+        }
+        if out.bitmap.is_none() {
+            for s in r.rows.iter().filter(|s| s.file == bitmap) {
+                for (word, old) in &s.rows {
+                    out.bitmap_words.entry(*word).or_insert_with(|| old.clone());
                 }
             }
         }
@@ -103,6 +113,30 @@ pub fn lineage(records: &[&Record], version: u64, a: &ArrayMetadata) -> Lineage 
         })
         .collect();
     out
+}
+
+/// A bitmap file as it was, from its bytes now and the old bytes of the words written in
+/// place since: the words put back, then the file cut to the length its old header says.
+fn old_bitmap(mut b: Vec<u8>, words: &HashMap<u64, Vec<u8>>) -> Result<Vec<u8>, String> {
+    for (&w, old) in words {
+        let at = usize::try_from(w.saturating_mul(8)).unwrap_or(usize::MAX);
+        match b.get_mut(at..at.saturating_add(8)) {
+            Some(dst) if old.len() == 8 => dst.copy_from_slice(old),
+            _ => {
+                return Err(format!(
+                    "says bitmap word {w} was written, which is not there"
+                ))
+            }
+        }
+    }
+    if b.len() >= 16 {
+        let rows = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let len = Bitmap::max_file_len(rows);
+        if len < b.len() as u64 {
+            b.truncate(len as usize);
+        }
+    }
+    Ok(b)
 }
 
 fn path_of(dir: &Path, src: &Option<Source>, name: &str) -> Option<PathBuf> {
@@ -136,14 +170,29 @@ impl VersionedArray {
             )
         })?;
         // The record's row count is checked against the data file before it sizes a bitmap.
+        let mut data_len = 0;
         if let Some(m) = fs::entry(&data_path)? {
             super::deleted::check_file_len(&data_path, m.len(), a)?;
+            data_len = m.len();
         }
         let bitmap_name = names::bitmap_file(&a.data_file).unwrap_or_default();
         let bitmap = match path_of(dir, &lin.bitmap, &bitmap_name) {
             None => None,
             Some(p) if a.row_bytes() > 0 => {
-                match fs::read_bounded(&p, Bitmap::max_file_len(a.rows()))? {
+                let bytes = if lin.bitmap_words.is_empty() {
+                    fs::read_bounded(&p, Bitmap::max_file_len(a.rows()))?
+                } else {
+                    // Appends since may have grown it in place: bounded by the rows the data
+                    // file holds now.
+                    let now_rows = data_len / a.row_bytes();
+                    fs::read_bounded(&p, Bitmap::max_file_len(now_rows.max(a.rows())))?
+                        .map(|b| old_bitmap(b, &lin.bitmap_words))
+                        .transpose()
+                        .map_err(|r| {
+                            NpkError::corrupt(dir.join(crate::format::history::LOG_FILE), r)
+                        })?
+                };
+                match bytes {
                     None => None,
                     Some(b) => {
                         Some(Bitmap::decode(&b, a.rows()).map_err(|r| NpkError::corrupt(&p, r))?)

@@ -713,6 +713,8 @@ pub(crate) struct Commit<'a> {
     pub new: &'a MetadataFile,
     /// The new metadata file's bytes, when it changes.
     pub new_bytes: Option<&'a [u8]>,
+    /// Old bytes of what the commit writes in place (bitmap words).
+    pub rows: Vec<fmt::RowSet>,
 }
 
 /// Just before a commit point: gives the commit its version; when it records, keeps every
@@ -766,7 +768,7 @@ pub(crate) fn before_point(c: &Commit<'_>, targets: &[&str]) -> NpkResult<()> {
         post_meta_crc: post,
         arrays,
         files,
-        rows: Vec::new(),
+        rows: c.rows.clone(),
     };
     append(c.dir, c.lock, &rec, c.durable)
 }

@@ -166,11 +166,11 @@ impl<'a> Txn<'a> {
         self.steps.push(Step::Remove(final_name.to_owned()));
     }
 
-    /// Whether [`Txn::patch`] can write in place: no fsync ordering to keep (not durable), the
-    /// metadata file at hand to edit in place, and no history record that keeps the old file.
-    /// Otherwise a patch still works, as a staged copy of the file.
+    /// Whether [`Txn::patch`] can write in place: no fsync ordering to keep (not durable) and
+    /// the metadata file at hand to edit in place (a history record keeps the old bytes of
+    /// the words that change). Otherwise a patch still works, as a staged copy of the file.
     pub fn can_patch(&self) -> bool {
-        !self.durable && self.base.is_some() && self.history.is_none_or(|p| !p.record)
+        !self.durable && self.base.is_some()
     }
 
     /// Writes `writes` (`(offset, new bytes)`) into the existing file `name` (now `old_len`
@@ -209,6 +209,10 @@ impl<'a> Txn<'a> {
         }
         self.check_targets()?;
         if let Some(plan) = self.history {
+            let words = match (&patched, plan.record) {
+                (Some(opened), true) => self.patched_words(opened),
+                _ => Vec::new(),
+            };
             let targets: Vec<&str> = self
                 .places
                 .iter()
@@ -230,6 +234,7 @@ impl<'a> Txn<'a> {
                     committed_crc: self.committed_crc,
                     new: &self.meta,
                     new_bytes: encoded.as_deref(),
+                    rows: words,
                 },
                 &targets,
             )?;

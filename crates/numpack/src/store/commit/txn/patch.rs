@@ -3,6 +3,7 @@
 
 use super::{MetaWrite, Txn};
 use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::history::RowSet;
 use crate::io::fs;
 use crate::store::commit::undo::{begin_undo, finish_undo, UndoFile, UndoLog};
 use crate::store::commit::METADATA;
@@ -19,11 +20,22 @@ pub(super) struct Patch {
     pub(super) writes: Vec<(u64, Vec<u8>)>,
 }
 
+/// A patch's file, open for writing, with the old bytes of every range it writes (the part
+/// below the file's old length).
+#[derive(Debug)]
+pub(super) struct Opened {
+    file: File,
+    old: Vec<Vec<u8>>,
+}
+
+/// Bytes of the unit history keeps of a patched file: a bitmap word (the header is two).
+const WORD: u64 = 8;
+
 impl Txn<'_> {
-    /// The files of the patches, open for writing, when they can be written in place: `None`
-    /// when the commit cannot be in place, or a file has other hard links (a write would
-    /// reach them) or is not the length its patch was computed for.
-    pub(super) fn open_patches(&self, encoded: Option<&[u8]>) -> NpkResult<Option<Vec<File>>> {
+    /// The files of the patches, open for writing with their old bytes read, when they can
+    /// be written in place: `None` when the commit cannot be in place, or a file has other
+    /// hard links (a write would reach them) or is not the length its patch was computed for.
+    pub(super) fn open_patches(&self, encoded: Option<&[u8]>) -> NpkResult<Option<Vec<Opened>>> {
         let same_len = match (encoded, self.base) {
             (None, _) => true,
             (Some(new), Some(base)) => new.len() == base.bytes.len(),
@@ -45,9 +57,50 @@ impl Txn<'_> {
             if std::os::unix::fs::MetadataExt::nlink(&m) > 1 || m.len() != p.old_len {
                 return Ok(None);
             }
-            files.push(f);
+            let mut old = Vec::with_capacity(p.writes.len());
+            for (off, new) in &p.writes {
+                let end = off + new.len() as u64;
+                let mut b = vec![0u8; end.min(p.old_len).saturating_sub(*off) as usize];
+                f.read_exact_at(&mut b, *off).at(&path)?;
+                old.push(b);
+            }
+            files.push(Opened { file: f, old });
         }
         Ok(Some(files))
+    }
+
+    /// What history keeps of the patches: per file, the old bytes of every word that changes
+    /// (words wholly below the old length; writes are word-aligned), with checksums of the
+    /// old and new words that tell recovery whether the commit happened.
+    pub(super) fn patched_words(&self, opened: &[Opened]) -> Vec<RowSet> {
+        let mut sets = Vec::new();
+        for (p, o) in self.patches.iter().zip(opened) {
+            let mut rows = Vec::new();
+            let (mut oc, mut nc) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
+            for ((off, new), old) in p.writes.iter().zip(&o.old) {
+                for (k, (ow, nw)) in old
+                    .chunks_exact(WORD as usize)
+                    .zip(new.chunks_exact(WORD as usize))
+                    .enumerate()
+                {
+                    if ow != nw {
+                        rows.push((off / WORD + k as u64, ow.to_vec()));
+                        oc.update(ow);
+                        nc.update(nw);
+                    }
+                }
+            }
+            if !rows.is_empty() {
+                sets.push(RowSet {
+                    file: p.file.clone(),
+                    row_bytes: WORD,
+                    rows,
+                    old_crc: oc.finalize(),
+                    new_crc: nc.finalize(),
+                });
+            }
+        }
+        sets
     }
 
     /// Turns every patch into a staged copy of its file with the writes applied.
@@ -77,28 +130,26 @@ impl Txn<'_> {
     /// every range written, and the lengths of the files that grow).
     pub(super) fn write_patches(
         &mut self,
-        files: Vec<File>,
+        files: Vec<Opened>,
         encoded: Option<Vec<u8>>,
     ) -> NpkResult<MetaWrite> {
         let mut log = UndoLog::default();
-        for (p, f) in self.patches.iter().zip(&files) {
-            let path = self.dir.join(&p.file);
-            let mut rows = Vec::with_capacity(p.writes.len());
-            let mut new_len = p.old_len;
-            for (off, new) in &p.writes {
-                let end = off + new.len() as u64;
-                new_len = new_len.max(end);
-                let kept = end.min(p.old_len).saturating_sub(*off);
-                if kept > 0 {
-                    let mut old = vec![0u8; kept as usize];
-                    f.read_exact_at(&mut old, *off).at(&path)?;
-                    rows.push((*off, old));
-                }
-            }
+        for (p, o) in self.patches.iter().zip(&files) {
+            let new_len = p
+                .writes
+                .iter()
+                .map(|(off, new)| off + new.len() as u64)
+                .fold(p.old_len, u64::max);
             log.files.push(UndoFile {
                 file: p.file.clone(),
                 len: (new_len > p.old_len).then_some(p.old_len),
-                rows,
+                rows: p
+                    .writes
+                    .iter()
+                    .zip(&o.old)
+                    .filter(|(_, old)| !old.is_empty())
+                    .map(|((off, _), old)| (*off, old.clone()))
+                    .collect(),
             });
         }
         let base = self.base;
@@ -114,10 +165,10 @@ impl Txn<'_> {
             });
         }
         let slot = begin_undo(&self.dir, self.lock, &log, self.durable)?;
-        for (p, f) in self.patches.iter().zip(&files) {
+        for (p, o) in self.patches.iter().zip(&files) {
             let path = self.dir.join(&p.file);
             for (off, new) in &p.writes {
-                fs::write_at(f, &path, new, *off)?;
+                fs::write_at(&o.file, &path, new, *off)?;
             }
         }
         if let (Some((first, last)), Some(base), Some(new)) = (meta_range, base, &encoded) {
