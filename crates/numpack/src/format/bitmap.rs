@@ -228,7 +228,7 @@ impl Bitmap {
 const WRITE_GAP: usize = 4096;
 
 /// The writes that turn file bytes `old` into `new`: the 8-byte words that differ (or lie
-/// past the end of `old`), word-aligned, those closer than [`WRITE_GAP`] merged. History
+/// past the end of `old`), word-aligned, those closer than `WRITE_GAP` (4 KiB) merged. History
 /// keeps the old bytes of a bitmap word by word.
 pub fn writes_between(old: &[u8], new: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut ranges: Vec<(usize, usize)> = Vec::new();

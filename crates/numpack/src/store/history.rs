@@ -15,8 +15,8 @@ use super::lock::{StoreLock, FLAG_HISTORY, KEEP, LAST_CRC, LOG_END, LOG_GEN, REC
 use super::{now_micros, pins, Store};
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::history::{
-    self as fmt, kept_name, Header, Log, Op, Record, COUNTER_AT, HEADER_BYTES, KEEP_AT, LOG_FILE,
-    STATE_AT, TAGS_FILE,
+    self as fmt, kept_name, Header, Log, Op, Record, COUNTER_AT, HEADER_BYTES, LOG_FILE, STATE_AT,
+    TAGS_FILE,
 };
 use crate::format::metadata::MetadataFile;
 use crate::io::fs;
@@ -29,39 +29,9 @@ pub const MAX_LOG_BYTES: u64 = 16 << 30;
 /// The log file grows by this much at a time.
 const GROW_BYTES: u64 = 1 << 20;
 /// Records beyond `keep_last` before a commit collects old ones.
-const GC_SLACK: u64 = 32;
+pub(super) const GC_SLACK: u64 = 32;
 /// Tags: stored with their count in the `KEEP` word's upper half.
-const TAG_SHIFT: u32 = 32;
-
-/// One version, as `versions()` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionInfo {
-    /// The version number.
-    pub version: u64,
-    /// When it was committed (µs since the epoch; 0 when unknown).
-    pub time_us: u64,
-    /// What made it.
-    pub op: &'static str,
-    /// The arrays it changed.
-    pub arrays: Vec<String>,
-    /// Bytes history keeps to read the version before it.
-    pub bytes_kept: u64,
-    /// Its tags.
-    pub tags: Vec<String>,
-    /// The mutation was interrupted: the state equals the version before.
-    pub aborted: bool,
-}
-
-/// What `gc` did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GcReport {
-    /// Versions no longer readable.
-    pub versions_removed: u64,
-    /// Bytes of kept files and records freed.
-    pub bytes_freed: u64,
-    /// The oldest readable version after it.
-    pub oldest: u64,
-}
+pub(super) const TAG_SHIFT: u32 = 32;
 
 /// What a writer does about history in one commit.
 #[derive(Debug, Clone, Copy)]
@@ -90,11 +60,11 @@ pub(crate) fn read_tags(dir: &Path) -> NpkResult<BTreeMap<String, u64>> {
     }
 }
 
-fn word(lock: &StoreLock, i: usize) -> Option<u64> {
+pub(super) fn word(lock: &StoreLock, i: usize) -> Option<u64> {
     lock.word(i).load(Ordering::Acquire).checked_sub(1)
 }
 
-fn set_word(lock: &StoreLock, i: usize, v: u64) {
+pub(super) fn set_word(lock: &StoreLock, i: usize, v: u64) {
     lock.word(i).store(v + 1, Ordering::Release);
 }
 
@@ -150,11 +120,11 @@ pub(crate) fn current(dir: &Path, lock: &StoreLock) -> NpkResult<u64> {
     Ok(word(lock, VERSION).unwrap_or(0))
 }
 
-fn keep_last(lock: &StoreLock) -> u64 {
+pub(super) fn keep_last(lock: &StoreLock) -> u64 {
     word(lock, KEEP).unwrap_or(0) & u64::from(u32::MAX)
 }
 
-fn tag_count(lock: &StoreLock) -> u64 {
+pub(super) fn tag_count(lock: &StoreLock) -> u64 {
     word(lock, KEEP).unwrap_or(0) >> TAG_SHIFT
 }
 
@@ -360,7 +330,7 @@ pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<
 }
 
 /// Writes one header word of the log in place.
-fn write_header_word(dir: &Path, at: u64, v: u64, durable: bool) -> NpkResult<()> {
+pub(super) fn write_header_word(dir: &Path, at: u64, v: u64, durable: bool) -> NpkResult<()> {
     let path = dir.join(LOG_FILE);
     let f = match fs::open_rw_opt(&path)? {
         Some(f) => f,
@@ -378,284 +348,8 @@ fn write_header_word(dir: &Path, at: u64, v: u64, durable: bool) -> NpkResult<()
     Ok(())
 }
 
-impl Store {
-    /// The current version number of the store.
-    pub fn version(&self) -> NpkResult<u64> {
-        let _g = self.shared_lock()?;
-        current(self.dir(), self.store_lock())
-    }
-
-    /// How many versions the store keeps by default (0: history off).
-    pub fn history_setting(&self) -> NpkResult<u64> {
-        let _g = self.shared_lock()?;
-        ensure_words(self.dir(), self.store_lock())?;
-        Ok(keep_last(self.store_lock()))
-    }
-
-    /// Keeps the last `keep_last` versions from now on (persisted; 0 turns history off).
-    pub fn set_history(&self, keep_last: u64) -> NpkResult<()> {
-        let keep_last = keep_last.min(u64::from(u32::MAX));
-        let _g = self.lock_for_write()?;
-        let lock = self.store_lock();
-        ensure_words(self.dir(), lock)?;
-        // The counter first, so a new log starts at the current version.
-        let v = current(self.dir(), lock)?;
-        if read_log(self.dir())?.is_none() {
-            write_header_word(self.dir(), COUNTER_AT, v, self.durable())?;
-            write_header_word(self.dir(), COUNTER_AT + 8, v, self.durable())?;
-        }
-        write_header_word(self.dir(), KEEP_AT, keep_last, self.durable())?;
-        set_word(lock, KEEP, keep_last | (tag_count(lock) << TAG_SHIFT));
-        if keep_last == 0 {
-            self.gc_locked(0, None)?;
-        }
-        Ok(())
-    }
-
-    /// Tags: name → version.
-    pub fn tags(&self) -> NpkResult<BTreeMap<String, u64>> {
-        let _g = self.shared_lock()?;
-        read_tags(self.dir())
-    }
-
-    /// Names `version` (the current one when `None`) `name`; a tagged version is kept until
-    /// the tag is removed. Returns the version tagged.
-    pub fn tag(&self, name: &str, version: Option<u64>) -> NpkResult<u64> {
-        fmt::check_tag(name).map_err(NpkError::InvalidOperation)?;
-        let _g = self.lock_for_write()?;
-        let lock = self.store_lock();
-        let now = current(self.dir(), lock)?;
-        let v = version.unwrap_or(now);
-        self.check_readable(v)?;
-        if v == now && read_log(self.dir())?.is_none() {
-            write_header_word(self.dir(), COUNTER_AT, v, self.durable())?;
-            write_header_word(self.dir(), COUNTER_AT + 8, v, self.durable())?;
-        }
-        let mut tags = read_tags(self.dir())?;
-        tags.insert(name.to_owned(), v);
-        if tags.len() > fmt::MAX_TAGS {
-            return Err(NpkError::InvalidOperation(format!(
-                "a store keeps at most {} tags",
-                fmt::MAX_TAGS
-            )));
-        }
-        self.write_tags(&tags)?;
-        Ok(v)
-    }
-
-    /// Removes a tag (its version is then collected like any other).
-    pub fn untag(&self, name: &str) -> NpkResult<()> {
-        let _g = self.lock_for_write()?;
-        let mut tags = read_tags(self.dir())?;
-        if tags.remove(name).is_none() {
-            return Err(NpkError::InvalidOperation(format!("no tag named {name:?}")));
-        }
-        self.write_tags(&tags)
-    }
-
-    fn write_tags(&self, tags: &BTreeMap<String, u64>) -> NpkResult<()> {
-        let path = self.dir().join(TAGS_FILE);
-        let tmp = super::commit::tmp_path(self.dir(), TAGS_FILE);
-        fs::write_new(&tmp, &fmt::encode_tags(tags), self.durable())?;
-        fs::rename(&tmp, &path).map_err(|e| NpkError::io(&path, e))?;
-        if self.durable() {
-            fs::sync_dir(self.dir())?;
-        }
-        let lock = self.store_lock();
-        ensure_words(self.dir(), lock)?;
-        set_word(
-            lock,
-            KEEP,
-            keep_last(lock) | ((tags.len() as u64) << TAG_SHIFT),
-        );
-        Ok(())
-    }
-
-    /// The version a tag names.
-    pub fn tagged(&self, name: &str) -> NpkResult<u64> {
-        self.tags()?
-            .get(name)
-            .copied()
-            .ok_or_else(|| NpkError::InvalidOperation(format!("no tag named {name:?}")))
-    }
-
-    /// Fails unless `v` can be read (a lock held).
-    pub(crate) fn check_readable(&self, v: u64) -> NpkResult<()> {
-        let now = current(self.dir(), self.store_lock())?;
-        if v == now {
-            return Ok(());
-        }
-        if v > now {
-            return Err(NpkError::InvalidOperation(format!(
-                "version {v} does not exist yet (the store is at version {now})"
-            )));
-        }
-        let log = read_log(self.dir())?.unwrap_or_default();
-        if !readable(&log, v, now) {
-            return Err(NpkError::InvalidOperation(format!(
-                "version {v} is no longer kept (history keeps versions {}..={now}; turn \
-                 history on with set_history(keep_last=N) to keep more)",
-                oldest_readable(&log, now)
-            )));
-        }
-        Ok(())
-    }
-
-    /// Every readable version, oldest first, the current one last.
-    pub fn versions(&self) -> NpkResult<Vec<VersionInfo>> {
-        let _g = self.shared_lock()?;
-        let now = current(self.dir(), self.store_lock())?;
-        let log = read_log(self.dir())?.unwrap_or_default();
-        let tags = read_tags(self.dir())?;
-        let first = oldest_readable(&log, now);
-        let by_version: BTreeMap<u64, &Record> =
-            log.records.iter().map(|(_, r)| (r.version, r)).collect();
-        let mut out = Vec::new();
-        for v in first..=now {
-            let rec = by_version.get(&v);
-            let kept = rec.map_or(0, |r| {
-                r.payload_bytes()
-                    + r.files
-                        .iter()
-                        .filter(|(_, k)| *k)
-                        .filter_map(|(f, _)| {
-                            fs::file_len(&self.dir().join(kept_name(v, f)))
-                                .ok()
-                                .flatten()
-                        })
-                        .sum::<u64>()
-            });
-            out.push(VersionInfo {
-                version: v,
-                time_us: rec.map_or(0, |r| r.time_us),
-                op: rec.map_or("", |r| r.op.name()),
-                arrays: rec.map_or_else(Vec::new, |r| {
-                    r.arrays.iter().map(|(n, _)| n.clone()).collect()
-                }),
-                bytes_kept: kept,
-                tags: tags
-                    .iter()
-                    .filter(|(_, &t)| t == v)
-                    .map(|(n, _)| n.clone())
-                    .collect(),
-                aborted: rec.is_some_and(|r| r.aborted),
-            });
-        }
-        Ok(out)
-    }
-
-    /// Collects history: versions beyond the last `keep_last` (and, with `older_than_us`,
-    /// older than that many µs) stop being readable, and what only they needed is removed.
-    /// Versions that an open snapshot of any process or a tag still reads are kept.
-    pub fn gc(&self, keep_last: Option<u64>, older_than_us: Option<u64>) -> NpkResult<GcReport> {
-        let _g = self.lock_for_write()?;
-        ensure_words(self.dir(), self.store_lock())?;
-        let keep = keep_last.unwrap_or_else(|| keep_last_of(self.store_lock()));
-        self.gc_locked(keep, older_than_us)
-    }
-
-    /// [`Store::gc`] under the exclusive lock.
-    pub(crate) fn gc_locked(&self, keep: u64, older_than_us: Option<u64>) -> NpkResult<GcReport> {
-        let dir = self.dir();
-        let lock = self.store_lock();
-        let now = current(dir, lock)?;
-        let Some(log) = read_log(dir)? else {
-            return Ok(GcReport {
-                oldest: now,
-                ..GcReport::default()
-            });
-        };
-        let first = oldest_readable(&log, now);
-        let mut floor = now.saturating_sub(keep);
-        if let Some(age) = older_than_us {
-            // Versions younger than the cut stay.
-            let cut = now_micros().saturating_sub(age);
-            let young = log
-                .records
-                .iter()
-                .find(|(_, r)| r.version > first && r.time_us >= cut)
-                .map_or(now, |(_, r)| r.version - 1);
-            floor = floor.min(young.max(first));
-        }
-        if let Some(p) = pins::oldest(lock) {
-            floor = floor.min(p);
-        }
-        if let Some(&t) = read_tags(dir)?.values().filter(|&&t| t >= first).min() {
-            floor = floor.min(t);
-        }
-        let floor = floor.max(first);
-        let (gone, kept): (Vec<_>, Vec<_>) =
-            log.records.iter().partition(|(_, r)| r.version <= floor);
-        if gone.is_empty() && log.header.floor == floor {
-            return Ok(GcReport {
-                oldest: floor,
-                ..GcReport::default()
-            });
-        }
-        let header = Header {
-            counter: log.header.counter.max(floor),
-            floor,
-            keep_last: log.header.keep_last,
-        };
-        let mut bytes = header.encode();
-        for (_, r) in &kept {
-            bytes.extend(r.encode());
-        }
-        let path = dir.join(LOG_FILE);
-        let tmp = super::commit::tmp_path(dir, LOG_FILE);
-        fs::write_new(&tmp, &bytes, self.durable())?;
-        fs::rename(&tmp, &path).map_err(|e| NpkError::io(&path, e))?;
-        if self.durable() {
-            fs::sync_dir(dir)?;
-        }
-        lock.word(LOG_GEN).fetch_add(1, Ordering::AcqRel);
-        set_word(lock, LOG_END, bytes.len() as u64);
-        set_word(lock, RECORDS, kept.len() as u64);
-        let mut freed = 0u64;
-        for (_, r) in &gone {
-            freed += r.payload_bytes();
-            for (f, k) in &r.files {
-                if *k {
-                    let p = dir.join(kept_name(r.version, f));
-                    freed += fs::file_len(&p)?.unwrap_or(0);
-                    fs::remove(&p)?;
-                }
-            }
-        }
-        remove_stray_kept(dir, &kept.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
-        Ok(GcReport {
-            versions_removed: floor - first,
-            bytes_freed: freed,
-            oldest: floor,
-        })
-    }
-
-    /// After a commit (exclusive lock held): collects old records when history grew past its
-    /// setting, or when nothing needs them any more.
-    pub(crate) fn after_commit(&self, plan: Plan) -> NpkResult<()> {
-        let lock = self.store_lock();
-        let records = word(lock, RECORDS).unwrap_or(0);
-        let keep = keep_last(lock);
-        let due = if plan.record {
-            records > keep + GC_SLACK
-        } else {
-            records > 0
-        };
-        if due {
-            // The mutation has committed: a collection that fails is retried by a later
-            // commit or `gc`, never reported as a failure of the mutation.
-            let _ = self.gc_locked(keep, None);
-        }
-        Ok(())
-    }
-}
-
-fn keep_last_of(lock: &StoreLock) -> u64 {
-    keep_last(lock)
-}
-
 /// Kept files no record refers to (left by a collection that was interrupted).
-fn remove_stray_kept(dir: &Path, records: &[&Record]) -> NpkResult<()> {
+pub(super) fn remove_stray_kept(dir: &Path, records: &[&Record]) -> NpkResult<()> {
     let wanted: std::collections::HashSet<String> = records
         .iter()
         .flat_map(|r| {

@@ -33,14 +33,15 @@ mod save;
 mod snapshot;
 mod state;
 pub mod verify;
+mod versions;
 mod writer;
 
 pub use append::AppendItem;
-pub use history::{GcReport, VersionInfo};
 pub use replace::ReplaceItem;
 pub use save::SaveItem;
 pub use snapshot::Snapshot;
 pub use state::MAX_METADATA_BYTES;
+pub use versions::{GcReport, VersionInfo};
 pub use writer::ArrayWriter;
 
 use crate::error::{IoContext, NpkError, NpkResult};
