@@ -141,6 +141,50 @@ impl Bitmap {
         *self = Self::from_words(rows, words);
     }
 
+    /// Whether `file` is this bitmap's file in the headered layout covering all its rows
+    /// (what [`Bitmap::word_writes`] can edit); else rewrite it from [`Bitmap::encode`].
+    pub fn is_file_of(&self, file: &[u8]) -> bool {
+        file.len() as u64 == Self::max_file_len(self.rows)
+            && file
+                .get(..8)
+                .map(|h| u64::from_le_bytes(h.try_into().expect("8 bytes")))
+                == Some(self.rows)
+    }
+
+    /// The indices of the words holding physical rows `rows`, ascending, each once.
+    pub fn words_holding(rows: &[u64]) -> Vec<usize> {
+        let mut w: Vec<usize> = rows.iter().map(|r| (r / 64) as usize).collect();
+        w.sort_unstable();
+        w.dedup();
+        w
+    }
+
+    /// The writes that bring this bitmap's file (see [`Bitmap::is_file_of`]) up to date after
+    /// only the words `words` (ascending) changed: the header, and those words, neighbours
+    /// closer than `WRITE_GAP` written as one range.
+    pub fn word_writes(&self, words: &[usize]) -> Vec<(u64, Vec<u8>)> {
+        let mut header = Vec::with_capacity(16);
+        header.extend_from_slice(&self.rows.to_le_bytes());
+        header.extend_from_slice(&self.deleted().to_le_bytes());
+        let mut out = vec![(0u64, header)];
+        let gap = WRITE_GAP / 8;
+        let mut i = 0;
+        while i < words.len() {
+            let (start, mut end) = (words[i], words[i] + 1);
+            i += 1;
+            while i < words.len() && words[i] - end < gap {
+                end = words[i] + 1;
+                i += 1;
+            }
+            let bytes = self.words[start..end]
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .collect();
+            out.push((16 + start as u64 * 8, bytes));
+        }
+        out
+    }
+
     /// Encodes the file: header (rows, deleted) then the words.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.words.len() * 8);
@@ -341,6 +385,22 @@ mod tests {
         // Longer (a legacy file rewritten in the headered layout, or grown).
         let legacy = &old[16..];
         assert_eq!(apply(legacy, &writes_between(legacy, &new)), new);
+    }
+
+    #[test]
+    fn word_writes_match_a_rewrite() {
+        let mut b = Bitmap::all_active(100_000);
+        b.delete([9]);
+        let file = b.encode();
+        assert!(b.is_file_of(&file));
+        assert!(!b.is_file_of(&file[16..]));
+        let rows = [5u64, 6, 64, 40_000, 99_999];
+        let words = Bitmap::words_holding(&rows);
+        assert_eq!(words, vec![0, 1, 625, 1562]);
+        b.delete(rows);
+        let w = b.word_writes(&words);
+        assert_eq!(w.len(), 4, "header, words 0-1, 625, 1562");
+        assert_eq!(apply(&file, &w), b.encode());
     }
 
     #[test]

@@ -61,16 +61,20 @@ impl Store {
                 if rows.is_empty() {
                     continue;
                 }
+                let words = Bitmap::words_holding(&rows);
                 bitmap.delete(rows);
-                let new = bitmap.encode();
                 match old {
                     // Only the words that change are written, in place when the commit can be.
+                    Some(old) if bitmap.is_file_of(&old) => {
+                        txn.patch(&bitmap_file, old.len() as u64, bitmap.word_writes(&words))
+                    }
                     Some(old) => {
+                        let new = bitmap.encode();
                         txn.patch(&bitmap_file, old.len() as u64, writes_between(&old, &new))
                     }
                     None => {
                         let tmp = txn.stage_file(&bitmap_file);
-                        fs::write_new(&tmp, &new, false)?;
+                        fs::write_new(&tmp, &bitmap.encode(), false)?;
                     }
                 }
                 self.mark_dirty(txn.dir().join(&bitmap_file));
