@@ -89,17 +89,22 @@ def pack(
         dst = Path(target)
         if not dst.suffix:
             dst = dst.with_name(dst.name + ".npkg")
+    lvl = _check_level(level)
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"Target file already exists: {dst} (pass overwrite=True)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    _core.pack(str(src), str(dst), bool(compression), lvl, bool(shuffle), progress)
+    return dst
+
+
+def _check_level(level: int) -> int:
     try:
         lvl = operator.index(level)
     except TypeError:
         raise TypeError(f"level must be an int, not {type(level).__name__}") from None
     if isinstance(level, bool) or not 1 <= lvl <= 22:
         raise ValueError(f"level must be a zstd level from 1 to 22, got {level!r}")
-    if dst.exists() and not overwrite:
-        raise FileExistsError(f"Target file already exists: {dst} (pass overwrite=True)")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    _core.pack(str(src), str(dst), bool(compression), lvl, bool(shuffle), progress)
-    return dst
+    return lvl
 
 
 def _pack_version(
@@ -117,6 +122,7 @@ def _pack_version(
 
     if snap.closed:
         raise ValueError("the snapshot is closed; open a new one with snapshot()")
+    _check_level(level)
     src = snap.path
     dst = Path(target) if target is not None else src.parent / f"{src.name}.v{snap.version}"
     if not dst.suffix or target is None:

@@ -53,6 +53,19 @@ fn fill(snap: &ArraySnapshot, plan: &Plan, dst: &mut [u8]) -> NpkResult<()> {
 /// Tries before the copy is made under the shared lock.
 const TRIES: usize = 3;
 
+/// A new array of the rows `sel` picks from the view `snap` as its mapping shows them now.
+pub fn copy_view<'py>(
+    py: Python<'py>,
+    snap: &Arc<ArraySnapshot>,
+    sel: &RowSelection<'_>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let named = Some(snap.meta.name.as_str());
+    let p = plan(snap, Rows::Some(*sel)).py_err_in(named)?;
+    let (arr, mut buf) = new_array(py, p.dtype, &p.shape)?;
+    py.detach(|| fill(snap, &p, buf.bytes())).py_err_in(named)?;
+    Ok(arr)
+}
+
 /// A new array of the rows `sel` picks from the view `snap`, when the view is still the
 /// store's current one throughout the copy (`None`: a commit or an in-place write came
 /// between; the caller reads another way).

@@ -3,7 +3,6 @@
 //! else through a snapshot pinned at the start; or private copy-on-write mappings of the rows
 //! (`take`, writable, nothing copied up front, live like a `LazyArray`).
 
-use crate::copy::{copy_rows, Rows};
 use crate::errors::IntoPy;
 use crate::numpy_conv::{mapped_array, mapped_array_at, new_array, MappingKind};
 use numpack::{ArraySnapshot, Snapshot, Store};
@@ -20,7 +19,7 @@ pub struct PyRowSource {
     snap: Arc<ArraySnapshot>,
     /// The version `snap` shows, pinned (`None` once released, or when a stream of commits
     /// never let it be taken together with the view).
-    pinned: Mutex<Option<Snapshot>>,
+    pinned: Mutex<Option<Arc<Snapshot>>>,
 }
 
 /// Attempts at pinning a version and taking the view of that version.
@@ -36,11 +35,12 @@ impl PyRowSource {
                     name: name.to_owned(),
                     store,
                     snap,
-                    pinned: Mutex::new(Some(pin)),
+                    pinned: Mutex::new(Some(Arc::new(pin))),
                 });
             }
         }
-        // Writers kept committing in between: batches are then read live.
+        // Writers kept committing in between: batches then come from the view as it is
+        // (live, like a `LazyArray`).
         let snap = store.array(name)?;
         Ok(PyRowSource {
             name: name.to_owned(),
@@ -78,17 +78,27 @@ impl PyRowSource {
         self.snap.meta.rows()
     }
 
-    /// Logical rows `start..stop` of the stream's version, as a new array.
+    /// Logical rows `start..stop` of the stream's version, as a new array: copied through the
+    /// view while no commit of any process has begun since the pin (checked before and after
+    /// the copy), else through the pinned version.
     fn read<'py>(&self, py: Python<'py>, start: i64, stop: i64) -> PyResult<Bound<'py, PyAny>> {
         let sel = crate::selection::range_of(start, stop);
-        if let Some(arr) = crate::copy::copy_from_view(py, &self.store, &self.snap, &sel)? {
-            return Ok(arr);
+        // Not held across the copy: another thread may read the same source meanwhile.
+        let pin = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(pin) = pin else {
+            return crate::copy::copy_view(py, &self.snap, &sel);
+        };
+        if pin.is_current() {
+            let copied = crate::copy::copy_from_view(py, &self.store, &self.snap, &sel)?;
+            if let Some(arr) = copied.filter(|_| pin.is_current()) {
+                return Ok(arr);
+            }
         }
-        let pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
-        match pinned.as_ref() {
-            Some(pin) => crate::snapshot::copy_selected(py, pin, &self.name, &sel),
-            None => copy_rows(py, &self.store, &self.name, Rows::Some(sel)),
-        }
+        crate::snapshot::copy_selected(py, &pin, &self.name, &sel)
     }
 
     /// Lets the version go (batches are then only taken as mappings).

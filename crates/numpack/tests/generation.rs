@@ -165,3 +165,50 @@ fn replaced_large_files_are_unlinked_in_the_background_and_gone_after_sync() {
     drop(ParallelIO::new(path.clone()).unwrap());
     assert!(!stale.exists());
 }
+
+#[test]
+fn an_interrupted_bitmap_edit_rolls_back_even_over_torn_metadata() {
+    let (_t, path) = store();
+    let io = ParallelIO::new(path.clone()).unwrap();
+    io.save_arrays(&[(
+        "x".into(),
+        rows_i32(&[[1, 2], [3, 4], [5, 6]], 2),
+        DataType::Int32,
+    )])
+    .unwrap();
+    io.drop_arrays("x", Some(&[0])).unwrap();
+    let bitmap = path.join("deleted_x.npkb");
+    let (old_bitmap, old_meta) = (
+        std::fs::read(&bitmap).unwrap(),
+        std::fs::read(path.join("metadata.npkm")).unwrap(),
+    );
+    // What a drop killed inside its metadata write leaves: the bitmap edited, the metadata
+    // torn (undecodable), the undo record live.
+    let lock = StoreLock::open(&path).unwrap();
+    let log = UndoLog {
+        files: vec![
+            UndoFile {
+                file: "deleted_x.npkb".into(),
+                len: None,
+                rows: vec![(0, old_bitmap[..24].to_vec())],
+            },
+            UndoFile {
+                file: "metadata.npkm".into(),
+                len: None,
+                rows: vec![(0, old_meta.clone())],
+            },
+        ],
+    };
+    begin_undo(&path, &lock, &log, false).unwrap();
+    let mut b = old_bitmap.clone();
+    b[16] = 0; // rows 1 and 2 deleted too
+    b[8] = 3;
+    std::fs::write(&bitmap, &b).unwrap();
+    std::fs::write(path.join("metadata.npkm"), vec![0xAB; old_meta.len()]).unwrap();
+    drop(io);
+    let io = ParallelIO::new(path.clone()).unwrap();
+    let got: ndarray::ArrayD<i32> = io.load_array("x").unwrap();
+    assert_eq!(to_rows(&got), vec![vec![3, 4], vec![5, 6]]);
+    assert_eq!(std::fs::read(&bitmap).unwrap(), old_bitmap);
+    assert!(verify_dir(&path).problems.is_empty());
+}

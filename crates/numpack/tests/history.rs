@@ -217,3 +217,41 @@ fn a_drop_with_history_keeps_the_bitmap_words_it_changes() {
     );
     assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
 }
+
+#[test]
+fn a_bitmap_in_the_legacy_layout_keeps_its_versions_readable() {
+    let (_d, p) = common::store();
+    let s = open(&p);
+    s.set_history(10).unwrap();
+    let dt = DataType::Int32;
+    let v: Vec<i32> = (0..130).collect();
+    s.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[130],
+        data: &ints(&v),
+    }])
+    .unwrap();
+    drop(s);
+    // The header-less layout older writers used: the words alone (row 1 deleted).
+    let mut words = vec![u64::MAX, u64::MAX, (1u64 << 2) - 1];
+    words[0] &= !(1 << 1);
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    std::fs::write(p.join("deleted_a.npkb"), bytes).unwrap();
+    let s = open(&p);
+    let v0 = s.version().unwrap();
+    s.drop_rows("a", &[0]).unwrap();
+    s.append("a", dt, &[2], &ints(&[-1, -2])).unwrap();
+    s.drop_rows("a", &[-1]).unwrap();
+    let read = |ver| s.snapshot_at(ver).unwrap().load_bytes("a").unwrap().2;
+    let mut want: Vec<i32> = v.iter().copied().filter(|&x| x != 1).collect();
+    assert_eq!(read(v0), ints(&want));
+    want.remove(0);
+    assert_eq!(read(v0 + 1), ints(&want));
+    want.push(-1);
+    want.push(-2);
+    assert_eq!(read(v0 + 2), ints(&want));
+    want.pop();
+    assert_eq!(read(v0 + 3), ints(&want));
+    assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
+}

@@ -271,27 +271,6 @@ impl Bitmap {
 /// another write (one system call costs more than rewriting a page of unchanged bytes).
 const WRITE_GAP: usize = 4096;
 
-/// The writes that turn file bytes `old` into `new`: the 8-byte words that differ (or lie
-/// past the end of `old`), word-aligned, those closer than `WRITE_GAP` (4 KiB) merged. History
-/// keeps the old bytes of a bitmap word by word.
-pub fn writes_between(old: &[u8], new: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    for (w, chunk) in new.chunks(8).enumerate() {
-        let (s, e) = (w * 8, w * 8 + chunk.len());
-        if old.get(s..e) == Some(chunk) {
-            continue;
-        }
-        match ranges.last_mut() {
-            Some((_, end)) if s - *end < WRITE_GAP => *end = e,
-            _ => ranges.push((s, e)),
-        }
-    }
-    ranges
-        .into_iter()
-        .map(|(s, e)| (s as u64, new[s..e].to_vec()))
-        .collect()
-}
-
 /// The writes that extend a bitmap file in the headered layout, covering `rows` rows with
 /// `last` its last word (when `rows` is not a multiple of 64), to `new_rows` rows, the new
 /// ones active: the header, then the last word and every new one. `deleted` is the header's
@@ -367,24 +346,6 @@ mod tests {
             out[at..end].copy_from_slice(b);
         }
         out
-    }
-
-    #[test]
-    fn writes_rebuild_the_new_file() {
-        let mut b = Bitmap::all_active(100_000);
-        let old = b.encode();
-        b.delete([5, 40_000, 99_999]);
-        let new = b.encode();
-        let w = writes_between(&old, &new);
-        assert_eq!(w.len(), 3, "far-apart words are separate writes");
-        assert_eq!(apply(&old, &w), new);
-        b.delete([6, 64]);
-        let newer = b.encode();
-        assert_eq!(apply(&new, &writes_between(&new, &newer)), newer);
-        assert!(writes_between(&new, &new).is_empty());
-        // Longer (a legacy file rewritten in the headered layout, or grown).
-        let legacy = &old[16..];
-        assert_eq!(apply(legacy, &writes_between(legacy, &new)), new);
     }
 
     #[test]

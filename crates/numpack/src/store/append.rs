@@ -6,11 +6,11 @@ use super::{
 };
 use crate::dtype::DataType;
 use crate::error::{IoContext, NpkError, NpkResult};
-use crate::format::bitmap::{extension_writes, writes_between};
+use crate::format::bitmap::extension_writes;
 use crate::format::metadata::{check_shape, ArrayMetadata};
 use crate::format::names;
 use crate::io::fs;
-use crate::read::deleted::{read_bitmap_bytes, read_bitmap_tail};
+use crate::read::deleted::{read_bitmap, read_bitmap_tail};
 
 /// Rows to append to one array: the fields of a save, `shape` being that of the new rows
 /// (same trailing dimensions as the array), `dtype` the stored one, the array existing.
@@ -39,26 +39,20 @@ fn check(
     Ok((a, new_rows))
 }
 
-/// Extends the bitmap of `a` (if it has one) to `rows` rows, the new ones active: from its
-/// header and last word alone when it is in the headered layout, so the cost grows with the
-/// new rows only; else from the whole file.
+/// Extends the bitmap of `a` (if it has one) to `rows` rows, the new ones active: in place
+/// from its header and last word alone when it is in the headered layout, so the cost grows
+/// with the new rows only; else (the legacy layout) rewritten whole as a new file.
 fn extend_bitmap(txn: &mut Txn<'_>, a: &ArrayMetadata, rows: u64) -> NpkResult<()> {
     let file = names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
     if let Some(t) = read_bitmap_tail(txn.dir(), a)? {
-        txn.patch(
-            &file,
-            t.len,
-            extension_writes(t.rows, t.deleted, t.last, rows),
-        );
+        let writes = extension_writes(t.rows, t.deleted, t.last, rows);
+        txn.patch(&file, t.len, writes);
         return Ok(());
     }
-    if let Some((mut bitmap, old)) = read_bitmap_bytes(txn.dir(), a)? {
+    if let Some(mut bitmap) = read_bitmap(txn.dir(), a)? {
         bitmap.extend_to(rows);
-        txn.patch(
-            &file,
-            old.len() as u64,
-            writes_between(&old, &bitmap.encode()),
-        );
+        let tmp = txn.stage_file(&file);
+        fs::write_new(&tmp, &bitmap.encode(), false)?;
     }
     Ok(())
 }

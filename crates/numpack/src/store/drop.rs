@@ -2,7 +2,7 @@
 
 use super::{check_row_state, check_unique, fold_away, now_micros, require_rows, Store};
 use crate::error::{NpkError, NpkResult};
-use crate::format::bitmap::{writes_between, Bitmap};
+use crate::format::bitmap::Bitmap;
 use crate::format::names;
 use crate::io::fs;
 use crate::read::deleted::read_bitmap_bytes;
@@ -68,11 +68,8 @@ impl Store {
                     Some(old) if bitmap.is_file_of(&old) => {
                         txn.patch(&bitmap_file, old.len() as u64, bitmap.word_writes(&words))
                     }
-                    Some(old) => {
-                        let new = bitmap.encode();
-                        txn.patch(&bitmap_file, old.len() as u64, writes_between(&old, &new))
-                    }
-                    None => {
+                    // A first bitmap, or one in the legacy or a short layout: a new file.
+                    _ => {
                         let tmp = txn.stage_file(&bitmap_file);
                         fs::write_new(&tmp, &bitmap.encode(), false)?;
                     }

@@ -219,6 +219,8 @@ impl Store {
         let done = f(&mut txn).and_then(|out| txn.commit().map(|c| (out, c)));
         let (out, (meta, written)) = history::finish(self, plan, done)?;
         let gen = self.lock.generation();
+        // Views survive an edit of the metadata alone, not one of a bitmap too.
+        let keep_views = matches!(written, MetaWrite::InPlace(_));
         match written {
             MetaWrite::Unchanged => {
                 let mut st = self.state_mut();
@@ -230,7 +232,7 @@ impl Store {
                     st.gen = Some(gen);
                 }
             }
-            MetaWrite::InPlace(bytes) => {
+            MetaWrite::InPlace(bytes) | MetaWrite::Patched(bytes) => {
                 self.mark_dirty(self.dir.join(METADATA));
                 let file = file.expect("an in-place commit has the file");
                 let path = self.dir.join(METADATA);
@@ -242,7 +244,7 @@ impl Store {
                     writable: true,
                     stamp,
                 };
-                self.install(read, gen, true);
+                self.install(read, gen, keep_views);
             }
             MetaWrite::Replaced(file, bytes) => {
                 self.mark_dirty(self.dir.join(METADATA));

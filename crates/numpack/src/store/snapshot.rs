@@ -122,6 +122,13 @@ impl Snapshot {
         self.store.array_locked(name).map(Some)
     }
 
+    /// Whether the store is still at this snapshot's version: no commit of any process has
+    /// begun since (every commit moves the version word before it changes a file). One
+    /// memory load.
+    pub fn is_current(&self) -> bool {
+        history::current_word(self.store.store_lock()) == Some(self.version)
+    }
+
     /// The version this snapshot reads.
     pub fn version(&self) -> u64 {
         self.version
@@ -298,10 +305,11 @@ impl Snapshot {
     ) -> NpkResult<R> {
         for _ in 0..TRIES {
             let before = self.refresh()?;
-            let a = self.array(name)?;
-            let out = f(&a)?;
+            // A writer editing a file in place (a bitmap an append grows) may make the open
+            // or the copy fail: that is only an error if the log did not move meanwhile.
+            let out = self.array(name).and_then(|a| f(&a));
             if self.refresh()? == before {
-                return Ok(out);
+                return out;
             }
         }
         let _g = self.store.shared_lock()?;

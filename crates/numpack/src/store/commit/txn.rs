@@ -38,6 +38,10 @@ pub enum MetaWrite {
     Unchanged,
     /// Edited in place: the base file now holds these bytes.
     InPlace(Vec<u8>),
+    /// Edited in place with other files (bitmaps) in the same commit: the base file now
+    /// holds these bytes, and views of the arrays may be stale even where their record is
+    /// unchanged.
+    Patched(Vec<u8>),
     /// Replaced by a new file (open read-write) holding these bytes.
     Replaced(File, Vec<u8>),
 }

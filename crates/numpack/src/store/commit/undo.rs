@@ -214,18 +214,18 @@ fn committed_sizes(dir: &Path) -> std::collections::HashMap<String, u64> {
 }
 
 /// Writes the old bytes of a decoded record back. Only into data files the metadata names
-/// (within their committed bytes), their bitmap files and the metadata file (within their
+/// (within their committed bytes), bitmap files and the metadata file (within their
 /// length), and never into a file with other hard links (the write would reach them): every
 /// extent is checked before anything is written, so a damaged or crafted record changes
 /// nothing. A file no record names has nothing to restore. Lengths are cut back last.
 pub fn replay(dir: &Path, source: &Path, bytes: &[u8], durable: bool) -> NpkResult<()> {
     let files = decode(bytes).map_err(|why| super::recover::unusable(source, &why))?;
     let sizes = committed_sizes(dir);
-    let bitmaps: std::collections::HashSet<String> =
-        sizes.keys().filter_map(|d| names::bitmap_file(d)).collect();
     let mut opened = Vec::with_capacity(files.len());
     for f in &files {
-        let committed = if f.file == super::METADATA || bitmaps.contains(&f.file) {
+        // A bitmap or the metadata is bounded by its length alone: the metadata may be torn
+        // (its old bytes are in this record), so it cannot say which bitmaps exist.
+        let committed = if f.file == super::METADATA || names::is_bitmap_file(&f.file) {
             u64::MAX
         } else if let Some(&c) = sizes.get(&f.file) {
             c

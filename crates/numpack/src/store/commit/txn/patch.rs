@@ -180,7 +180,7 @@ impl Txn<'_> {
             )?;
         }
         finish_undo(&self.dir, self.lock, slot, self.durable)?;
-        Ok(encoded.map_or(MetaWrite::Unchanged, MetaWrite::InPlace))
+        Ok(encoded.map_or(MetaWrite::Unchanged, MetaWrite::Patched))
     }
 }
 
