@@ -234,7 +234,7 @@ fn a_bitmap_in_the_legacy_layout_keeps_its_versions_readable() {
     .unwrap();
     drop(s);
     // The header-less layout older writers used: the words alone (row 1 deleted).
-    let mut words = vec![u64::MAX, u64::MAX, (1u64 << 2) - 1];
+    let mut words = [u64::MAX, u64::MAX, (1u64 << 2) - 1];
     words[0] &= !(1 << 1);
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     std::fs::write(p.join("deleted_a.npkb"), bytes).unwrap();
