@@ -361,3 +361,82 @@ def test_streaming_every_stored_dtype_matches_in_memory(
     assert eng.streaming_top_k_from_file(queries[0], store, "v", metric, 0)[0].shape == (0,)
     with pytest.raises(ArrayNotFoundError, match=r"^Array 'w' not found in NumPack$"):
         eng.streaming_top_k_from_file(queries[0], store, "w", metric, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_streaming_search_of_a_snapshot_sees_its_version(tmp_path: Path, dtype: type) -> None:
+    """A snapshot given in place of the store path is searched at its version, whatever was
+    replaced, dropped or appended since."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 8)).astype(dtype)
+    q = rng.standard_normal(8).astype(np.float32)
+    eng, mem = StreamingVectorEngine(), VectorEngine()
+    with NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"x": x})
+        npk.drop("x", [7])
+        want = np.delete(x, 7, axis=0)
+        with npk.snapshot() as snap:
+            npk.replace({"x": (x[:10] * 100).astype(dtype)}, list(range(10)))
+            npk.drop("x", [20, 21])
+            npk.append({"x": x[:5]})
+            idx, scores = eng.streaming_top_k_from_file(q, snap, "x", "cosine", 5, 64)
+            wi, ws = mem.top_k_search(q, want, "cosine", 5)
+            np.testing.assert_array_equal(idx, wi)
+            np.testing.assert_allclose(scores, ws, rtol=1e-5)
+            all_scores = eng.streaming_batch_compute(q[None, :], snap, "x", "dot", 50)
+            np.testing.assert_allclose(all_scores, mem.batch_compute(q[None, :], want, "dot"),
+                                       rtol=1e-4, atol=1e-4)  # fmt: skip
+            with pytest.raises(ArrayNotFoundError):
+                eng.streaming_top_k_from_file(q, snap, "nope", "cosine", 5)
+        # The store itself is searched at its current state.
+        idx, _ = eng.streaming_top_k_from_file(q, tmp_path / "s.npk", "x", "l2", 3)
+        assert idx.max() < npk.get_shape("x")[0]
+
+
+def test_streaming_search_of_a_store_is_one_committed_state(tmp_path: Path) -> None:
+    """A search from a store never mixes rows of two states: a writer process keeps
+    replacing every 100th row with one new value while searches run; in each search, the
+    scores of those rows (dot with ones) are all one value. (Without the consistency check
+    every search of this test was torn.)"""
+    import multiprocessing as mp
+    import time
+
+    p = tmp_path / "s.npk"
+    rows, dim = 500_000, 16
+    with NumPack(p) as npk:
+        npk.save({"x": np.zeros((rows, dim), np.float32)})
+        start = npk.version
+
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    proc = ctx.Process(target=_replace_forever, args=(str(p), rows, dim, stop))
+    proc.start()
+    try:
+        eng = StreamingVectorEngine()
+        q = np.ones((4, dim), np.float32)
+        with NumPack(p) as npk:
+            deadline = time.monotonic() + 60
+            while npk.version < start + 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen = set()
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                s = eng.streaming_batch_compute(q, p, "x", "dot", 1000)[0][::100]
+                assert s.min() == s.max(), (s.min(), s.max())
+                seen.add(float(s[0]))
+            assert len(seen) > 1, "the writer never ran during the searches"
+    finally:
+        stop.set()
+        proc.join(30)
+    assert proc.exitcode == 0
+
+
+def _replace_forever(path: str, rows: int, dim: int, stop: object) -> None:
+    with NumPack(path) as npk:
+        idx = np.arange(0, rows, 100)
+        block = np.empty((len(idx), dim), np.float32)
+        v = 0
+        while not stop.is_set():  # type: ignore[attr-defined]
+            v += 1
+            block.fill(v)
+            npk.replace({"x": block}, idx)

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from . import _core
 from .exceptions import ArrayNotFoundError
+from .snapshot import Snapshot
 
 __all__ = ["MetricType", "StreamingVectorEngine", "VectorEngine"]
 
@@ -210,13 +211,19 @@ class _Fallback:
     ``NumPack.stream_load`` scored by the in-memory engine, so mixed dtypes are promoted as
     there and memory stays one batch."""
 
-    def __init__(self, path: str, name: str, batch_size: int) -> None:
-        self.path, self.name, self.batch_size = path, name, batch_size
+    def __init__(self, source: str | Snapshot, name: str, batch_size: int) -> None:
+        self.source, self.name, self.batch_size = source, name, batch_size
 
     def batches(self) -> Any:
         from .numpack import NumPack
 
-        npk = NumPack(self.path)
+        if isinstance(self.source, Snapshot):
+            if not self.source.has_array(self.name):
+                raise ArrayNotFoundError(f"Array '{self.name}' not found in NumPack")
+            for b in self.source.stream_load(self.name, self.batch_size):
+                yield b if b.ndim == 2 else b.reshape(-1, 1)
+            return
+        npk = NumPack(self.source)
         npk.open()
         try:
             for b in npk.stream_load(self.name, self.batch_size):
@@ -247,12 +254,21 @@ class _Fallback:
         return np.stack([i[:n] for i, _ in best]), np.stack([v[:n] for _, v in best])
 
 
+def _on_store(src: str | Snapshot, call: Any) -> Any:
+    """``call(path)`` as a thunk for a store path; ``None`` for a snapshot (searched by the
+    fallback, through the snapshot's own stream)."""
+    if isinstance(src, Snapshot):
+        return None
+    return lambda: call(src)
+
+
 def _native(call: Any, fallback: Any, array_name: str, q: npt.NDArray[Any], metric: str) -> Any:
     """Runs the native streamed search (float queries and arrays), or ``fallback`` for bit
-    metrics, other query dtypes, or an array whose dtype the native path does not search in
-    place; a missing array is reported in the published wording."""
+    metrics, other query dtypes, an array whose dtype the native path does not search in
+    place, or a snapshot (``call`` is then ``None``); a missing array is reported in the
+    published wording."""
     try:
-        if q.dtype.kind not in "iuf" or metric in _BINARY:
+        if call is None or q.dtype.kind not in "iuf" or metric in _BINARY:
             return fallback()
         return call()
     except ArrayNotFoundError:
@@ -280,11 +296,16 @@ class StreamingVectorEngine:
         return _ready(q, target)
 
     @staticmethod
-    def _source(npk_dir: str | os.PathLike[str], array_name: str, batch_size: int) -> str:
+    def _source(
+        npk_dir: str | os.PathLike[str] | Snapshot, array_name: str, batch_size: int
+    ) -> str | Snapshot:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError("batch_size must be an int")
         if batch_size <= 0:
             raise ValueError("batch_size must be greater than 0")
+        if isinstance(npk_dir, Snapshot):
+            # Searched at its version, batch by batch (the snapshot's own stream).
+            return npk_dir
         path = os.fspath(npk_dir)
         if not os.path.isfile(os.path.join(path, "metadata.npkm")):
             raise ArrayNotFoundError(f"Array '{array_name}' not found in NumPack")
@@ -293,7 +314,7 @@ class StreamingVectorEngine:
     def streaming_top_k_from_file(
         self,
         query: Any,
-        npk_dir: str | os.PathLike[str],
+        npk_dir: str | os.PathLike[str] | Snapshot,
         array_name: str,
         metric: MetricType | str,
         k: int,
@@ -303,12 +324,15 @@ class StreamingVectorEngine:
         q, m, k = _array(query), _metric(metric), _check_k(k)
         if q.ndim != 1:
             raise TypeError("Query must be a 1D array")
-        path = self._source(npk_dir, array_name, batch_size)
+        src = self._source(npk_dir, array_name, batch_size)
         idx, scores = _native(
-            lambda: _core.vector_stream_top_k(
-                path, array_name, self._queries(q[None, :]), m, k, int(batch_size)
+            _on_store(
+                src,
+                lambda path: _core.vector_stream_top_k(
+                    path, array_name, self._queries(q[None, :]), m, k, int(batch_size)
+                ),
             ),
-            lambda: _Fallback(path, array_name, int(batch_size)).top_k(q[None, :], m, k),
+            lambda: _Fallback(src, array_name, int(batch_size)).top_k(q[None, :], m, k),
             array_name,
             q,
             m,
@@ -318,7 +342,7 @@ class StreamingVectorEngine:
     def streaming_batch_compute(
         self,
         query: Any,
-        npk_dir: str | os.PathLike[str],
+        npk_dir: str | os.PathLike[str] | Snapshot,
         array_name: str,
         metric: MetricType | str,
         batch_size: int = 10000,
@@ -327,13 +351,16 @@ class StreamingVectorEngine:
         q, m = _array(query), _metric(metric)
         if q.ndim not in (1, 2):
             raise TypeError(f"Query must be 1D or 2D array, got {q.ndim}D")
-        path = self._source(npk_dir, array_name, batch_size)
+        src = self._source(npk_dir, array_name, batch_size)
         q2 = q[None, :] if q.ndim == 1 else q
         out = _native(
-            lambda: _core.vector_stream_scores(
-                path, array_name, self._queries(q2), m, int(batch_size)
+            _on_store(
+                src,
+                lambda path: _core.vector_stream_scores(
+                    path, array_name, self._queries(q2), m, int(batch_size)
+                ),
             ),
-            lambda: _Fallback(path, array_name, int(batch_size)).scores(q2, m),
+            lambda: _Fallback(src, array_name, int(batch_size)).scores(q2, m),
             array_name,
             q,
             m,
@@ -343,7 +370,7 @@ class StreamingVectorEngine:
     def streaming_multi_query_top_k(
         self,
         queries: Any,
-        npk_dir: str | os.PathLike[str],
+        npk_dir: str | os.PathLike[str] | Snapshot,
         array_name: str,
         metric: MetricType | str,
         k: int,
@@ -353,12 +380,15 @@ class StreamingVectorEngine:
         q, m, k = _array(queries), _metric(metric), _check_k(k)
         if q.ndim != 2:
             raise ValueError("Queries must be a 2D array")
-        path = self._source(npk_dir, array_name, batch_size)
+        src = self._source(npk_dir, array_name, batch_size)
         idx, scores = _native(
-            lambda: _core.vector_stream_top_k(
-                path, array_name, self._queries(q), m, k, int(batch_size)
+            _on_store(
+                src,
+                lambda path: _core.vector_stream_top_k(
+                    path, array_name, self._queries(q), m, k, int(batch_size)
+                ),
             ),
-            lambda: _Fallback(path, array_name, int(batch_size)).top_k(q, m, k),
+            lambda: _Fallback(src, array_name, int(batch_size)).top_k(q, m, k),
             array_name,
             q,
             m,

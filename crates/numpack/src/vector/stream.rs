@@ -1,6 +1,7 @@
 //! Search streamed from a store: candidates are read from the array's mapping (in place when no
 //! row is deleted, else in batches of logical rows copied out), never loaded whole; deleted
-//! rows are skipped and indices are logical rows.
+//! rows are skipped and indices are logical rows. A search sees one committed state: it runs
+//! again when a writer changed rows under it (`Store::read_consistent`).
 
 use super::metric::Metric;
 use super::search::{scores, top_k, Vectors};
@@ -28,19 +29,18 @@ impl Queries {
     }
 }
 
-/// Opens `name` and checks it against the queries: dtype and dimension.
-fn open(
-    store: &Store,
-    name: &str,
-    q: &Queries,
-    dim: usize,
-) -> NpkResult<std::sync::Arc<ArraySnapshot>> {
-    let snap = store.array(name).map_err(|e| match e {
+/// The error for a missing array, in the message the vector engine has always used.
+fn not_found(name: &str) -> impl Fn(NpkError) -> NpkError + '_ {
+    move |e| match e {
         NpkError::ArrayNotFound(_) => {
             NpkError::ArrayNotFound(format!("Array '{name}' not found in NumPack"))
         }
         other => other,
-    })?;
+    }
+}
+
+/// Checks array `name` (its view `snap`) against the queries: dtype and dimension.
+fn check(snap: &ArraySnapshot, name: &str, q: &Queries, dim: usize) -> NpkResult<()> {
     if snap.meta.dtype != q.dtype() {
         return Err(NpkError::InvalidDtype(format!(
             "Array dtype mismatch: array '{name}' is {}, query is {}",
@@ -67,7 +67,7 @@ fn open(
             "Dimension mismatch: query dim {dim} vs array dim {adim}"
         )));
     }
-    Ok(snap)
+    Ok(())
 }
 
 /// Calls `f(first logical row, candidates)` for each batch of logical rows.
@@ -131,20 +131,26 @@ pub fn stream_top_k(
     k: usize,
     batch: usize,
 ) -> NpkResult<Vec<(Vec<u64>, Vec<f64>)>> {
-    let snap = open(store, name, q, dim)?;
-    let k = k.min(usize::try_from(snap.logical_rows()).unwrap_or(usize::MAX));
-    let m = as_vectors(q).rows(dim);
-    let mut best = vec![(Vec::new(), Vec::new()); m];
-    for_batches(&snap, q, batch, |start, cands| {
-        let part = top_k(metric, as_vectors(q), cands, dim, k, start)?;
-        best = std::mem::take(&mut best)
-            .into_iter()
-            .zip(part)
-            .map(|(a, b)| merge(a, b, k, metric.is_similarity()))
-            .collect();
-        Ok(())
-    })?;
-    Ok(best)
+    // One committed state: searched again if a writer changed rows meanwhile (after three
+    // tries, under the shared lock), as every eager read of the store is.
+    store
+        .read_consistent(name, |snap| {
+            check(snap, name, q, dim)?;
+            let k = k.min(usize::try_from(snap.logical_rows()).unwrap_or(usize::MAX));
+            let m = as_vectors(q).rows(dim);
+            let mut best = vec![(Vec::new(), Vec::new()); m];
+            for_batches(snap, q, batch, |start, cands| {
+                let part = top_k(metric, as_vectors(q), cands, dim, k, start)?;
+                best = std::mem::take(&mut best)
+                    .into_iter()
+                    .zip(part)
+                    .map(|(a, b)| merge(a, b, k, metric.is_similarity()))
+                    .collect();
+                Ok(())
+            })?;
+            Ok(best)
+        })
+        .map_err(not_found(name))
 }
 
 /// Row-major `(queries, logical rows)` scores against array `name`.
@@ -156,21 +162,25 @@ pub fn stream_scores(
     dim: usize,
     batch: usize,
 ) -> NpkResult<Vec<f64>> {
-    let snap = open(store, name, q, dim)?;
-    let m = as_vectors(q).rows(dim);
-    let n = snap.logical_rows() as usize;
-    let cells = m
-        .checked_mul(n)
-        .ok_or_else(|| NpkError::InvalidShape(format!("{m} x {n} scores do not fit in memory")))?;
-    let mut out = vec![0.0; cells];
-    for_batches(&snap, q, batch, |start, cands| {
-        let s = scores(metric, as_vectors(q), cands, dim)?;
-        let len = cands.rows(dim);
-        for qi in 0..m {
-            let dst = qi * n + start as usize;
-            out[dst..dst + len].copy_from_slice(&s[qi * len..(qi + 1) * len]);
-        }
-        Ok(())
-    })?;
-    Ok(out)
+    store
+        .read_consistent(name, |snap| {
+            check(snap, name, q, dim)?;
+            let m = as_vectors(q).rows(dim);
+            let n = snap.logical_rows() as usize;
+            let cells = m.checked_mul(n).ok_or_else(|| {
+                NpkError::InvalidShape(format!("{m} x {n} scores do not fit in memory"))
+            })?;
+            let mut out = vec![0.0; cells];
+            for_batches(snap, q, batch, |start, cands| {
+                let s = scores(metric, as_vectors(q), cands, dim)?;
+                let len = cands.rows(dim);
+                for qi in 0..m {
+                    let dst = qi * n + start as usize;
+                    out[dst..dst + len].copy_from_slice(&s[qi * len..(qi + 1) * len]);
+                }
+                Ok(())
+            })?;
+            Ok(out)
+        })
+        .map_err(not_found(name))
 }
