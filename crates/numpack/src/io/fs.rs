@@ -108,7 +108,8 @@ pub fn open_rw_opt(path: &Path) -> NpkResult<Option<File>> {
 /// entry is a directory change like a rename: durable after the directory's fsync.
 pub fn hard_link(from: &Path, to: &Path) -> NpkResult<()> {
     std::fs::hard_link(from, to).at(to)?;
-    trace::note(to, Event::Create);
+    let from_name = from.file_name().map(|n| n.to_string_lossy().into_owned());
+    trace::note(to, |t| Event::Link(from_name.unwrap_or_default(), t));
     Ok(())
 }
 

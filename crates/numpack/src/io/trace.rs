@@ -16,6 +16,8 @@ pub enum Event {
     SetLen(String, u64),
     /// `rename(from, to)`, replacing `to`.
     Rename(String, String),
+    /// `link(from, to)`: a second name for the file at `from`.
+    Link(String, String),
     /// `unlink`.
     Remove(String),
     /// fsync, fdatasync or msync of the file: its bytes are on stable storage.

@@ -114,12 +114,12 @@ pub(crate) fn ensure_words(dir: &Path, lock: &StoreLock) -> NpkResult<()> {
     Ok(())
 }
 
-/// The current version (a lock held).
 /// The version word as it is (`None` when not yet set up), without the lock or the log.
 pub(crate) fn current_word(lock: &StoreLock) -> Option<u64> {
     word(lock, VERSION)
 }
 
+/// The current version (a lock held).
 pub(crate) fn current(dir: &Path, lock: &StoreLock) -> NpkResult<u64> {
     ensure_words(dir, lock)?;
     Ok(word(lock, VERSION).unwrap_or(0))

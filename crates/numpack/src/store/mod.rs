@@ -114,7 +114,14 @@ impl Store {
             durable: options.durable,
             dirty: Mutex::new(HashSet::new()),
         };
-        if commit::may_need_recovery(&store.lock) || commit::needs_recovery(&store.dir)? {
+        // A lock file without history words (new, or repaired after a power loss) has lost
+        // the flags too: the last history record, if any, is judged again.
+        let words_lost = history::current_word(&store.lock).is_none()
+            && fs::entry(&store.dir.join(crate::format::history::LOG_FILE))?.is_some();
+        if commit::may_need_recovery(&store.lock)
+            || words_lost
+            || commit::needs_recovery(&store.dir)?
+        {
             let _g = store.lock.exclusive()?;
             commit::recover(&store.dir, &store.lock, store.durable, true)?;
             commit::remove_stale_temps(&store.dir)?;

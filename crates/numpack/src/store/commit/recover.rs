@@ -41,8 +41,11 @@ pub fn may_need_recovery(lock: &StoreLock) -> bool {
 pub fn recover(dir: &Path, lock: &StoreLock, durable: bool, look: bool) -> NpkResult<()> {
     let flags = lock.flags();
     recover_files(dir, lock, durable, look)?;
-    // With the files settled, tell whether the last history record's commit happened.
-    if flags & FLAG_HISTORY != 0 {
+    // With the files settled, tell whether the last history record's commit happened: when
+    // the flag says so, and on open when the lock file's history words are gone (a new or
+    // repaired lock file, e.g. after a power loss), which lost the flag too.
+    let words_lost = look && crate::store::history::current_word(lock).is_none();
+    if flags & FLAG_HISTORY != 0 || words_lost {
         crate::store::history::recover(dir, lock, durable)?;
     }
     Ok(())
