@@ -5,6 +5,7 @@ Run from the repository root after a release build (``make dev-release``)::
     python benchmarks/storage_bench.py --history        # or: python benchmarks/history_bench.py
     python benchmarks/history_bench.py --quick          # 100,000 rows, 3 repeats
     python benchmarks/history_bench.py --scale          # also 10,000,000 x 32
+    python benchmarks/history_bench.py --sustained      # also 3,000 replaces in a row
 
 Each case is timed in this one process (warm page cache), median of ``--repeats`` runs after
 a warm-up. "off" is the store with history off and no snapshot open (every commit only bumps
@@ -165,11 +166,40 @@ def drops(rows: int, cols: int, repeats: int) -> list[dict[str, Any]]:
     return out
 
 
+def sustained(rows: int, cols: int, ops: int) -> list[dict[str, Any]]:
+    """Many replaces of 100 rows in a row, history off / keeping 100 versions (collected
+    every 32 commits) / keeping all: mean, median and p99 per replace, as a long ingest sees
+    them (the table's rows time a few calls on a fresh log)."""
+    rng = np.random.default_rng(2)
+    idxs = [rng.choice(rows, 100, replace=False) for _ in range(200)]
+    v = rng.random((100, cols), dtype=np.float32)
+    out = []
+    for keep in (0, 100, 1_000_000):
+        tmp = Path(tempfile.mkdtemp(prefix="npk-hist-"))
+        with NumPack(tmp / "s.npk") as npk:
+            npk.save({"x": np.ones((rows, cols), np.float32)})
+            npk.set_history(keep_last=keep)
+            ts = np.empty(ops)
+            for k in range(ops):
+                t0 = time.perf_counter_ns()
+                npk.replace({"x": v}, idxs[k % len(idxs)])
+                ts[k] = (time.perf_counter_ns() - t0) / 1e3
+        shutil.rmtree(tmp)
+        row = {"size": f"{rows:,} x {cols}", "op": f"{ops} replaces of 100 rows, keep_last={keep}",
+               "mean_us": float(ts.mean()), "median_us": float(np.median(ts)),
+               "p99_us": float(np.percentile(ts, 99))}  # fmt: skip
+        print(f"{row['size']:>16}  {row['op']:44} mean {row['mean_us']:9.1f} us  median "
+              f"{row['median_us']:9.1f} us  p99 {row['p99_us']:9.1f} us", flush=True)  # fmt: skip
+        out.append(row)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--scale", action="store_true", help="also 10,000,000 x 32")
+    p.add_argument("--sustained", action="store_true", help="also 3,000 replaces in a row")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
@@ -178,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.scale:
         results += run(10_000_000, 32, repeats)
     results += drops(rows, 128, repeats)
+    if args.sustained:
+        results += sustained(2_000_000, 32, 3000)
     dest = args.json or Path(__file__).parent / "results" / "history_bench.json"
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps({"cpus": os.cpu_count(), "results": results}, indent=2))
