@@ -208,6 +208,38 @@ fn materialise(disk: &Disk) -> tempfile::TempDir {
     d
 }
 
+/// Calls `f(cut, k, what, dir)` for every disk state a power loss could leave after each
+/// prefix (cut) of `events` applied to `before`: nothing unsynced survived (k = 0),
+/// everything survived (k = 1), and `random` random subsets, materialised in `dir`.
+fn each_crash_state(
+    before: &Disk,
+    events: &[Event],
+    random: usize,
+    seed: u64,
+    mut f: impl FnMut(usize, usize, &str, &tempfile::TempDir),
+) {
+    let mut rng = Rng(seed);
+    let mut model = Model::new(before);
+    for cut in 0..=events.len() {
+        if cut > 0 {
+            model.step(&events[cut - 1]);
+        }
+        let mut disks = vec![
+            ("nothing unsynced survived", model.crash(&mut || false)),
+            ("everything survived", model.crash(&mut || true)),
+        ];
+        for _ in 0..random {
+            disks.push((
+                "some unsynced survived",
+                model.crash(&mut || rng.below(2) == 0),
+            ));
+        }
+        for (k, (what, disk)) in disks.into_iter().enumerate() {
+            f(cut, k, what, &materialise(&disk));
+        }
+    }
+}
+
 /// Runs `op` on a durable store prepared by `setup` and checks every crash state.
 fn check(label: &str, setup: impl Fn(&Store), op: impl Fn(&Store)) {
     let _turn = TRACE.lock().unwrap_or_else(|e| e.into_inner());
@@ -228,24 +260,12 @@ fn check(label: &str, setup: impl Fn(&Store), op: impl Fn(&Store)) {
     drop(store);
     assert_ne!(before, after, "{label}: the mutation changed nothing");
     assert!(!events.is_empty(), "{label}: nothing was traced");
-    let mut rng = Rng(0x5eed ^ label.len() as u64);
-    let mut model = Model::new(&before_disk);
-    for cut in 0..=events.len() {
-        if cut > 0 {
-            model.step(&events[cut - 1]);
-        }
-        let mut disks = vec![
-            ("nothing unsynced survived", model.crash(&mut || false)),
-            ("everything survived", model.crash(&mut || true)),
-        ];
-        for _ in 0..6 {
-            disks.push((
-                "some unsynced survived",
-                model.crash(&mut || rng.below(2) == 0),
-            ));
-        }
-        for (k, (what, disk)) in disks.into_iter().enumerate() {
-            let d = materialise(&disk);
+    each_crash_state(
+        &before_disk,
+        &events,
+        6,
+        0x5eed ^ label.len() as u64,
+        |cut, k, what, d| {
             let ctx = || {
                 format!(
                     "{label}: cut {cut}/{} ({what}), events {:?}",
@@ -272,8 +292,8 @@ fn check(label: &str, setup: impl Fn(&Store), op: impl Fn(&Store)) {
                 ctx(),
                 report.problems
             );
-        }
-    }
+        },
+    );
 }
 
 fn bytes_of(v: &[i32]) -> Vec<u8> {
@@ -458,24 +478,12 @@ fn check_with_history(label: &str, op: impl Fn(&std::sync::Arc<Store>)) {
     drop(store);
     assert_ne!(before, after, "{label}: the mutation changed nothing");
     let last_old = old.values().last().unwrap().1.clone();
-    let mut rng = Rng(0xfeed ^ label.len() as u64);
-    let mut model = Model::new(&before_disk);
-    for cut in 0..=events.len() {
-        if cut > 0 {
-            model.step(&events[cut - 1]);
-        }
-        let mut disks = vec![
-            ("nothing unsynced survived", model.crash(&mut || false)),
-            ("everything survived", model.crash(&mut || true)),
-        ];
-        for _ in 0..4 {
-            disks.push((
-                "some unsynced survived",
-                model.crash(&mut || rng.below(2) == 0),
-            ));
-        }
-        for (k, (what, disk)) in disks.into_iter().enumerate() {
-            let d = materialise(&disk);
+    each_crash_state(
+        &before_disk,
+        &events,
+        4,
+        0xfeed ^ label.len() as u64,
+        |cut, k, what, d| {
             let ctx = format!("{label}: cut {cut}/{} ({what})", events.len());
             let s = Arc::new(
                 Store::open_with(d.path(), OpenOptions { durable: true })
@@ -516,8 +524,8 @@ fn check_with_history(label: &str, op: impl Fn(&std::sync::Arc<Store>)) {
             );
             let report = s.verify();
             assert!(report.problems.is_empty(), "{ctx}: {:?}", report.problems);
-        }
-    }
+        },
+    );
 }
 
 #[test]
