@@ -255,3 +255,34 @@ fn a_bitmap_in_the_legacy_layout_keeps_its_versions_readable() {
     assert_eq!(read(v0 + 3), ints(&want));
     assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
 }
+
+#[test]
+fn a_snapshot_pinned_after_unrecorded_commits_reads_its_version() {
+    let (_d, p) = common::store();
+    let s = open(&p);
+    let dt = DataType::Int32;
+    s.set_history(10).unwrap();
+    s.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[3],
+        data: &ints(&[1, 2, 3]),
+    }])
+    .unwrap();
+    // History off: these commits write no record, and change the metadata.
+    s.set_history(0).unwrap();
+    s.append("a", dt, &[1], &ints(&[4])).unwrap();
+    s.drop_rows("a", &[0]).unwrap();
+    let snap = s.snapshot().unwrap();
+    // The recorded commits after them (and the collections they run) must keep the pinned
+    // version readable.
+    s.append("a", dt, &[1], &ints(&[5])).unwrap();
+    for _ in 0..40 {
+        s.replace("a", dt, &[1], &ints(&[9]), &[0]).unwrap();
+    }
+    assert_eq!(snap.load_bytes("a").unwrap().2, ints(&[2, 3, 4]));
+    assert_eq!(
+        s.snapshot().unwrap().load_bytes("a").unwrap().2,
+        ints(&[9, 3, 4, 5])
+    );
+}

@@ -213,6 +213,10 @@ pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) 
 /// A commit that records nothing: the version number moves on.
 pub(crate) fn bump(lock: &StoreLock) {
     set_word(lock, VERSION, word(lock, VERSION).unwrap_or(0) + 1);
+    // The metadata may change without a record now: the next record must not take that for
+    // another program's write (which would make the version before it unreadable, though a
+    // snapshot may have pinned it). The versions before this one lack a record anyway.
+    lock.word(LAST_CRC).store(0, Ordering::Release);
 }
 
 /// Marks the record at `offset` aborted (its commit did not happen) and removes what it kept.
