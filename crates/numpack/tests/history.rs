@@ -286,3 +286,84 @@ fn a_snapshot_pinned_after_unrecorded_commits_reads_its_version() {
         ints(&[9, 3, 4, 5])
     );
 }
+
+#[test]
+fn collection_after_commits_drops_the_front_of_the_log_in_place() {
+    use std::os::unix::fs::MetadataExt;
+    let (_d, p) = common::store();
+    let s = open(&p);
+    let dt = DataType::Int32;
+    let (rows, cols) = (600usize, 64usize);
+    let value = |v: usize, r: usize| -> i32 { (v * 1_000_000 + r) as i32 };
+    let state = |v: usize| -> Vec<i32> { (0..rows * cols).map(|i| value(v, i / cols)).collect() };
+    s.set_history(3).unwrap();
+    s.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[rows as u64, cols as u64],
+        data: &ints(&state(0)),
+    }])
+    .unwrap();
+    let v0 = s.version().unwrap();
+    let idx: Vec<i64> = (0..rows as i64).collect();
+    let replace_all = |k: usize| {
+        s.replace("a", dt, &[rows as u64, cols as u64], &ints(&state(k)), &idx)
+            .unwrap();
+    };
+    // A pinned snapshot holds its version through every collection after it.
+    let pinned = s.snapshot().unwrap();
+    for k in 1..=60 {
+        replace_all(k);
+    }
+    assert_eq!(pinned.load_bytes("a").unwrap().2, ints(&state(0)));
+    drop(pinned);
+    // Unpinned: each collection moves the start; the log is rewritten once its dead front
+    // passes 16 MiB and 4x what is live (each record keeps ~150 KiB here).
+    for k in 61..=260 {
+        replace_all(k);
+        let now = s.version().unwrap();
+        let listed = s.versions().unwrap();
+        assert!(
+            listed.len() <= 3 + 32 + 1,
+            "{} versions listed",
+            listed.len()
+        );
+        assert_eq!(listed.last().unwrap().version, now);
+    }
+    let now = s.version().unwrap();
+    assert_eq!(now, v0 + 260);
+    for back in 0..=3u64 {
+        let k = (now - v0 - back) as usize;
+        assert_eq!(
+            s.snapshot_at(now - back)
+                .unwrap()
+                .load_bytes("a")
+                .unwrap()
+                .2,
+            ints(&state(k))
+        );
+    }
+    assert!(s.snapshot_at(v0 + 100).is_err());
+    // A new handle reads the log from its start and sees the same versions.
+    let again = open(&p);
+    assert_eq!(again.versions().unwrap(), s.versions().unwrap());
+    assert_eq!(
+        again
+            .snapshot_at(now - 3)
+            .unwrap()
+            .load_bytes("a")
+            .unwrap()
+            .2,
+        ints(&state((now - v0 - 3) as usize))
+    );
+    // What collection dropped holds no disk blocks: a hole, or gone with a rewrite.
+    let log = std::fs::metadata(p.join(".numpack.history")).unwrap();
+    let live: u64 = s.versions().unwrap().iter().map(|v| v.bytes_kept).sum();
+    assert!(
+        log.blocks() * 512 <= live + (3 << 20),
+        "{} bytes allocated for {live} live",
+        log.blocks() * 512
+    );
+    assert!(log.len() < 24 << 20, "log of {} bytes", log.len());
+    assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
+}

@@ -180,6 +180,39 @@ pub fn read_bounded(path: &Path, max: u64) -> NpkResult<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
+/// Reads into `buf` at `at` until it is full or the file ends; the bytes read.
+pub fn read_upto(f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Frees the blocks of `len` bytes at `offset` of `file` where the file system can (the
+/// length stays; the range reads as zeros). Traced as a write of zeros.
+pub fn punch_hole(file: &File, path: &Path, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    if n == 0 {
+        return;
+    }
+    trace::note(path, |name| {
+        Event::Write(name, offset, vec![0; len as usize])
+    });
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on a descriptor this `File` owns; no memory is passed. A file system
+    // without hole punching answers EOPNOTSUPP, and the bytes just stay (readers skip them).
+    let _ = unsafe { libc::fallocate(file.as_raw_fd(), mode, off, n) };
+}
+
 /// Writes `bytes` into a new file at `path` (optionally fsynced); the handle reads and writes.
 pub fn write_new(path: &Path, bytes: &[u8], durable: bool) -> NpkResult<File> {
     let f = create_new(path)?;

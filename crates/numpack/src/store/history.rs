@@ -42,12 +42,43 @@ pub(crate) struct Plan {
     pub record: bool,
 }
 
+/// Reads the log: its header, then the records from the header's start on (the collected
+/// records before it are not read).
 pub(crate) fn read_log(dir: &Path) -> NpkResult<Option<Log>> {
     let path = dir.join(LOG_FILE);
-    let Some(bytes) = fs::read_bounded(&path, MAX_LOG_BYTES)? else {
+    let Some(f) = fs::open_read_opt(&path)? else {
         return Ok(None);
     };
-    Log::decode(&bytes)
+    let len = f.metadata().at(&path)?.len();
+    let mut head = [0u8; HEADER_BYTES as usize];
+    if fs::read_upto(&f, &mut head, 0).at(&path)? < head.len() {
+        return Err(NpkError::corrupt(
+            &path,
+            format!("{len} bytes, shorter than its header"),
+        ));
+    }
+    let header = Header::decode(&head).map_err(|r| NpkError::corrupt(&path, r))?;
+    if header.start > len {
+        return Err(NpkError::corrupt(
+            &path,
+            format!("first record at {}, past its {len} bytes", header.start),
+        ));
+    }
+    if len - header.start > MAX_LOG_BYTES {
+        return Err(NpkError::corrupt(
+            &path,
+            format!(
+                "{} bytes of history, more than the {MAX_LOG_BYTES} read; remove the file to \
+                 drop the history",
+                len - header.start
+            ),
+        ));
+    }
+    let mut live = vec![0u8; (len - header.start) as usize];
+    // A log cut short while it is read (recovery trims a torn tail) ends where it ends.
+    let got = fs::read_upto(&f, &mut live, header.start).at(&path)?;
+    live.truncate(got);
+    Log::decode_live(header, &live)
         .map(Some)
         .map_err(|r| NpkError::corrupt(&path, format!("{r}; remove it to drop the history")))
 }
@@ -169,6 +200,7 @@ pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) 
                     counter: rec.version - 1,
                     floor: rec.version - 1,
                     keep_last: keep_last(lock),
+                    start: HEADER_BYTES,
                 };
                 let f = fs::create_new(&path)?;
                 fs::write_at(&f, &path, &header.encode(), 0)?;

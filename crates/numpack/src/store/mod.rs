@@ -20,6 +20,7 @@
 
 mod append;
 mod clone;
+mod collect;
 pub mod commit;
 mod compact;
 mod drop;

@@ -19,7 +19,6 @@ use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::io::fs;
 use crate::read::version::{lineage, meta_at, VersionedArray};
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -261,7 +260,7 @@ impl Snapshot {
             ));
         };
         let mut buf = vec![0u8; usize::try_from(end - from).unwrap_or(0)];
-        let got = read_upto(&f, &mut buf, from).map_err(|e| NpkError::io(&path, e))?;
+        let got = fs::read_upto(&f, &mut buf, from).map_err(|e| NpkError::io(&path, e))?;
         buf.truncate(got);
         let (new, reached) =
             decode_records(&buf, from, last).map_err(|r| NpkError::corrupt(&path, r))?;
@@ -342,20 +341,6 @@ impl Snapshot {
             Ok(out)
         })
     }
-}
-
-/// Reads into `buf` at `at` until it is full or the file ends; the bytes read.
-fn read_upto(f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read_at(&mut buf[got..], at + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 impl Drop for Snapshot {

@@ -1,19 +1,16 @@
-//! The history API of a store: the version number, the setting, tags, the versions listed,
-//! and collection (`gc`). The commit side (records, recovery) is in `history.rs`.
+//! The history API of a store: the version number, the setting, tags, the versions listed;
+//! collection is in `collect.rs`, the commit side (records, recovery) in `history.rs`.
 
 use super::history::{
-    current, ensure_words, keep_last, oldest_readable, read_log, read_tags, readable,
-    remove_stray_kept, set_word, tag_count, word, write_header_word, Plan, GC_SLACK, TAG_SHIFT,
+    current, ensure_words, keep_last, oldest_readable, read_log, read_tags, readable, set_word,
+    tag_count, write_header_word, TAG_SHIFT,
 };
-use super::lock::{KEEP, LOG_END, LOG_GEN, RECORDS};
-use super::{now_micros, pins, Store};
+use super::lock::KEEP;
+use super::Store;
 use crate::error::{NpkError, NpkResult};
-use crate::format::history::{
-    self as fmt, kept_name, Header, Record, COUNTER_AT, KEEP_AT, LOG_FILE, TAGS_FILE,
-};
+use crate::format::history::{self as fmt, kept_name, Record, COUNTER_AT, KEEP_AT, TAGS_FILE};
 use crate::io::fs;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 /// One version, as `versions()` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionInfo {
@@ -208,110 +205,5 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    /// Collects history: versions beyond the last `keep_last` (and, with `older_than_us`,
-    /// older than that many µs) stop being readable, and what only they needed is removed.
-    /// Versions that an open snapshot of any process or a tag still reads are kept.
-    pub fn gc(&self, keep_last: Option<u64>, older_than_us: Option<u64>) -> NpkResult<GcReport> {
-        let _g = self.lock_for_write()?;
-        ensure_words(self.dir(), self.store_lock())?;
-        let keep = keep_last.unwrap_or_else(|| super::history::keep_last(self.store_lock()));
-        self.gc_locked(keep, older_than_us)
-    }
-
-    /// [`Store::gc`] under the exclusive lock.
-    pub(crate) fn gc_locked(&self, keep: u64, older_than_us: Option<u64>) -> NpkResult<GcReport> {
-        let dir = self.dir();
-        let lock = self.store_lock();
-        let now = current(dir, lock)?;
-        let Some(log) = read_log(dir)? else {
-            return Ok(GcReport {
-                oldest: now,
-                ..GcReport::default()
-            });
-        };
-        let first = oldest_readable(&log, now);
-        let mut floor = now.saturating_sub(keep);
-        if let Some(age) = older_than_us {
-            // Versions younger than the cut stay.
-            let cut = now_micros().saturating_sub(age);
-            let young = log
-                .records
-                .iter()
-                .find(|(_, r)| r.version > first && r.time_us >= cut)
-                .map_or(now, |(_, r)| r.version - 1);
-            floor = floor.min(young.max(first));
-        }
-        if let Some(p) = pins::oldest(lock) {
-            floor = floor.min(p);
-        }
-        if let Some(&t) = read_tags(dir)?.values().filter(|&&t| t >= first).min() {
-            floor = floor.min(t);
-        }
-        let floor = floor.max(first);
-        let (gone, kept): (Vec<_>, Vec<_>) =
-            log.records.iter().partition(|(_, r)| r.version <= floor);
-        if gone.is_empty() && log.header.floor == floor {
-            return Ok(GcReport {
-                oldest: floor,
-                ..GcReport::default()
-            });
-        }
-        let header = Header {
-            counter: log.header.counter.max(floor),
-            floor,
-            keep_last: log.header.keep_last,
-        };
-        let mut bytes = header.encode();
-        for (_, r) in &kept {
-            bytes.extend(r.encode());
-        }
-        let path = dir.join(LOG_FILE);
-        let tmp = super::commit::tmp_path(dir, LOG_FILE);
-        fs::write_new(&tmp, &bytes, self.durable())?;
-        fs::rename(&tmp, &path).map_err(|e| NpkError::io(&path, e))?;
-        if self.durable() {
-            fs::sync_dir(dir)?;
-        }
-        lock.word(LOG_GEN).fetch_add(1, Ordering::AcqRel);
-        set_word(lock, LOG_END, bytes.len() as u64);
-        set_word(lock, RECORDS, kept.len() as u64);
-        let mut freed = 0u64;
-        for (_, r) in &gone {
-            freed += r.payload_bytes();
-            for (f, k) in &r.files {
-                if *k {
-                    let p = dir.join(kept_name(r.version, f));
-                    freed += fs::file_len(&p)?.unwrap_or(0);
-                    fs::remove(&p)?;
-                }
-            }
-        }
-        remove_stray_kept(dir, &kept.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
-        Ok(GcReport {
-            versions_removed: floor - first,
-            bytes_freed: freed,
-            oldest: floor,
-        })
-    }
-
-    /// After a commit (exclusive lock held): collects old records when history grew past its
-    /// setting, or when nothing needs them any more.
-    pub(crate) fn after_commit(&self, plan: Plan) -> NpkResult<()> {
-        let lock = self.store_lock();
-        let records = word(lock, RECORDS).unwrap_or(0);
-        let keep = keep_last(lock);
-        let due = if plan.record {
-            records > keep + GC_SLACK
-        } else {
-            records > 0
-        };
-        if due {
-            // The mutation has committed: a collection that fails is retried by a later
-            // commit or `gc`, never reported as a failure of the mutation.
-            let _ = self.gc_locked(keep, None);
-        }
-        Ok(())
     }
 }
