@@ -76,15 +76,15 @@ pub fn lineage(records: &[&Record], version: u64, a: &ArrayMetadata) -> Lineage 
         }
         if out.data.is_none() {
             for s in r.rows.iter().filter(|s| s.file == data) {
-                for (row, old) in &s.rows {
-                    out.rows.entry(*row).or_insert_with(|| old.clone());
+                for (row, old) in s.iter() {
+                    out.rows.entry(row).or_insert_with(|| old.to_vec());
                 }
             }
         }
         if out.bitmap.is_none() {
             for s in r.rows.iter().filter(|s| s.file == bitmap) {
-                for (word, old) in &s.rows {
-                    out.bitmap_words.entry(*word).or_insert_with(|| old.clone());
+                for (word, old) in s.iter() {
+                    out.bitmap_words.entry(word).or_insert_with(|| old.to_vec());
                 }
             }
         }

@@ -317,7 +317,7 @@ pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<
                 };
                 let mut h = crc32fast::Hasher::new();
                 let mut buf = vec![0u8; s.row_bytes as usize];
-                for (r, _) in &s.rows {
+                for r in &s.rows {
                     let at = r.saturating_mul(s.row_bytes);
                     if std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, at).is_err() {
                         return Ok(false);

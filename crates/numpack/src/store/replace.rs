@@ -11,7 +11,6 @@ use crate::format::history::RowSet;
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::io::fs;
 use crate::read::select::{physical, RowSelection};
-use std::collections::HashSet;
 
 /// New values for some rows of one array.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +130,7 @@ impl Store {
                 return Ok(());
             }
             let mut maps = Vec::with_capacity(plans.len());
+            let mut orders = Vec::with_capacity(plans.len());
             let mut undo = UndoLog::default();
             for p in &plans {
                 let (_, map) = self.write_handle(&p.record, true)?;
@@ -141,21 +141,20 @@ impl Store {
                     len: None,
                     rows: Vec::with_capacity(p.rows.len()),
                 };
+                let order = write_order(p);
                 {
                     let m = map.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut seen = HashSet::with_capacity(p.rows.len());
-                    for &r in &p.rows {
-                        if seen.insert(r) {
-                            let at = r as usize * row;
-                            old.rows.push((at as u64, m[at..at + row].to_vec()));
-                        }
+                    for &(r, _) in &order {
+                        let at = r as usize * row;
+                        old.rows.push((at as u64, m[at..at + row].to_vec()));
                     }
                 }
                 undo.files.push(old);
                 maps.push((map, row));
+                orders.push(order);
             }
             let plan = super::history::plan(self.dir(), self.store_lock())?;
-            let done = self.replace_planned(meta, &plans, &maps, &undo, plan);
+            let done = self.replace_planned(meta, &plans, &orders, &maps, &undo, plan);
             super::history::finish(self, plan, done)
         })
     }
@@ -165,6 +164,7 @@ impl Store {
         &self,
         meta: &MetadataFile,
         plans: &[Plan<'_>],
+        orders: &[Vec<(u64, usize)>],
         maps: &[(super::state::WriteMap, usize)],
         undo: &UndoLog,
         plan: super::history::Plan,
@@ -173,8 +173,10 @@ impl Store {
         if plan.record {
             let sets = plans
                 .iter()
+                .zip(orders)
                 .zip(&undo.files)
-                .map(|(p, old)| (p.item.name.to_owned(), row_set(p, old)))
+                .map(|((p, order), old)| (p.item.name.to_owned(), row_set(p, order, old)))
+                .filter(|(_, s)| s.row_bytes > 0)
                 .collect();
             let crc = super::history::bytes_crc(meta, &self.state().bytes);
             let rec = super::history::replace_record(plan.version, meta, crc, sets);
@@ -210,41 +212,43 @@ impl Store {
     }
 }
 
-/// The old and new bytes of one item's rows, ascending, each row once (later duplicates
-/// win, as the write does).
-fn row_set(p: &Plan<'_>, old: &UndoFile<Vec<u8>>) -> RowSet {
-    let row = p.record.row_bytes();
-    // (row, position of its value): sorted by row, the last position of each row kept.
-    let mut last: Vec<(u64, usize)> = p
+/// The rows an item writes, ascending, each once, with the position of the value it gets
+/// (later duplicates win, as with NumPy's `a[idx] = v`).
+fn write_order(p: &Plan<'_>) -> Vec<(u64, usize)> {
+    let mut order: Vec<(u64, usize)> = p
         .rows
         .iter()
         .enumerate()
         .map(|(k, &r)| (r, if p.broadcast { 0 } else { k }))
         .collect();
-    last.sort_unstable();
-    last.dedup_by(|later, earlier| {
+    // Stable: equal rows keep their call order, so the last of each run is the later one.
+    order.sort_by_key(|&(r, _)| r);
+    order.dedup_by(|later, earlier| {
         let same = later.0 == earlier.0;
         if same {
             earlier.1 = later.1;
         }
         same
     });
-    let mut rows: Vec<(u64, Vec<u8>)> = old
-        .rows
-        .iter()
-        .map(|(at, b)| (at / row, b.clone()))
-        .collect();
-    rows.sort_unstable_by_key(|(r, _)| *r);
+    order
+}
+
+/// The old and new bytes of one item's rows (in `order`, whose old bytes `old` holds).
+fn row_set(p: &Plan<'_>, order: &[(u64, usize)], old: &UndoFile<Vec<u8>>) -> RowSet {
+    let row = p.record.row_bytes();
+    let mut bytes = Vec::with_capacity(order.len() * row as usize);
     let (mut o, mut n) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
-    for ((_, b), (_, k)) in rows.iter().zip(&last) {
+    for ((_, b), &(_, k)) in old.rows.iter().zip(order) {
         o.update(b);
+        bytes.extend_from_slice(b);
         let at = k * row as usize;
         n.update(&p.item.data[at..at + row as usize]);
     }
     RowSet {
         file: p.record.data_file.clone(),
         row_bytes: row,
-        rows,
+        rows: order.iter().map(|&(r, _)| r).collect(),
+        old: bytes,
         old_crc: o.finalize(),
         new_crc: n.finalize(),
     }

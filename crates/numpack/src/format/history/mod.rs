@@ -276,7 +276,8 @@ mod tests {
             rows: vec![RowSet {
                 file: "data_a.npkd".into(),
                 row_bytes: 8,
-                rows: vec![(0, vec![1; 8]), (2, vec![2; 8])],
+                rows: vec![0, 2],
+                old: [[1u8; 8], [2u8; 8]].concat(),
                 old_crc: 3,
                 new_crc: 4,
             }],

@@ -71,14 +71,24 @@ pub struct RowSet {
     /// The data file, or the bitmap file (then the rows are its 8-byte words, the header's
     /// two included), bare name.
     pub file: String,
-    /// Bytes of each row.
+    /// Bytes of each row (at least 1).
     pub row_bytes: u64,
-    /// `(physical row, old bytes)`, ascending, each row once.
-    pub rows: Vec<(u64, Vec<u8>)>,
+    /// Physical rows, ascending, each once.
+    pub rows: Vec<u64>,
+    /// Their old bytes, `row_bytes` each, in the order of `rows`.
+    pub old: Vec<u8>,
     /// crc32 of the old rows' bytes, in order (tells an abandoned replace).
     pub old_crc: u32,
     /// crc32 of the new rows' bytes, in order (tells a committed one).
     pub new_crc: u32,
+}
+
+impl RowSet {
+    /// `(physical row, old bytes)`, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let each = usize::try_from(self.row_bytes).unwrap_or(usize::MAX).max(1);
+        self.rows.iter().copied().zip(self.old.chunks_exact(each))
+    }
 }
 
 /// One commit of the log.
@@ -129,7 +139,7 @@ impl Record {
         let rows: usize = self
             .rows
             .iter()
-            .map(|s| 48 + s.file.len() + s.rows.len() * (8 + s.row_bytes as usize))
+            .map(|s| 48 + s.file.len() + s.rows.len() * 8 + s.old.len())
             .sum();
         let mut b = Vec::with_capacity(RECORD_HEAD + 64 + rows + self.arrays.len() * 160);
         b.resize(RECORD_HEAD, 0);
@@ -166,7 +176,7 @@ impl Record {
             b.extend_from_slice(&(s.rows.len() as u64).to_le_bytes());
             b.extend_from_slice(&s.old_crc.to_le_bytes());
             b.extend_from_slice(&s.new_crc.to_le_bytes());
-            for (r, old) in &s.rows {
+            for (r, old) in s.iter() {
                 b.extend_from_slice(&r.to_le_bytes());
                 b.extend_from_slice(old);
             }
@@ -251,6 +261,7 @@ impl Record {
                 ));
             }
             let mut set = Vec::with_capacity(count as usize);
+            let mut old = Vec::with_capacity((count * row_bytes) as usize);
             let mut last = None;
             for _ in 0..count {
                 let row = r.u64()?;
@@ -258,12 +269,14 @@ impl Record {
                     return Err(format!("rows of {file} are not ascending"));
                 }
                 last = Some(row);
-                set.push((row, r.take(row_bytes as usize)?.to_vec()));
+                set.push(row);
+                old.extend_from_slice(r.take(row_bytes as usize)?);
             }
             rows.push(RowSet {
                 file,
                 row_bytes,
                 rows: set,
+                old,
                 old_crc,
                 new_crc,
             });

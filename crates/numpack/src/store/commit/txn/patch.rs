@@ -75,7 +75,7 @@ impl Txn<'_> {
     pub(super) fn patched_words(&self, opened: &[Opened]) -> Vec<RowSet> {
         let mut sets = Vec::new();
         for (p, o) in self.patches.iter().zip(opened) {
-            let mut rows = Vec::new();
+            let (mut rows, mut old_words) = (Vec::new(), Vec::new());
             let (mut oc, mut nc) = (crc32fast::Hasher::new(), crc32fast::Hasher::new());
             for ((off, new), old) in p.writes.iter().zip(&o.old) {
                 for (k, (ow, nw)) in old
@@ -84,7 +84,8 @@ impl Txn<'_> {
                     .enumerate()
                 {
                     if ow != nw {
-                        rows.push((off / WORD + k as u64, ow.to_vec()));
+                        rows.push(off / WORD + k as u64);
+                        old_words.extend_from_slice(ow);
                         oc.update(ow);
                         nc.update(nw);
                     }
@@ -95,6 +96,7 @@ impl Txn<'_> {
                     file: p.file.clone(),
                     row_bytes: WORD,
                     rows,
+                    old: old_words,
                     old_crc: oc.finalize(),
                     new_crc: nc.finalize(),
                 });
