@@ -62,7 +62,8 @@ pub const PIN_SLOTS: usize = 128;
 /// The lock file of one store handle.
 #[derive(Debug)]
 pub struct StoreLock {
-    file: Mutex<File>,
+    /// The descriptor flock works on, and the process that opened it.
+    file: Mutex<(u32, File)>,
     /// A second descriptor for positional I/O on the undo area (no mutex needed).
     io: File,
     header: MmapMut,
@@ -84,7 +85,7 @@ impl Drop for WritesGuard<'_> {
 
 /// Held while the store is locked; unlocks on drop.
 pub struct LockGuard<'a> {
-    file: MutexGuard<'a, File>,
+    file: MutexGuard<'a, (u32, File)>,
 }
 
 impl StoreLock {
@@ -117,7 +118,7 @@ impl StoreLock {
         }
         .at(&path)?;
         Ok(StoreLock {
-            file: Mutex::new(file),
+            file: Mutex::new((std::process::id(), file)),
             io,
             header,
             path,
@@ -213,28 +214,36 @@ impl StoreLock {
         self.io.sync_data().at(&self.path)
     }
 
-    fn guard(&self) -> MutexGuard<'_, File> {
+    fn guard(&self) -> NpkResult<MutexGuard<'_, (u32, File)>> {
         // A panic while locked leaves nothing half-done on disk that recovery can't handle.
-        self.file.lock().unwrap_or_else(|e| e.into_inner())
+        let mut g = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        if g.0 != pid {
+            // A forked child shares the parent's open file description, and with it the
+            // parent's flock: locking through it would convert the parent's lock instead of
+            // waiting for it. The child locks through a descriptor of its own.
+            *g = (pid, fs::open_or_create(&self.path)?);
+        }
+        Ok(g)
     }
 
     /// Exclusive lock: one writer across threads and processes.
     pub fn exclusive(&self) -> NpkResult<LockGuard<'_>> {
-        let file = self.guard();
-        file.lock().at(&self.path)?;
+        let file = self.guard()?;
+        file.1.lock().at(&self.path)?;
         Ok(LockGuard { file })
     }
 
     /// Shared lock: excludes writers while a reader loads metadata and opens data files.
     pub fn shared(&self) -> NpkResult<LockGuard<'_>> {
-        let file = self.guard();
-        file.lock_shared().at(&self.path)?;
+        let file = self.guard()?;
+        file.1.lock_shared().at(&self.path)?;
         Ok(LockGuard { file })
     }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.file.unlock();
+        let _ = self.file.1.unlock();
     }
 }
