@@ -367,3 +367,46 @@ fn collection_after_commits_drops_the_front_of_the_log_in_place() {
     assert!(log.len() < 24 << 20, "log of {} bytes", log.len());
     assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
 }
+
+#[test]
+fn a_snapshot_folds_the_records_of_a_busy_writer_as_it_reads() {
+    let (_d, p) = common::store();
+    let s = open(&p);
+    let dt = DataType::Int32;
+    let base: Vec<i32> = (0..50).collect();
+    s.save(&[numpack::SaveItem {
+        name: "a",
+        dtype: dt,
+        shape: &[50],
+        data: &ints(&base),
+    }])
+    .unwrap();
+    let snap = s.snapshot().unwrap();
+    let mut rows = 50i64;
+    for k in 0..300i32 {
+        // Rows of the version and rows appended after it, replaced; reads between commits.
+        s.append("a", dt, &[2], &ints(&[-k, -k])).unwrap();
+        rows += 2;
+        s.replace(
+            "a",
+            dt,
+            &[3],
+            &ints(&[k; 3]),
+            &[i64::from(k % 50), rows - 1, rows - 3],
+        )
+        .unwrap();
+        if k % 7 == 0 {
+            s.drop_rows("a", &[rows - 2]).unwrap();
+            rows -= 1;
+        }
+        if k % 5 == 0 {
+            assert_eq!(
+                snap.load_bytes("a").unwrap().2,
+                ints(&base),
+                "after commit {k}"
+            );
+            assert_eq!(snap.rows_bytes("a", &[3, -1]).unwrap(), ints(&[3, 49]));
+        }
+    }
+    assert_eq!(snap.load_bytes("a").unwrap().2, ints(&base));
+}

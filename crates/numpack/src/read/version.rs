@@ -67,52 +67,76 @@ pub struct Lineage {
 
 /// Resolves where array `a` (its record at `version`) was, from the records after it.
 pub fn lineage(records: &[&Record], version: u64, a: &ArrayMetadata) -> Lineage {
-    let data = a.data_file.as_str();
-    let bitmap = names::bitmap_file(data).unwrap_or_default();
     let mut out = Lineage::default();
-    for r in records {
-        if r.version <= version || r.aborted {
-            continue;
-        }
-        if out.data.is_none() {
-            for s in r.rows.iter().filter(|s| s.file == data) {
-                for (row, old) in s.iter() {
-                    out.rows.entry(row).or_insert_with(|| old.to_vec());
-                }
-            }
-        }
-        if out.bitmap.is_none() {
-            for s in r.rows.iter().filter(|s| s.file == bitmap) {
-                for (word, old) in s.iter() {
-                    out.bitmap_words.entry(word).or_insert_with(|| old.to_vec());
-                }
-            }
-        }
-        for (f, kept) in &r.files {
-            let slot = if f == data {
-                &mut out.data
-            } else if *f == bitmap {
-                &mut out.bitmap
-            } else {
-                continue;
-            };
-            if slot.is_none() {
-                *slot = Some(if *kept {
-                    Source::Kept(kept_name(r.version, f))
-                } else {
-                    Source::Absent
-                });
-            }
-        }
-    }
-    out.files = [&out.data, &out.bitmap]
-        .into_iter()
-        .filter_map(|s| match s {
-            Some(Source::Kept(k)) => Some(k.clone()),
-            _ => None,
-        })
-        .collect();
+    out.extend(records, version, a);
     out
+}
+
+impl Lineage {
+    /// Takes in records newer than every record seen so far (versions ascending). What an
+    /// older record said wins, so later records only fill in what is still unknown; returns
+    /// whether anything changed.
+    pub fn extend(&mut self, records: &[&Record], version: u64, a: &ArrayMetadata) -> bool {
+        let data = a.data_file.as_str();
+        let bitmap = names::bitmap_file(data).unwrap_or_default();
+        let mut changed = false;
+        // Rows past the version's row count (appended after it) are not part of it.
+        let rows = a.rows();
+        for r in records {
+            if r.version <= version || r.aborted {
+                continue;
+            }
+            if self.data.is_none() {
+                for s in r.rows.iter().filter(|s| s.file == data) {
+                    for (row, old) in s.iter().filter(|(row, _)| *row < rows) {
+                        if let std::collections::hash_map::Entry::Vacant(e) = self.rows.entry(row) {
+                            e.insert(old.to_vec());
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            if self.bitmap.is_none() {
+                for s in r.rows.iter().filter(|s| s.file == bitmap) {
+                    for (word, old) in s.iter() {
+                        if let std::collections::hash_map::Entry::Vacant(e) =
+                            self.bitmap_words.entry(word)
+                        {
+                            e.insert(old.to_vec());
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            for (f, kept) in &r.files {
+                let slot = if f == data {
+                    &mut self.data
+                } else if *f == bitmap {
+                    &mut self.bitmap
+                } else {
+                    continue;
+                };
+                if slot.is_none() {
+                    *slot = Some(if *kept {
+                        Source::Kept(kept_name(r.version, f))
+                    } else {
+                        Source::Absent
+                    });
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.files = [&self.data, &self.bitmap]
+                .into_iter()
+                .filter_map(|s| match s {
+                    Some(Source::Kept(k)) => Some(k.clone()),
+                    _ => None,
+                })
+                .collect();
+        }
+        changed
+    }
 }
 
 /// A bitmap file as it was, from its bytes now and the old bytes of the words written in

@@ -17,7 +17,7 @@ use crate::error::{NpkError, NpkResult};
 use crate::format::history::{decode_records, Record, HEADER_BYTES, LOG_FILE};
 use crate::format::metadata::{ArrayMetadata, MetadataFile};
 use crate::io::fs;
-use crate::read::version::{lineage, meta_at, VersionedArray};
+use crate::read::version::{meta_at, Lineage, VersionedArray};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -31,9 +31,43 @@ struct Cache {
     /// The log generation and end the records were read at.
     gen: u64,
     end: u64,
-    /// Records of versions after the snapshot's.
-    records: Vec<Record>,
+    /// The newest record read.
+    last: Option<u64>,
+    /// Where each array of the version is, from every record read so far (records are
+    /// folded in as they are read, never kept: a long-lived snapshot beside a busy writer
+    /// costs what the arrays' changed rows take, not what the log holds).
+    lineages: HashMap<String, Lineage>,
     arrays: HashMap<String, Arc<VersionedArray>>,
+}
+
+impl Cache {
+    /// Takes in records newer than those read so far; an array whose lineage changes is
+    /// opened again.
+    fn fold(&mut self, meta: &MetadataFile, version: u64, records: &[Record]) {
+        let Some(newest) = records.last() else {
+            return;
+        };
+        self.last = Some(newest.version);
+        let refs: Vec<&Record> = records.iter().collect();
+        for (name, a) in &meta.arrays {
+            if self
+                .lineages
+                .entry(name.clone())
+                .or_default()
+                .extend(&refs, version, a)
+            {
+                self.arrays.remove(name);
+            }
+        }
+    }
+
+    /// Starts again from `records` (all those after the version).
+    fn reset(&mut self, meta: &MetadataFile, version: u64, records: &[Record]) {
+        self.last = None;
+        self.lineages.clear();
+        self.arrays.clear();
+        self.fold(meta, version, records);
+    }
 }
 
 /// One version of a store, readable while others write. Dropping it releases the version.
@@ -88,14 +122,16 @@ impl Snapshot {
                     }
                 };
                 cache.end = log.end;
-                cache.records = log
+                let after: Vec<Record> = log
                     .records
                     .into_iter()
                     .map(|(_, r)| r)
                     .filter(|r| r.version > v)
                     .collect();
-                let refs: Vec<&Record> = cache.records.iter().collect();
-                meta_at(&current, &refs, v)
+                let refs: Vec<&Record> = after.iter().collect();
+                let meta = meta_at(&current, &refs, v);
+                cache.reset(&meta, v, &after);
+                meta
             };
             (v, meta, cache)
         };
@@ -191,16 +227,12 @@ impl Snapshot {
             let mut c = self.cache();
             match fresh {
                 Some((records, reached)) if gen != c.gen => {
-                    c.records = records;
+                    c.reset(&self.meta, self.version, &records);
                     c.end = reached;
                     c.gen = gen;
-                    c.arrays.clear();
                 }
                 Some((records, reached)) => {
-                    if !records.is_empty() {
-                        c.arrays.clear();
-                    }
-                    c.records.extend(records);
+                    c.fold(&self.meta, self.version, &records);
                     c.end = reached;
                 }
                 None => {}
@@ -212,10 +244,9 @@ impl Snapshot {
         let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
         let (records, reached) = self.read_all()?;
         let mut c = self.cache();
-        c.records = records;
+        c.reset(&self.meta, self.version, &records);
         c.end = reached;
         c.gen = gen;
-        c.arrays.clear();
         Ok((c.gen, c.end))
     }
 
@@ -247,7 +278,7 @@ impl Snapshot {
     fn read_tail(&self, end: u64) -> NpkResult<Option<(Vec<Record>, u64)>> {
         let (from, last) = {
             let c = self.cache();
-            (c.end.max(HEADER_BYTES), c.records.last().map(|r| r.version))
+            (c.end.max(HEADER_BYTES), c.last)
         };
         if end <= from {
             return Ok(None);
@@ -285,11 +316,7 @@ impl Snapshot {
             return Ok(Arc::clone(a));
         }
         let a = self.array_metadata(name)?;
-        let lin = {
-            let c = self.cache();
-            let refs: Vec<&Record> = c.records.iter().collect();
-            lineage(&refs, self.version, &a)
-        };
+        let lin = self.cache().lineages.get(name).cloned().unwrap_or_default();
         let v = Arc::new(VersionedArray::open(self.store.dir(), &a, lin)?);
         self.cache().arrays.insert(name.to_owned(), Arc::clone(&v));
         Ok(v)
