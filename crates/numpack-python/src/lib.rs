@@ -8,6 +8,7 @@ mod package;
 mod rows;
 mod selection;
 mod snapshot;
+mod staged;
 mod store;
 mod vector;
 mod writer;
@@ -29,6 +30,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(numpy_conv::dtype_code, m)?)?;
     m.add_function(wrap_pyfunction!(writer::preallocate, m)?)?;
     m.add_function(wrap_pyfunction!(package::pack, m)?)?;
+    m.add_function(wrap_pyfunction!(staged::stage_begin, m)?)?;
+    m.add_function(wrap_pyfunction!(staged::stage_write, m)?)?;
+    m.add_function(wrap_pyfunction!(staged::stage_commit, m)?)?;
+    m.add_function(wrap_pyfunction!(staged::stage_abort, m)?)?;
     m.add_function(wrap_pyfunction!(package::unpack, m)?)?;
     m.add_function(wrap_pyfunction!(package::package_info, m)?)?;
     m.add_function(wrap_pyfunction!(package::verify, m)?)?;

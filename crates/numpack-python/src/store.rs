@@ -51,7 +51,7 @@ fn single_name<T>(items: &[(String, T)]) -> Option<&str> {
 }
 
 impl PyStore {
-    fn get(&self) -> PyResult<Arc<Store>> {
+    pub(crate) fn get(&self) -> PyResult<Arc<Store>> {
         self.inner
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -22,7 +22,9 @@ pub use parallel_io::{ArrayView, ParallelIO};
 pub use read::select::RowSelection;
 pub use read::snapshot::{AccessHint, ArraySnapshot, Selected};
 pub use read::stream::StreamIterator;
-pub use store::{AppendItem, GcReport, ReplaceItem, SaveItem, Snapshot, Store, VersionInfo};
+pub use store::{
+    AppendItem, GcReport, ReplaceItem, SaveItem, Snapshot, StageMode, Store, VersionInfo,
+};
 
 /// Paths of the published crate, kept so its examples compile (`numpack::core::error`).
 pub mod core {

@@ -78,6 +78,8 @@ const CASES: &[&str] = &[
     "clone",
     "restore",
     COLLECTING,
+    "staged create",
+    "staged append",
 ];
 
 fn run(s: &Arc<Store>, case: &str) {
@@ -112,6 +114,17 @@ fn run(s: &Arc<Store>, case: &str) {
             ])
             .unwrap(),
         "replace" => s.replace("a", dt, &[1, 2], &ints([7, 7]), &[0, 3]).unwrap(),
+        "staged create" | "staged append" => {
+            let (name, mode) = if case == "staged create" {
+                ("c", numpack::StageMode::Create)
+            } else {
+                ("b", numpack::StageMode::Append)
+            };
+            let t = s.stage_begin(name, mode, dt, &[6, 2]).unwrap();
+            s.stage_write(&t, 3, dt, &[3, 2], &ints(6..12)).unwrap();
+            s.stage_write(&t, 0, dt, &[3, 2], &ints(0..6)).unwrap();
+            s.stage_commit(&t).unwrap()
+        }
         COLLECTING => {
             s.set_history(1).unwrap();
             s.replace("a", dt, &[1, 2], &ints([7, 7]), &[0, 3]).unwrap()

@@ -320,6 +320,20 @@ fn two_arrays(s: &Store) {
 #[test]
 fn every_durable_mutation_survives_power_loss_at_any_point() {
     check("save new", two_arrays, |s| save(s, "c", 20, 5));
+    for (label, name, mode) in [
+        ("staged create", "c", numpack::StageMode::Create),
+        ("staged append", "b", numpack::StageMode::Append),
+    ] {
+        check(label, two_arrays, move |s| {
+            let dt = DataType::Int32;
+            let t = s.stage_begin(name, mode, dt, &[4, 2]).unwrap();
+            s.stage_write(&t, 2, dt, &[2, 2], &bytes_of(&[5; 4]))
+                .unwrap();
+            s.stage_write(&t, 0, dt, &[2, 2], &bytes_of(&[6; 4]))
+                .unwrap();
+            s.stage_commit(&t).unwrap();
+        });
+    }
     check("save over", two_arrays, |s| save(s, "b", 25, 7));
     check("append", two_arrays, |s| {
         s.append("a", DataType::Int32, &[3, 2], &bytes_of(&[9; 6]))

@@ -139,6 +139,25 @@ fn check_shape(w: &ArrayWriter, shape: &[u64]) -> NpkResult<()> {
     Ok(())
 }
 
+impl ArrayWriter {
+    /// A writer over a temporary file of this store written elsewhere (a stage's data
+    /// file), holding what it holds now.
+    pub(super) fn adopt(name: &str, dtype: DataType, tmp: PathBuf) -> NpkResult<Self> {
+        let file = fs::open_rw(&tmp)?;
+        let len = file.metadata().map_err(|e| NpkError::io(&tmp, e))?.len();
+        Ok(ArrayWriter {
+            name: name.to_owned(),
+            dtype,
+            tmp,
+            file,
+            len,
+            handed_over: false,
+            flusher: None,
+            unflushed: 0,
+        })
+    }
+}
+
 impl Store {
     /// Starts writing a new array `name` (it replaces an array of that name when committed).
     pub fn array_writer(&self, name: &str, dtype: DataType) -> NpkResult<ArrayWriter> {

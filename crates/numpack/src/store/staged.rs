@@ -1,0 +1,432 @@
+//! Staged writes: the rows of one array written in pieces by any number of tasks and
+//! processes, invisible to every reader until one commit makes all of them appear at once
+//! (or an abort drops them). Distributed engines (Dask, Ray) write a chunk per task.
+//!
+//! A stage is a token, `<owner pid>-<nonce>`; its files are temporaries of the owner (the
+//! process that began it and commits it), so they outlive the tasks that write them and are
+//! removed as stale once the owner is gone:
+//!
+//! ```text
+//! .numpack.tmp.<pid>.stage-<nonce>.desc   "NPKS" | u32 format 1 | u8 mode | u8 dtype code
+//!                                         | u16 0 | u32 ndim | ndim x u64 shape | str name
+//! .numpack.tmp.<pid>.stage-<nonce>.data   the rows, C order, sized for the whole shape
+//! .numpack.tmp.<pid>.stage-<nonce>.w<start>-<stop>   empty: rows start..stop are written
+//! ```
+//! A task writes its rows in place in the data file and then creates its marker; the commit
+//! checks that the markers cover every row exactly, then adopts the data file as the array's
+//! (create, overwrite) or appends its rows (append), through the ordinary commits.
+
+use super::commit::{is_tmp_name, TMP_PREFIX};
+use super::writer::ArrayWriter;
+use super::Store;
+use crate::dtype::DataType;
+use crate::error::{IoContext, NpkError, NpkResult};
+use crate::format::cursor::Cursor;
+use crate::format::metadata::check_shape;
+use crate::format::names;
+use crate::io::fs;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 4] = b"NPKS";
+const FORMAT: u32 = 1;
+/// Largest descriptor read.
+const MAX_DESC: u64 = 4096;
+/// Most pieces (markers) a stage may have.
+const MAX_PIECES: usize = 1 << 20;
+
+/// What a commit of a stage does with its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageMode {
+    /// A new array (the commit fails if one of that name exists).
+    Create = 0,
+    /// The array, replaced whole (or created).
+    Overwrite = 1,
+    /// Rows added at the end of the existing array.
+    Append = 2,
+}
+
+impl StageMode {
+    fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            0 => StageMode::Create,
+            1 => StageMode::Overwrite,
+            2 => StageMode::Append,
+            _ => return None,
+        })
+    }
+}
+
+/// A stage as its descriptor says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Desc {
+    mode: StageMode,
+    dtype: DataType,
+    shape: Vec<u64>,
+    name: String,
+}
+
+impl Desc {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64 + self.name.len());
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&FORMAT.to_le_bytes());
+        b.push(self.mode as u8);
+        b.push(self.dtype.code());
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&(self.shape.len() as u32).to_le_bytes());
+        for d in &self.shape {
+            b.extend_from_slice(&d.to_le_bytes());
+        }
+        b.extend_from_slice(&(self.name.len() as u32).to_le_bytes());
+        b.extend_from_slice(self.name.as_bytes());
+        b
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut r = Cursor::new(bytes);
+        if r.take(4)? != MAGIC {
+            return Err("bad magic (expected 'NPKS')".into());
+        }
+        if r.u32()? != FORMAT {
+            return Err("unsupported stage format".into());
+        }
+        let mode = StageMode::from_code(r.u8()?).ok_or("unknown mode")?;
+        let dtype = DataType::from_code(r.u8()?).map_err(|e| e.to_string())?;
+        r.take(2)?;
+        let ndim = r.u32()? as usize;
+        if ndim == 0 || ndim > 64 || ndim * 8 > r.left() {
+            return Err(format!("{ndim} dimensions"));
+        }
+        let shape = (0..ndim).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+        check_shape(&shape, dtype)?;
+        let name = r.string()?;
+        names::validate(&name).map_err(|e| e.to_string())?;
+        r.finish()?;
+        Ok(Desc {
+            mode,
+            dtype,
+            shape,
+            name,
+        })
+    }
+
+    fn row_bytes(&self) -> u64 {
+        self.shape[1..].iter().product::<u64>() * self.dtype.size_bytes() as u64
+    }
+}
+
+/// The file-name prefix of a stage's files, from its token (`<pid>-<nonce>`, digits and
+/// lowercase hex only, so a token never names a path).
+fn prefix(token: &str) -> NpkResult<String> {
+    let bad = || {
+        NpkError::InvalidOperation(format!(
+            "{token:?} is not a stage token of this store (stage_begin returns one)"
+        ))
+    };
+    let (pid, nonce) = token.split_once('-').ok_or_else(bad)?;
+    let ok = !pid.is_empty()
+        && pid.len() <= 10
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && nonce.len() == 16
+        && nonce
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !ok {
+        return Err(bad());
+    }
+    Ok(format!("{TMP_PREFIX}{pid}.stage-{nonce}."))
+}
+
+/// `(start, stop)` of a marker name after the prefix.
+fn parse_marker(rest: &str) -> Option<(u64, u64)> {
+    let (a, b) = rest.strip_prefix('w')?.split_once('-')?;
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && s.len() <= 20;
+    if !ok(a) || !ok(b) {
+        return None;
+    }
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+impl Store {
+    fn stage_path(&self, prefix: &str, part: &str) -> PathBuf {
+        self.dir().join(format!("{prefix}{part}"))
+    }
+
+    fn stage_desc(&self, prefix: &str) -> NpkResult<Desc> {
+        let path = self.stage_path(prefix, "desc");
+        let bytes = fs::read_bounded(&path, MAX_DESC)?.ok_or_else(|| {
+            NpkError::InvalidOperation(
+                "no such stage: it was committed or aborted, or its owner process is gone"
+                    .to_owned(),
+            )
+        })?;
+        Desc::decode(&bytes).map_err(|r| NpkError::corrupt(&path, r))
+    }
+
+    /// Begins a stage of `shape` rows of array `name` (for `Append`, the shape of the new
+    /// rows); returns its token. This process owns it: commit or abort it here.
+    pub fn stage_begin(
+        &self,
+        name: &str,
+        mode: StageMode,
+        dtype: DataType,
+        shape: &[u64],
+    ) -> NpkResult<String> {
+        names::validate(name)?;
+        if shape.is_empty() {
+            return Err(NpkError::InvalidShape(
+                "a staged array needs at least one dimension (rows)".into(),
+            ));
+        }
+        let bytes = check_shape(shape, dtype)
+            .map_err(|e| NpkError::InvalidShape(format!("array '{name}': {e}")))?;
+        match (mode, self.array_metadata(name)) {
+            (StageMode::Create, Ok(_)) => {
+                return Err(NpkError::InvalidOperation(format!(
+                    "array '{name}' exists; use mode 'overwrite' or 'append'"
+                )))
+            }
+            (StageMode::Append, Ok(a)) => {
+                super::check_dtype(&a, dtype)?;
+                super::check_rows_shape(&a, shape)?;
+            }
+            (StageMode::Append, Err(e)) => return Err(e),
+            _ => {}
+        }
+        let nonce = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(super::now_micros() as u128);
+            h.finish()
+        };
+        let token = format!("{}-{nonce:016x}", std::process::id());
+        let prefix = prefix(&token)?;
+        let desc = Desc {
+            mode,
+            dtype,
+            shape: shape.to_vec(),
+            name: name.to_owned(),
+        };
+        let data = self.stage_path(&prefix, "data");
+        let f = fs::create_new(&data)?;
+        fs::set_len(&f, &data, bytes)?;
+        // The descriptor last: a stage without one is not there.
+        let tmp = self.stage_path(&prefix, "desc.new");
+        fs::write_new(&tmp, &desc.encode(), false)?;
+        fs::rename(&tmp, &self.stage_path(&prefix, "desc")).map_err(|e| NpkError::io(&tmp, e))?;
+        Ok(token)
+    }
+
+    /// Writes rows `start..` of a stage (`shape` = shape of these rows, `data` their
+    /// little-endian bytes), from any process; the same rows may be written again (a task
+    /// retried), and must be written once by the time of the commit.
+    pub fn stage_write(
+        &self,
+        token: &str,
+        start: u64,
+        dtype: DataType,
+        shape: &[u64],
+        data: &[u8],
+    ) -> NpkResult<()> {
+        let prefix = prefix(token)?;
+        let desc = self.stage_desc(&prefix)?;
+        if dtype != desc.dtype {
+            return Err(NpkError::InvalidDtype(format!(
+                "stage of array '{}' holds {}, got {dtype}",
+                desc.name, desc.dtype
+            )));
+        }
+        if shape.len() != desc.shape.len() || shape[1..] != desc.shape[1..] {
+            return Err(NpkError::InvalidShape(format!(
+                "rows of shape {shape:?} do not fit a stage of shape {:?}",
+                desc.shape
+            )));
+        }
+        let stop = start
+            .checked_add(shape[0])
+            .filter(|&s| s <= desc.shape[0])
+            .ok_or_else(|| {
+                NpkError::InvalidShape(format!(
+                    "rows {start}..{start}+{} are past the {} rows of the stage",
+                    shape[0], desc.shape[0]
+                ))
+            })?;
+        let row = desc.row_bytes();
+        if data.len() as u64 != shape[0] * row {
+            return Err(NpkError::InvalidShape(format!(
+                "{} bytes for {} rows of {row} bytes",
+                data.len(),
+                shape[0]
+            )));
+        }
+        let path = self.stage_path(&prefix, "data");
+        let f = fs::open_rw(&path)?;
+        fs::write_at(&f, &path, data, start * row)?;
+        if self.durable() {
+            fs::sync_data(&f, &path)?;
+        }
+        let marker = self.stage_path(&prefix, &format!("w{start}-{stop}"));
+        match fs::create_new(&marker) {
+            Ok(_) => Ok(()),
+            Err(_) if fs::entry(&marker)?.is_some_and(|m| m.is_file()) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The stage's files: (marker ranges, every file of the stage).
+    fn stage_files(&self, prefix: &str) -> NpkResult<(Vec<(u64, u64)>, Vec<PathBuf>)> {
+        let (mut ranges, mut files) = (Vec::new(), Vec::new());
+        for entry in std::fs::read_dir(self.dir()).at(self.dir())? {
+            let entry = entry.at(self.dir())?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(prefix) else {
+                continue;
+            };
+            if !is_tmp_name(&name) {
+                continue;
+            }
+            if let Some(r) = parse_marker(rest) {
+                ranges.push(r);
+                if ranges.len() > MAX_PIECES {
+                    return Err(NpkError::InvalidOperation(format!(
+                        "a stage has more than {MAX_PIECES} pieces"
+                    )));
+                }
+            }
+            files.push(entry.path());
+        }
+        ranges.sort_unstable();
+        ranges.dedup();
+        Ok((ranges, files))
+    }
+
+    /// Makes every row of the stage appear at once (all or nothing, as a save or an
+    /// append), then removes the stage. Fails, changing nothing, when some rows were never
+    /// written or were written twice over different ranges.
+    pub fn stage_commit(&self, token: &str) -> NpkResult<()> {
+        let prefix = prefix(token)?;
+        let desc = self.stage_desc(&prefix)?;
+        let (ranges, files) = self.stage_files(&prefix)?;
+        let mut next = 0u64;
+        for &(a, b) in &ranges {
+            if a != next || b < a {
+                let what = if a > next {
+                    format!("rows {next}..{a} were never written (did a task fail?)")
+                } else {
+                    format!("rows {a}..{b} overlap rows written before them")
+                };
+                return Err(NpkError::InvalidOperation(format!(
+                    "stage of array '{}' is not complete: {what}; abort it and write again",
+                    desc.name
+                )));
+            }
+            next = b;
+        }
+        if next != desc.shape[0] {
+            return Err(NpkError::InvalidOperation(format!(
+                "stage of array '{}' is not complete: rows {next}..{} were never written (did \
+                 a task fail?); abort it and write again",
+                desc.name, desc.shape[0]
+            )));
+        }
+        let data = self.stage_path(&prefix, "data");
+        let out = match desc.mode {
+            StageMode::Append => {
+                let f = fs::open_read(&data)?;
+                let len = desc.shape[0] * desc.row_bytes();
+                if f.metadata().at(&data)?.len() != len {
+                    return Err(NpkError::corrupt(&data, "is not the size of its stage"));
+                }
+                if len == 0 {
+                    Ok(())
+                } else {
+                    // SAFETY: a private temporary of this stage, not written any more (every
+                    // marker is in); a read-only mapping.
+                    let m = unsafe { memmap2::Mmap::map(&f) }.at(&data)?;
+                    self.append(&desc.name, desc.dtype, &desc.shape, &m)
+                }
+            }
+            StageMode::Create | StageMode::Overwrite => {
+                if desc.mode == StageMode::Create && self.array_metadata(&desc.name).is_ok() {
+                    return Err(NpkError::InvalidOperation(format!(
+                        "array '{}' was created meanwhile; use mode 'overwrite' or 'append'",
+                        desc.name
+                    )));
+                }
+                let w = ArrayWriter::adopt(&desc.name, desc.dtype, data.clone())?;
+                self.commit_writers(vec![(w, desc.shape.clone())], false)
+            }
+        };
+        if out.is_ok() {
+            // An adopted data file is the array's now; an appended one is done with.
+            let adopted = desc.mode != StageMode::Append;
+            remove_all(&files, if adopted { &data } else { Path::new("") });
+        }
+        out
+    }
+
+    /// Drops a stage and everything written to it. Idempotent.
+    pub fn stage_abort(&self, token: &str) -> NpkResult<()> {
+        let prefix = prefix(token)?;
+        let (_, files) = self.stage_files(&prefix)?;
+        remove_all(&files, Path::new(""));
+        Ok(())
+    }
+}
+
+/// Removes a stage's files but `keep` (the data file a commit adopted), descriptor last.
+fn remove_all(files: &[PathBuf], keep: &Path) {
+    let mut desc = None;
+    for f in files.iter().filter(|f| f.as_path() != keep) {
+        if f.to_string_lossy().ends_with(".desc") {
+            desc = Some(f);
+            continue;
+        }
+        let _ = fs::remove(f);
+    }
+    if let Some(d) = desc {
+        let _ = fs::remove(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_markers_never_name_paths() {
+        assert!(prefix("12-00000000000000ab").is_ok());
+        for bad in [
+            "",
+            "12",
+            "-00000000000000ab",
+            "1/2-00000000000000ab",
+            "12-../x",
+            "12-00000000000000AB",
+        ] {
+            assert!(prefix(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_marker("w0-10"), Some((0, 10)));
+        for bad in ["w-1", "w1-", "x1-2", "w1-2-3", "w+1-2"] {
+            assert_eq!(parse_marker(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn descriptors_round_trip_and_damage_is_an_error() {
+        let d = Desc {
+            mode: StageMode::Append,
+            dtype: DataType::Float32,
+            shape: vec![10, 4],
+            name: "emb".into(),
+        };
+        let b = d.encode();
+        assert_eq!(Desc::decode(&b).unwrap(), d);
+        for n in 0..b.len() {
+            assert!(Desc::decode(&b[..n]).is_err());
+        }
+        let mut bad = b.clone();
+        bad[8] = 9;
+        assert!(Desc::decode(&bad).is_err());
+    }
+}
