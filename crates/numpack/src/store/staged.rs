@@ -34,6 +34,9 @@ const MAX_DESC: u64 = 4096;
 /// Most pieces (markers) a stage may have.
 const MAX_PIECES: usize = 1 << 20;
 
+/// Row ranges `(start, stop)` written to a stage, sorted.
+type Ranges = Vec<(u64, u64)>;
+
 /// What a commit of a stage does with its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageMode {
@@ -274,7 +277,7 @@ impl Store {
     }
 
     /// The stage's files: (marker ranges, every file of the stage).
-    fn stage_files(&self, prefix: &str) -> NpkResult<(Vec<(u64, u64)>, Vec<PathBuf>)> {
+    fn stage_files(&self, prefix: &str) -> NpkResult<(Ranges, Vec<PathBuf>)> {
         let (mut ranges, mut files) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(self.dir()).at(self.dir())? {
             let entry = entry.at(self.dir())?;
