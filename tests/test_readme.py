@@ -6,16 +6,23 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: Documents whose Python examples are run as tests too.
+DOCS = [README, ROOT / "docs" / "distributed.md"]
+BLOCKS = [
+    pytest.param(code, doc, id=f"{doc.name}-{i}")
+    for doc in DOCS
+    for i, code in enumerate(re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S))
+]
 
 
-@pytest.mark.parametrize("code", BLOCKS)
-def test_readme_python_block(code: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("code", "doc"), BLOCKS)
+def test_readme_python_block(code: str, doc: Path, tmp_path: Path) -> None:
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        exec(compile(code, str(README), "exec"), {})
+        exec(compile(code, str(doc), "exec"), {})
     finally:
         os.chdir(cwd)
     # The blocks carry their own asserts; a block that creates a store must leave it valid.

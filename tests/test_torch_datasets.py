@@ -121,7 +121,8 @@ def test_iterable_dataset_shards_by_worker_and_shuffles_by_epoch(tmp_path: Path)
     assert not np.array_equal(orders[0], orders[1]), "set_epoch did not change the order"
     # Same seed and epoch: the same order again.
     ds.set_epoch(0)
-    again = np.concatenate([yb.numpy() for _, yb in torch.utils.data.DataLoader(ds, batch_size=None)])
+    loader = torch.utils.data.DataLoader(ds, batch_size=None)
+    again = np.concatenate([yb.numpy() for _, yb in loader])
     single = ntorch.NumPackIterableDataset(
         path, chunk_rows=128, batch_size=50, shuffle=True, shuffle_buffer=500, seed=3
     )
@@ -243,3 +244,26 @@ def test_two_ddp_ranks_read_disjoint_shards_of_the_version(tmp_path: Path) -> No
     s0, s1 = (np.load(tmp_path / f"streamed{r}.npy") for r in (0, 1))
     assert not set(s0.tolist()) & set(s1.tolist())
     assert np.array_equal(np.sort(np.concatenate([s0, s1])), np.arange(1000))
+
+
+def test_handles_pickle_by_what_they_name(tmp_path: Path) -> None:
+    path = tmp_path / "s.npk"
+    make_store(path, 10)
+    with NumPack(path) as npk, NumPack(path, version=npk.version) as old:
+        v = npk.version
+        copy = pickle.loads(pickle.dumps(npk))
+        assert copy.is_opened and copy.get_shape("y") == (10,)
+        npk.append({"x": np.zeros((1, 8), np.float32), "y": np.zeros(1, np.int64)})
+        assert copy.get_shape("y") == (11,)
+        copy.close()
+        closed = pickle.loads(pickle.dumps(NumPack(path, warn_no_context=False)))
+        assert not closed.is_opened
+        # A pinned handle's copy pins the same version (the original keeps it readable).
+        again = pickle.loads(pickle.dumps(old))
+        assert again.version == v and again.get_shape("y") == (10,)
+        again.close()
+    # drop_if_exists is never carried to a copy.
+    wiping = NumPack(path, drop_if_exists=True, warn_no_context=False)
+    pickle.loads(pickle.dumps(wiping)).open()
+    with NumPack(path) as npk:
+        assert npk.get_shape("y") == (11,)

@@ -213,6 +213,20 @@ def dtype_code(dtype: np.dtype[Any]) -> int:
 def preallocate(fd: int, offset: int, length: int) -> None:
     """Reserve the blocks of ``offset..offset+length`` of an open file (best effort, size kept)."""
 
+# --- staged writes (numpack.dask, numpack.ray) -------------------------------------------
+def stage_begin(store: Store, name: str, mode: str, dtype: np.dtype[Any], shape: list[int]) -> str:
+    """Begin a stage of ``shape`` rows of array ``name`` (mode 'create', 'overwrite' or
+    'append'); its token."""
+
+def stage_write(store: Store, token: str, start: int, rows: np.ndarray[Any, Any]) -> None:
+    """Write ``rows`` at row ``start`` of a stage (from any process)."""
+
+def stage_commit(store: Store, token: str) -> None:
+    """Make every staged row appear at once."""
+
+def stage_abort(store: Store, token: str) -> None:
+    """Drop a stage."""
+
 # --- .npkg packages ------------------------------------------------------------------------
 def pack(
     source: str,

@@ -25,6 +25,8 @@ EXTRAS = {
     "s3fs": "s3",
     "fsspec": "s3",
     "tqdm": "progress",
+    "dask": "dask",
+    "ray": "ray",
 }
 
 

@@ -118,6 +118,18 @@ class NumPack(VersionsMixin):
                 stacklevel=2,
             )
 
+    def __reduce__(self) -> tuple[Any, tuple[str, bool, bool, int | None, bool]]:
+        # By what it names, never by its open files: the copy opens the store in the process
+        # that unpickles it (a pinned handle pins the same version). drop_if_exists is not
+        # carried: a worker must never wipe the store.
+        pin = self._snap.version if self._snap is not None else self._pin
+        if isinstance(pin, str):
+            pin = int(_core.Store(str(self._path)).tagged(pin))
+        return (
+            _reopen_handle,
+            (str(self._path), self._strict, self._force_gc, pin, self.is_opened),
+        )
+
     # --- lifecycle -----------------------------------------------------------------------
 
     def open(self) -> None:
@@ -649,3 +661,18 @@ class NumPack(VersionsMixin):
         if self._pin is not None:
             self._writer()
         return WritableBatchMode(self)
+
+
+def _reopen_handle(
+    path: str, strict: bool, force_gc: bool, version: int | None, opened: bool
+) -> NumPack:
+    npk = NumPack(
+        path,
+        strict_context_mode=strict,
+        warn_no_context=False,
+        force_gc_on_close=force_gc,
+        version=version,
+    )
+    if opened:
+        npk.open()
+    return npk
