@@ -121,7 +121,7 @@ def epoch(ds: Any, collate: Any, limit: int | None = None) -> int:
         persistent_workers=False,
     )
     n = 0
-    for k, (xb, yb) in enumerate(loader):
+    for k, (_xb, yb) in enumerate(loader):
         n += len(yb)
         if limit is not None and k + 1 >= limit:
             break
@@ -135,8 +135,14 @@ def row(label: str, ours: float, base_label: str, base: float, goal: str) -> dic
         f"   {ratio:6.3f}x   {goal}",
         flush=True,
     )
-    return {"measure": label, "numpack_s": ours, "baseline": base_label, "baseline_s": base,
-            "ratio": ratio, "goal": goal}
+    return {
+        "measure": label,
+        "numpack_s": ours,
+        "baseline": base_label,
+        "baseline_s": base,
+        "ratio": ratio,
+        "goal": goal,
+    }
 
 
 def main() -> None:
@@ -167,33 +173,57 @@ def main() -> None:
     np.save(root / "y.npy", y)
     del x, y
     results = []
-    print(f"{args.rows:,} x {DIM} float32 + int64 labels, batches of {BATCH}, 2 workers, "
-          f"median of {args.repeats}", flush=True)
+    print(
+        f"{args.rows:,} x {DIM} float32 + int64 labels, batches of {BATCH}, 2 workers, "
+        f"median of {args.repeats}",
+        flush=True,
+    )
 
     ds = nt.NumPackDataset(store, arrays=("x", "y"))
     base = MmapDataset(str(root / "x.npy"), str(root / "y.npy"))
     ours, theirs = median_pair(
         lambda: epoch(ds, nt.collate), lambda: epoch(base, nt.collate), args.repeats
     )
-    results.append(row("DataLoader epoch, NumPackDataset", ours, "np.load(mmap_mode='r') dataset",
-                       theirs, "<= 1.0x"))
+    results.append(
+        row(
+            "DataLoader epoch, NumPackDataset",
+            ours,
+            "np.load(mmap_mode='r') dataset",
+            theirs,
+            "<= 1.0x",
+        )
+    )
     batches = min(200, args.rows // BATCH)
     lazy = LazyRowDataset(str(store))
     t = timed(lambda: epoch(lazy, None, limit=batches)) * (args.rows / BATCH) / batches
-    results.append(row("DataLoader epoch, per-row LazyArray dataset (scaled)", t,
-                       "np.load(mmap_mode='r') dataset", theirs, "reported"))
+    results.append(
+        row(
+            "DataLoader epoch, per-row LazyArray dataset (scaled)",
+            t,
+            "np.load(mmap_mode='r') dataset",
+            theirs,
+            "reported",
+        )
+    )
 
     chunk = (max(1, args.rows // 16), DIM)
     with dask.config.set(scheduler="threads", num_workers=2):
         ours, theirs = median_pair(
             lambda: nd.from_numpack(store, "x", chunks=chunk[0]).sum().compute(),
-            lambda: da.from_array(np.load(root / "x.npy", mmap_mode="r"), chunks=chunk)
-            .sum()
-            .compute(),
+            lambda: (
+                da.from_array(np.load(root / "x.npy", mmap_mode="r"), chunks=chunk).sum().compute()
+            ),
             args.repeats,
         )
-        results.append(row("Dask from_numpack(...).sum()", ours,
-                           "da.from_array(np.load(mmap)).sum()", theirs, "<= 1.0x"))
+        results.append(
+            row(
+                "Dask from_numpack(...).sum()",
+                ours,
+                "da.from_array(np.load(mmap)).sum()",
+                theirs,
+                "<= 1.0x",
+            )
+        )
         src = da.from_array(np.load(root / "x.npy", mmap_mode="r"), chunks=(args.rows // 8, DIM))
 
         def ours_write() -> None:
@@ -204,8 +234,7 @@ def main() -> None:
             da.to_npy_stack(str(root / "stack"), src)
 
         ours, theirs = median_pair(ours_write, theirs_write, args.repeats)
-        results.append(row("Dask to_numpack, 8 chunks", ours, "da.to_npy_stack", theirs,
-                           "<= 1.2x"))
+        results.append(row("Dask to_numpack, 8 chunks", ours, "da.to_npy_stack", theirs, "<= 1.2x"))
     ds.close()
     out = Path(__file__).parent / "results" / "loader_bench.txt"
     out.parent.mkdir(exist_ok=True)
