@@ -14,12 +14,16 @@ measured in the same run, median of ``--repeats`` (interleaved).
 - The per-row ``__getitem__`` dataset a user writes by hand over a ``LazyArray``: reported
   for comparison (timed over the first 200 batches, scaled to an epoch).
 - Dask: ``from_numpack(...).sum()`` against ``da.from_array(np.load(mmap_mode="r"))``
-  (same chunks); ``to_numpack`` of 8 chunks against ``da.to_npy_stack``.
+  (same chunks); ``to_numpack`` of 8 chunks (a new array) against ``da.to_npy_stack``,
+  each started with no dirty pages (``os.sync()`` untimed before each run).
+- Ray (when installed, ``ray.init(num_cpus=2)``): ``read_numpack`` → ``to_numpy_refs``
+  against ``ray.data.from_numpy`` of the loaded array → ``to_numpy_refs``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -40,12 +44,27 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t
 
 
-def median_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[float, float]:
+def median_pair(
+    a: Callable[[], Any],
+    b: Callable[[], Any],
+    repeats: int,
+    before: Callable[[], Any] | None = None,
+) -> tuple[float, float]:
     ta, tb = [], []
     for _ in range(repeats):
-        ta.append(timed(a))
-        tb.append(timed(b))
+        for fn, out in ((a, ta), (b, tb)):
+            if before is not None:
+                before()
+            out.append(timed(fn))
     return statistics.median(ta), statistics.median(tb)
+
+
+def settle(*paths: Path) -> None:
+    """Untimed, before each write: remove what the last one wrote and write back every
+    dirty page, so no run pays for the writeback of another."""
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+    os.sync()
 
 
 class MmapDataset:
@@ -227,14 +246,45 @@ def main() -> None:
         src = da.from_array(np.load(root / "x.npy", mmap_mode="r"), chunks=(args.rows // 8, DIM))
 
         def ours_write() -> None:
-            nd.to_numpack(src, root / "out.npk", "x", mode="overwrite")
+            nd.to_numpack(src, root / "out.npk", "x", mode="create")
 
         def theirs_write() -> None:
-            shutil.rmtree(root / "stack", ignore_errors=True)
             da.to_npy_stack(str(root / "stack"), src)
 
-        ours, theirs = median_pair(ours_write, theirs_write, args.repeats)
+        ours, theirs = median_pair(
+            ours_write, theirs_write, args.repeats, lambda: settle(root / "out.npk", root / "stack")
+        )
         results.append(row("Dask to_numpack, 8 chunks", ours, "da.to_npy_stack", theirs, "<= 1.2x"))
+    try:
+        import ray
+    except ImportError:
+        ray = None
+    if ray is not None:
+        import numpack.ray as nr
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        loaded = np.load(root / "x.npy")
+
+        def ours_ray() -> None:
+            refs = nr.read_numpack(store, arrays="x", parallelism=8).to_numpy_refs(column="x")
+            assert sum(len(a) for a in ray.get(refs)) == args.rows
+
+        def theirs_ray() -> None:
+            refs = ray.data.from_numpy(loaded).to_numpy_refs(column="data")
+            assert sum(len(a) for a in ray.get(refs)) == args.rows
+
+        ours, theirs = median_pair(ours_ray, theirs_ray, args.repeats)
+        results.append(
+            row(
+                "Ray read_numpack -> to_numpy",
+                ours,
+                "ray.data.from_numpy(loaded) -> to_numpy",
+                theirs,
+                "<= 1.0x",
+            )
+        )
+        del loaded
+        ray.shutdown()
     ds.close()
     out = Path(__file__).parent / "results" / "loader_bench.txt"
     out.parent.mkdir(exist_ok=True)

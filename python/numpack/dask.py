@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from . import _core
 from ._deps import require
+from ._staged import open_store as _open_store
 from .snapshot import Snapshot, SnapshotArray
 
 require("dask")  # a DependencyError naming the extra when dask is missing
@@ -108,8 +109,6 @@ def to_numpack(
     """Write ``darr`` to array ``name`` of the store at ``path`` (created if missing), each
     chunk from its task; one commit at the end. ``mode``: ``"create"`` (the array must not
     exist), ``"overwrite"`` (replaced whole) or ``"append"`` (rows added at the end)."""
-    from .numpack import NumPack
-
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
     if darr.ndim == 0:
@@ -118,14 +117,13 @@ def to_numpack(
         raise ValueError("darr has unknown chunk sizes; call darr.compute_chunk_sizes() first")
     if darr.ndim > 1 and any(len(c) > 1 for c in darr.chunks[1:]):
         darr = darr.rechunk({i: -1 for i in range(1, darr.ndim)})
-    with NumPack(path) as npk:
-        store = npk._core_store()
-        dtype = np.dtype(darr.dtype)
-        token = _core.stage_begin(store, name, mode, dtype, list(darr.shape))
-        target = _StageTarget(str(npk.path), token, tuple(darr.shape), dtype)
-        try:
-            da.store(darr, target, lock=False, compute=True)  # type: ignore[arg-type]
-            _core.stage_commit(store, token)
-        except BaseException:
-            _core.stage_abort(store, token)
-            raise
+    store = _open_store(path)
+    dtype = np.dtype(darr.dtype)
+    token = _core.stage_begin(store, name, mode, dtype, list(darr.shape))
+    target = _StageTarget(os.fspath(path), token, tuple(darr.shape), dtype)
+    try:
+        da.store(darr, target, lock=False, compute=True)  # type: ignore[arg-type]
+        _core.stage_commit(store, token)
+    except BaseException:
+        _core.stage_abort(store, token)
+        raise

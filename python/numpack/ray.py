@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _core
 from ._deps import require
+from ._staged import open_store as _open_store
 from .snapshot import Snapshot
 
 require("ray")  # a DependencyError naming the extra when ray is missing
@@ -144,8 +145,6 @@ def write_numpack(
     """Write ``column`` of ``ds`` (its only column when ``None``) to array ``name`` of the
     store at ``path``: every block from its own task, one commit at the end. ``mode``:
     ``"create"``, ``"overwrite"`` or ``"append"``."""
-    from .numpack import NumPack
-
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, not {mode!r}")
     if column is None:
@@ -163,18 +162,17 @@ def write_numpack(
         raise ValueError(f"the blocks of column {column!r} differ in dtype or shape: {kinds}")
     dtype, trail = kinds.pop()
     offsets = np.concatenate([[0], np.cumsum([n for n, _, _ in described])]).astype(int)
-    with NumPack(path) as npk:
-        store = npk._core_store()
-        token = _core.stage_begin(store, name, mode, np.dtype(dtype), [int(offsets[-1]), *trail])
-        try:
-            ray.get(
-                [
-                    _write.remote(str(npk.path), token, int(off), r)
-                    for r, off, (n, _, _) in zip(refs, offsets[:-1], described)
-                    if n > 0
-                ]
-            )
-            _core.stage_commit(store, token)
-        except BaseException:
-            _core.stage_abort(store, token)
-            raise
+    store = _open_store(path)
+    token = _core.stage_begin(store, name, mode, np.dtype(dtype), [int(offsets[-1]), *trail])
+    try:
+        ray.get(
+            [
+                _write.remote(os.fspath(path), token, int(off), r)
+                for r, off, (n, _, _) in zip(refs, offsets[:-1], described)
+                if n > 0
+            ]
+        )
+        _core.stage_commit(store, token)
+    except BaseException:
+        _core.stage_abort(store, token)
+        raise
