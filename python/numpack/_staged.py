@@ -11,8 +11,7 @@ __all__ = ["open_store"]
 
 
 def open_store(path: str | os.PathLike[str]) -> _core.Store:
-    """The store at ``path``, created if missing. Its commits are as durable as every commit
-    (``NUMPACK_DURABLE=1``, or a later ``NumPack.close()`` / ``sync()``): the handle is not
-    closed (closing would fsync the rows written, which ``da.to_npy_stack`` does not)."""
+    """The store at ``path``, created if missing. Like every handle, it syncs what it wrote
+    when it goes away, so a distributed write returns with its rows committed and on disk."""
     os.makedirs(path, exist_ok=True)
     return _core.Store(os.fspath(path))
