@@ -11,7 +11,7 @@ __all__ = ["open_store"]
 
 
 def open_store(path: str | os.PathLike[str]) -> _core.Store:
-    """The store at ``path``, created if missing. Like every handle, it syncs what it wrote
-    when it goes away, so a distributed write returns with its rows committed and on disk."""
+    """The store at ``path``, created if missing; the writers sync it after their commit, so
+    they return with the rows committed and on disk."""
     os.makedirs(path, exist_ok=True)
     return _core.Store(os.fspath(path))

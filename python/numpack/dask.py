@@ -124,6 +124,7 @@ def to_numpack(
     try:
         da.store(darr, target, lock=False, compute=True)  # type: ignore[arg-type]
         _core.stage_commit(store, token)
+        store.sync()  # on disk before returning; errors raise
     except BaseException:
         _core.stage_abort(store, token)
         raise

@@ -173,6 +173,7 @@ def write_numpack(
             ]
         )
         _core.stage_commit(store, token)
+        store.sync()  # on disk before returning; errors raise
     except BaseException:
         _core.stage_abort(store, token)
         raise

@@ -14,7 +14,9 @@ opens the store again and pins the same version itself, so no handle, mapping or
 a fork. Pickling a dataset gives ``(path, arrays, version, options)``.
 
 For DDP with the map-style dataset, use ``torch.utils.data.DistributedSampler(ds)``: it
-only needs ``len(ds)``, and every rank reads the same version.
+only needs ``len(ds)``. When a process group is initialised and no ``version`` is given,
+every rank reads rank 0's current version (broadcast at creation: a collective call, so
+make the dataset on every rank).
 """
 
 from __future__ import annotations
@@ -50,6 +52,20 @@ def _names(arrays: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     return names, False
 
 
+def _rank0_version(path: str) -> int | None:
+    """Under ``torch.distributed``, rank 0's current version, so that every rank reads the
+    same one (a commit between the ranks' datasets would give them different versions)."""
+    dist = _torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    box: list[int | None] = [None]
+    if dist.get_rank() == 0:
+        with Snapshot.open(path) as snap:
+            box[0] = snap.version
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 class _Pinned:
     """The dataset's view of the store: a snapshot opened in the current process (reopened
     after a fork or in a spawned worker) and the row count the arrays share."""
@@ -59,6 +75,8 @@ class _Pinned:
     ):
         self.path = os.fspath(path)
         self.names, self.single = _names(arrays)
+        if version is None:
+            version = _rank0_version(self.path)
         self._snap: Snapshot | None = Snapshot.open(self.path, version)
         self._pid = os.getpid()
         self.version = self._snap.version

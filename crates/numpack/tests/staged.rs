@@ -86,6 +86,10 @@ fn pieces_from_several_processes_commit_at_once() {
         "a stage is invisible before its commit"
     );
     s.stage_commit(&token).unwrap();
+    // A task retried after the commit finds the stage sealed; it never writes the array.
+    let late = s.stage_write(&token, 0, DataType::Int32, &[30, 2], &ints(0..60));
+    assert!(late.unwrap_err().to_string().contains("no such stage"));
+    assert!(s.stage_commit(&token).is_err(), "a stage commits once");
     let a = s.array("a").unwrap();
     assert_eq!(a.logical_shape(), vec![100, 2]);
     assert_eq!(a.to_bytes().unwrap(), rows(0, 100));
@@ -172,6 +176,39 @@ fn incomplete_or_overlapping_stages_commit_nothing() {
     let mut want = before.clone();
     want.extend(rows(10, 15));
     assert_eq!(s.array("a").unwrap().to_bytes().unwrap(), want);
+    // An array created while a create stage was written: the commit refuses, under the lock.
+    let t = s
+        .stage_begin("new", StageMode::Create, DataType::Int32, &[1, 2])
+        .unwrap();
+    s.stage_write(&t, 0, DataType::Int32, &[1, 2], &rows(0, 1))
+        .unwrap();
+    s.save(&[SaveItem {
+        name: "new",
+        dtype: DataType::Int32,
+        shape: &[1],
+        data: &ints([5]),
+    }])
+    .unwrap();
+    assert!(s
+        .stage_commit(&t)
+        .unwrap_err()
+        .to_string()
+        .contains("exists"));
+    assert_eq!(s.array("new").unwrap().to_bytes().unwrap(), ints([5]));
+    // Zero-width rows append too.
+    s.save(&[SaveItem {
+        name: "w",
+        dtype: DataType::Int32,
+        shape: &[2, 0],
+        data: &[],
+    }])
+    .unwrap();
+    let t = s
+        .stage_begin("w", StageMode::Append, DataType::Int32, &[3, 0])
+        .unwrap();
+    s.stage_write(&t, 0, DataType::Int32, &[3, 0], &[]).unwrap();
+    s.stage_commit(&t).unwrap();
+    assert_eq!(s.array("w").unwrap().logical_shape(), vec![5, 0]);
     // Create refuses an existing array; overwrite replaces it whole.
     assert!(s
         .stage_begin("a", StageMode::Create, DataType::Int32, &[1, 2])

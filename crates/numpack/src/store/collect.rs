@@ -86,6 +86,9 @@ impl Store {
         let path = dir.join(LOG_FILE);
         let tmp = super::commit::tmp_path(dir, LOG_FILE);
         fs::write_new(&tmp, &bytes, self.durable())?;
+        // Bumped before and after: a lock-free reader that read across the rename sees a
+        // change either way, and reads again.
+        lock.word(LOG_GEN).fetch_add(1, Ordering::AcqRel);
         fs::rename(&tmp, &path).map_err(|e| NpkError::io(&path, e))?;
         if self.durable() {
             fs::sync_dir(dir)?;
@@ -235,8 +238,11 @@ impl Store {
                 }
             }
         }
+        // Only once the header is on disk: a power loss that kept the hole but not the new
+        // start would leave the old start pointing into zeros, and every live record after
+        // them unread. Without durability the dead front stays until the rewrite.
         let hole = header.start.next_multiple_of(PAGE)..at / PAGE * PAGE;
-        if hole.end > hole.start {
+        if self.durable() && hole.end > hole.start {
             fs::punch_hole(file, &path, hole.start, hole.end - hole.start);
         }
         Ok((at, end))

@@ -230,6 +230,8 @@ pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) 
         // record (history was off, or another program wrote). Older versions cannot be
         // rebuilt past that change.
         fs::write_at(file, &path, &rec.version.to_le_bytes(), COUNTER_AT + 8)?;
+        // Snapshots below the new floor must look again (and fail: their history is gone).
+        lock.word(LOG_GEN).fetch_add(1, Ordering::AcqRel);
     }
     fs::write_at(file, &path, &bytes, end)?;
     if durable {
@@ -354,6 +356,7 @@ pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<
                 if durable {
                     fs::sync_data(&f, &path)?;
                 }
+                lock.word(LOG_GEN).fetch_add(1, Ordering::AcqRel);
             }
         }
     }

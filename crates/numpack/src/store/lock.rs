@@ -222,7 +222,24 @@ impl StoreLock {
             // A forked child shares the parent's open file description, and with it the
             // parent's flock: locking through it would convert the parent's lock instead of
             // waiting for it. The child locks through a descriptor of its own.
-            *g = (pid, fs::open_or_create(&self.path)?);
+            let f = fs::open_read(&self.path)?;
+            let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
+                use std::os::unix::fs::MetadataExt;
+                a.dev() == b.dev() && a.ino() == b.ino()
+            };
+            if !same(
+                &f.metadata().at(&self.path)?,
+                &self.io.metadata().at(&self.path)?,
+            ) {
+                // Replaced since this handle mapped it: locking the new file would not
+                // exclude the writers of the one mapped.
+                return Err(crate::error::NpkError::InvalidOperation(format!(
+                    "{} was replaced after this store handle opened it; open the store \
+                     again in this process",
+                    self.path.display()
+                )));
+            }
+            *g = (pid, f);
         }
         Ok(g)
     }

@@ -15,6 +15,15 @@ struct Queue {
     busy: bool,
 }
 
+/// The process the reaper thread runs in (a forked child has no reaper thread).
+static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The reaper, when it runs in this process.
+fn here() -> Option<&'static Reaper> {
+    let r = reaper()?;
+    (PID.load(std::sync::atomic::Ordering::Acquire) == std::process::id()).then_some(r)
+}
+
 struct Reaper {
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -32,6 +41,7 @@ static REAPER: OnceLock<Option<&'static Reaper>> = OnceLock::new();
 /// The reaper, started on first use; `None` if no thread could be started.
 fn reaper() -> Option<&'static Reaper> {
     *REAPER.get_or_init(|| {
+        PID.store(std::process::id(), std::sync::atomic::Ordering::Release);
         let r: &'static Reaper = Box::leak(Box::new(Reaper {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -65,7 +75,7 @@ fn run(r: &'static Reaper) {
 
 /// Unlinks `path` soon, on the reaper thread (at once when there is none).
 pub fn unlink_later(path: PathBuf) {
-    match reaper() {
+    match here() {
         Some(r) => {
             r.lock().paths.push(path);
             r.wake.notify_one();
@@ -78,7 +88,13 @@ pub fn unlink_later(path: PathBuf) {
 
 /// Waits until every file handed to [`unlink_later`] is gone.
 pub fn wait_idle() {
-    if let Some(Some(r)) = REAPER.get() {
+    // In a forked child the queue (copied at the fork) has no thread to empty it.
+    if let Some(r) = REAPER
+        .get()
+        .copied()
+        .flatten()
+        .filter(|_| PID.load(std::sync::atomic::Ordering::Acquire) == std::process::id())
+    {
         let mut q = r.lock();
         while q.busy || !q.paths.is_empty() {
             q = r.idle.wait(q).unwrap_or_else(|e| e.into_inner());

@@ -37,6 +37,8 @@ struct Cache {
     /// folded in as they are read, never kept: a long-lived snapshot beside a busy writer
     /// costs what the arrays' changed rows take, not what the log holds).
     lineages: HashMap<String, Lineage>,
+    /// Bumped whenever a lineage changes.
+    epoch: u64,
     arrays: HashMap<String, Arc<VersionedArray>>,
 }
 
@@ -66,6 +68,7 @@ impl Cache {
         self.last = None;
         self.lineages.clear();
         self.arrays.clear();
+        self.epoch += 1;
         self.fold(meta, version, records);
     }
 }
@@ -216,14 +219,16 @@ impl Snapshot {
                 }
             }
             let fresh = if gen == self.cache().gen {
-                self.read_tail(end)?
+                self.read_tail(end)
             } else {
-                Some(self.read_all()?)
+                self.read_all().map(Some)
             };
             if lock.word(LOG_GEN).load(Ordering::Acquire) != gen {
-                // Collected (or a record aborted) while it read: read again.
+                // Collected (or a record aborted) while it read, which may also have made
+                // the read fail: read again.
                 continue;
             }
+            let fresh = fresh?;
             let mut c = self.cache();
             match fresh {
                 Some((records, reached)) if gen != c.gen => {
@@ -316,9 +321,17 @@ impl Snapshot {
             return Ok(Arc::clone(a));
         }
         let a = self.array_metadata(name)?;
-        let lin = self.cache().lineages.get(name).cloned().unwrap_or_default();
+        let (lin, epoch) = {
+            let c = self.cache();
+            (c.lineages.get(name).cloned().unwrap_or_default(), c.epoch)
+        };
         let v = Arc::new(VersionedArray::open(self.store.dir(), &a, lin)?);
-        self.cache().arrays.insert(name.to_owned(), Arc::clone(&v));
+        let mut c = self.cache();
+        // Cached only if no lineage changed meanwhile (another thread's refresh): an array
+        // opened from an older lineage serves this one read, which `read` checks and retries.
+        if c.epoch == epoch {
+            c.arrays.insert(name.to_owned(), Arc::clone(&v));
+        }
         Ok(v)
     }
 

@@ -34,6 +34,14 @@ const MAX_DESC: u64 = 4096;
 /// Most pieces (markers) a stage may have.
 const MAX_PIECES: usize = 1 << 20;
 
+/// Why a sealed commit failed: the stage is incomplete (it can be completed and committed
+/// again), or the commit itself failed (the stage is dropped).
+enum CommitError {
+    Incomplete(NpkError),
+    Failed(NpkError),
+}
+use CommitError::{Failed, Incomplete};
+
 /// Row ranges `(start, stop)` written to a stage, sorted.
 type Ranges = Vec<(u64, u64)>;
 
@@ -140,6 +148,12 @@ fn prefix(token: &str) -> NpkResult<String> {
     Ok(format!("{TMP_PREFIX}{pid}.stage-{nonce}."))
 }
 
+fn gone() -> NpkError {
+    NpkError::InvalidOperation(
+        "no such stage: it was committed or aborted, or its owner process is gone".to_owned(),
+    )
+}
+
 /// `(start, stop)` of a marker name after the prefix.
 fn parse_marker(rest: &str) -> Option<(u64, u64)> {
     let (a, b) = rest.strip_prefix('w')?.split_once('-')?;
@@ -157,13 +171,36 @@ impl Store {
 
     fn stage_desc(&self, prefix: &str) -> NpkResult<Desc> {
         let path = self.stage_path(prefix, "desc");
-        let bytes = fs::read_bounded(&path, MAX_DESC)?.ok_or_else(|| {
-            NpkError::InvalidOperation(
-                "no such stage: it was committed or aborted, or its owner process is gone"
-                    .to_owned(),
-            )
-        })?;
+        let bytes = fs::read_bounded(&path, MAX_DESC)?.ok_or_else(gone)?;
         Desc::decode(&bytes).map_err(|r| NpkError::corrupt(&path, r))
+    }
+
+    /// Renames the descriptor away (no writer starts after this) and waits for the writers
+    /// in flight; the data file's lock is held until the returned handle is dropped.
+    /// `Ok(None)`: there is no descriptor (committed or aborted already).
+    fn seal(&self, prefix: &str) -> NpkResult<Option<Option<std::fs::File>>> {
+        let desc = self.stage_path(prefix, "desc");
+        let sealed = self.stage_path(prefix, "sealed");
+        match fs::rename(&desc, &sealed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(NpkError::io(&desc, e)),
+        }
+        let data = self.stage_path(prefix, "data");
+        let held = fs::open_rw_opt(&data)?;
+        if let Some(f) = &held {
+            f.lock().at(&data)?;
+        }
+        Ok(Some(held))
+    }
+
+    /// Undoes [`Store::seal`] after a commit that found the stage incomplete.
+    fn unseal(&self, prefix: &str) -> NpkResult<()> {
+        let (sealed, desc) = (
+            self.stage_path(prefix, "sealed"),
+            self.stage_path(prefix, "desc"),
+        );
+        fs::rename(&sealed, &desc).map_err(|e| NpkError::io(&sealed, e))
     }
 
     /// Begins a stage of `shape` rows of array `name` (for `Append`, the shape of the new
@@ -265,6 +302,13 @@ impl Store {
         }
         let path = self.stage_path(&prefix, "data");
         let f = fs::open_rw(&path)?;
+        // Shared with other writers; a commit or an abort takes it exclusively after sealing
+        // the descriptor, so a late writer (a task retried after the commit) finds the stage
+        // sealed instead of writing into what became the array's file.
+        f.lock_shared().at(&path)?;
+        if fs::entry(&self.stage_path(&prefix, "desc"))?.is_none() {
+            return Err(gone());
+        }
         fs::write_at(&f, &path, data, start * row)?;
         if self.durable() {
             fs::sync_data(&f, &path)?;
@@ -310,7 +354,20 @@ impl Store {
     pub fn stage_commit(&self, token: &str) -> NpkResult<()> {
         let prefix = prefix(token)?;
         let desc = self.stage_desc(&prefix)?;
-        let (ranges, files) = self.stage_files(&prefix)?;
+        let held = self.seal(&prefix)?.ok_or_else(gone)?;
+        let out = self.commit_sealed(&prefix, &desc);
+        drop(held);
+        if matches!(out, Err(Incomplete(_))) {
+            self.unseal(&prefix)?;
+        }
+        out.map_err(|e| match e {
+            Incomplete(e) | Failed(e) => e,
+        })
+    }
+
+    /// The commit of a sealed stage.
+    fn commit_sealed(&self, prefix: &str, desc: &Desc) -> Result<(), CommitError> {
+        let (ranges, files) = self.stage_files(prefix).map_err(Failed)?;
         let mut next = 0u64;
         for &(a, b) in &ranges {
             if a != next || b < a {
@@ -319,66 +376,65 @@ impl Store {
                 } else {
                     format!("rows {a}..{b} overlap rows written before them")
                 };
-                return Err(NpkError::InvalidOperation(format!(
+                return Err(Incomplete(NpkError::InvalidOperation(format!(
                     "stage of array '{}' is not complete: {what}; abort it and write again",
                     desc.name
-                )));
+                ))));
             }
             next = b;
         }
         if next != desc.shape[0] {
-            return Err(NpkError::InvalidOperation(format!(
+            return Err(Incomplete(NpkError::InvalidOperation(format!(
                 "stage of array '{}' is not complete: rows {next}..{} were never written (did \
                  a task fail?); abort it and write again",
                 desc.name, desc.shape[0]
-            )));
+            ))));
         }
-        let data = self.stage_path(&prefix, "data");
+        let data = self.stage_path(prefix, "data");
         let len = desc.shape[0] * desc.row_bytes();
         // Every row was written, so the file reaches exactly the stage's end.
-        if fs::file_len(&data)? != Some(len) {
-            return Err(NpkError::corrupt(
+        if fs::file_len(&data).map_err(Failed)? != Some(len) {
+            return Err(Incomplete(NpkError::corrupt(
                 &data,
                 "is not the size of its stage (a piece went missing): abort the stage and \
                  write again",
-            ));
+            )));
         }
         let out = match desc.mode {
             StageMode::Append => {
-                let f = fs::open_read(&data)?;
+                let f = fs::open_read(&data).map_err(Failed)?;
                 if len == 0 {
-                    Ok(())
+                    // Rows without bytes (or none) still count.
+                    self.append(&desc.name, desc.dtype, &desc.shape, &[])
                 } else {
                     // SAFETY: a read-only mapping of the stage's own temporary, which nothing
                     // truncates (an abort only unlinks it); every row is in, and a task
                     // retried late writes the same bytes again.
-                    let m = unsafe { memmap2::Mmap::map(&f) }.at(&data)?;
+                    let m = unsafe { memmap2::Mmap::map(&f) }
+                        .at(&data)
+                        .map_err(Failed)?;
                     self.append(&desc.name, desc.dtype, &desc.shape, &m)
                 }
             }
             StageMode::Create | StageMode::Overwrite => {
-                if desc.mode == StageMode::Create && self.array_metadata(&desc.name).is_ok() {
-                    return Err(NpkError::InvalidOperation(format!(
-                        "array '{}' was created meanwhile; use mode 'overwrite' or 'append'",
-                        desc.name
-                    )));
-                }
-                let w = ArrayWriter::adopt(&desc.name, desc.dtype, data.clone())?;
-                self.commit_writers(vec![(w, desc.shape.clone())], false)
+                let w = ArrayWriter::adopt(&desc.name, desc.dtype, data.clone()).map_err(Failed)?;
+                let new = desc.mode == StageMode::Create;
+                self.commit_new_writers(vec![(w, desc.shape.clone())], false, new)
             }
         };
-        if out.is_ok() {
-            // An adopted data file is the array's now; an appended one is done with.
-            let adopted = desc.mode != StageMode::Append;
-            remove_all(&files, if adopted { &data } else { Path::new("") });
-        }
-        out
+        // Done or failed, the stage is over (a failed commit removed an adopted file).
+        let adopted = out.is_ok() && desc.mode != StageMode::Append;
+        remove_all(&files, if adopted { &data } else { Path::new("") });
+        out.map_err(Failed)
     }
 
     /// Drops a stage and everything written to it. Idempotent.
     pub fn stage_abort(&self, token: &str) -> NpkResult<()> {
         let prefix = prefix(token)?;
+        // Sealed first, so no writer is in flight or starts once the files go.
+        let held = self.seal(&prefix)?;
         let (_, files) = self.stage_files(&prefix)?;
+        drop(held);
         remove_all(&files, Path::new(""));
         Ok(())
     }

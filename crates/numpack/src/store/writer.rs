@@ -186,6 +186,17 @@ impl Store {
         writers: Vec<(ArrayWriter, Vec<u64>)>,
         only_these: bool,
     ) -> NpkResult<()> {
+        self.commit_new_writers(writers, only_these, false)
+    }
+
+    /// [`Store::commit_writers`]; with `must_be_new`, failing (under the lock) when one of
+    /// the arrays exists.
+    pub(super) fn commit_new_writers(
+        &self,
+        writers: Vec<(ArrayWriter, Vec<u64>)>,
+        only_these: bool,
+        must_be_new: bool,
+    ) -> NpkResult<()> {
         let mut seen = HashSet::new();
         for (w, shape) in &writers {
             if w.tmp.parent() != Some(self.dir()) {
@@ -214,6 +225,16 @@ impl Store {
         let mut writers = writers;
         self.mutate(|txn| {
             txn.op = crate::format::history::Op::Save;
+            if let Some((w, _)) = writers
+                .iter()
+                .find(|(w, _)| must_be_new && txn.meta.arrays.contains_key(&w.name))
+            {
+                return Err(NpkError::InvalidOperation(format!(
+                    "array '{}' exists (it was created meanwhile); use mode 'overwrite' or \
+                     'append'",
+                    w.name
+                )));
+            }
             let now = now_micros();
             if only_these {
                 // Removals are staged before the renames, so a new array may reuse a name.
