@@ -716,3 +716,53 @@ def test_any_mutation_of_the_history_files_gives_an_exception(
     run_checked(every_call, store)
     assert outside_listing(root).keys() == before.keys()
     assert (root / "outside.txt").read_bytes() == b"precious"
+
+
+SPARSE_LOG_CHILD = textwrap.dedent(
+    """
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    from numpack import NumPack
+    with NumPack(sys.argv[1]) as npk:
+        vs = npk.versions()
+        assert len(vs) >= 6, vs
+        assert npk.snapshot(tag="t").getitem("a", [0]).shape == (1, 3)
+        npk.gc()
+        print("ok")
+    """
+)
+
+
+@pytest.mark.timeout(120)
+def test_a_sparse_history_log_allocates_only_what_it_holds(tmp_path):
+    """A log stretched by a hole to 8 GiB is read up to its data, under a 3 GiB limit."""
+    store = tmp_path / "s.npk"
+    make_history_store(store)
+    with open(store / ".numpack.history", "r+b") as f:
+        f.truncate(8 << 30)
+    r = subprocess.run(
+        [sys.executable, "-c", SPARSE_LOG_CHILD, str(store)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_a_hard_linked_history_log_is_never_written(tmp_path):
+    store = tmp_path / "s.npk"
+    make_history_store(store)
+    outside = tmp_path / "outside.bin"
+    os.link(store / ".numpack.history", outside)
+    before = outside.read_bytes()
+    with NumPack(store) as npk:
+        a = npk.load("a")
+        with pytest.raises(CorruptStoreError, match="hard links"):
+            npk.replace({"a": np.full((1, 3), 7, np.float32)}, [0])
+        np.testing.assert_array_equal(npk.load("a"), a)
+    assert outside.read_bytes() == before
+    (store / ".numpack.history").unlink()
+    outside.unlink()
+    with NumPack(store) as npk:
+        npk.replace({"a": np.full((1, 3), 7, np.float32)}, [0])
+        assert npk.getitem("a", [0]).tolist() == [[7, 7, 7]]

@@ -225,3 +225,26 @@ fn incomplete_or_overlapping_stages_commit_nothing() {
     assert_eq!(stage_files(&p), Vec::<String>::new());
     assert!(numpack::store::verify::verify_dir(&p).problems.is_empty());
 }
+
+/// A stage whose owner's pid is not visible here (another PID namespace: simulated by naming
+/// its files after a pid that does not exist) is kept while its owner holds its descriptor.
+#[test]
+fn a_stage_is_kept_while_its_owner_lives_whatever_its_pid() {
+    let (_d, p) = common::store();
+    let s = Store::open(&p).unwrap();
+    let token = s
+        .stage_begin("a", StageMode::Create, DataType::Int32, &[4, 2])
+        .unwrap();
+    s.stage_write(&token, 0, DataType::Int32, &[2, 2], &rows(0, 2))
+        .unwrap();
+    let me = format!(".numpack.tmp.{}.", std::process::id());
+    let foreign = ".numpack.tmp.999999999.";
+    for name in stage_files(&p) {
+        let to = name.replacen(&me, foreign, 1);
+        std::fs::rename(p.join(&name), p.join(to)).unwrap();
+    }
+    let before = stage_files(&p);
+    assert!(before.iter().all(|n| n.starts_with(foreign)), "{before:?}");
+    drop(Store::open(&p).unwrap());
+    assert_eq!(stage_files(&p), before, "a held stage was removed");
+}

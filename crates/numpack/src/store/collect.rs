@@ -4,8 +4,8 @@
 //! rewritten only once its dead front outgrows what is live.
 
 use super::history::{
-    current, ensure_words, keep_last, oldest_readable, read_log, read_tags, remove_stray_kept,
-    set_word, tag_count, word, Plan, GC_SLACK,
+    self, current, ensure_words, keep_last, oldest_readable, read_log, read_tags,
+    remove_stray_kept, set_word, tag_count, word, Plan, GC_SLACK,
 };
 use super::lock::{LOG_END, LOG_GEN, RECORDS};
 use super::versions::GcReport;
@@ -140,19 +140,14 @@ impl Store {
     fn collect_front(&self, keep: u64) -> NpkResult<()> {
         let lock = self.store_lock();
         let path = self.dir().join(LOG_FILE);
-        // The appender's handle of the log, when it has one: the file stays the same.
-        let mut cached = lock.log.lock().unwrap_or_else(|e| e.into_inner());
-        let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
-        let (file, len) = match cached.take().filter(|(g, _, _)| *g == gen) {
-            Some((_, f, len)) => (f, Some(len)),
-            None => match fs::open_rw_opt(&path)? {
-                Some(f) => (f, None),
-                None => return Ok(()),
-            },
+        let mut cached = history::log_handle(lock, &path)?;
+        let Some((_, file, _)) = cached.as_ref() else {
+            return Ok(());
         };
-        let out = self.drop_front(&file, keep);
-        if let Some(len) = len {
-            *cached = Some((lock.word(LOG_GEN).load(Ordering::Acquire), file, len));
+        let out = self.drop_front(file, keep);
+        // The file stays the same: the handle stays good at the generation moved past.
+        if let Some(c) = cached.as_mut() {
+            c.0 = lock.word(LOG_GEN).load(Ordering::Acquire);
         }
         drop(cached);
         let (start, end) = out?;

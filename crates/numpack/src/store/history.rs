@@ -21,8 +21,10 @@ use crate::format::history::{
 use crate::format::metadata::MetadataFile;
 use crate::io::fs;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::MutexGuard;
 
 /// Largest history log read (history beyond it should be collected with `gc`).
 pub const MAX_LOG_BYTES: u64 = 16 << 30;
@@ -74,7 +76,10 @@ pub(crate) fn read_log(dir: &Path) -> NpkResult<Option<Log>> {
             ),
         ));
     }
-    let mut live = vec![0u8; (len - header.start) as usize];
+    // The log is grown ahead sparsely and its records are contiguous from `start`: they end
+    // at the first hole, and a hostile sparse file cannot make this allocate what it lacks.
+    let data = fs::data_end(&f, &path, header.start, len)?;
+    let mut live = vec![0u8; (data - header.start) as usize];
     // A log cut short while it is read (recovery trims a torn tail) ends where it ends.
     let got = fs::read_upto(&f, &mut live, header.start).at(&path)?;
     live.truncate(got);
@@ -171,6 +176,45 @@ pub(crate) fn plan(dir: &Path, lock: &StoreLock) -> NpkResult<Plan> {
     Ok(Plan { version, record })
 }
 
+/// Opens the log for writing in place (`None` when absent): never through a hard link, which
+/// would write into another store's (or anyone's) file.
+fn open_log_rw(path: &Path) -> NpkResult<Option<File>> {
+    let Some(f) = fs::open_rw_opt(path)? else {
+        return Ok(None);
+    };
+    let links = std::os::unix::fs::MetadataExt::nlink(&f.metadata().at(path)?);
+    if links > 1 {
+        return Err(NpkError::corrupt(
+            path,
+            format!(
+                "has {links} hard links; numpack writes the history log in place, so it must be \
+                 the store's own (remove it to drop the history)"
+            ),
+        ));
+    }
+    Ok(Some(f))
+}
+
+/// The store's cached handle of the log at `path` with the file's length, reopened when a
+/// rewrite replaced the file since it was cached; `None` inside when there is no log. The
+/// caller holds the store lock, under which the generation only moves by its own hand.
+pub(crate) type LogHandle<'a> = MutexGuard<'a, Option<(u64, File, u64)>>;
+
+pub(crate) fn log_handle<'a>(lock: &'a StoreLock, path: &Path) -> NpkResult<LogHandle<'a>> {
+    let mut cached = lock.log.lock().unwrap_or_else(|e| e.into_inner());
+    let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
+    if cached.as_ref().is_some_and(|(g, _, _)| *g != gen) {
+        *cached = None;
+    }
+    if cached.is_none() {
+        if let Some(f) = open_log_rw(path)? {
+            let len = f.metadata().at(path)?.len();
+            *cached = Some((gen, f, len));
+        }
+    }
+    Ok(cached)
+}
+
 /// Appends `rec` at the log's end (creating the log), with the recovery flag set first.
 pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) -> NpkResult<()> {
     let path = dir.join(LOG_FILE);
@@ -183,35 +227,25 @@ pub(crate) fn append(dir: &Path, lock: &StoreLock, rec: &Record, durable: bool) 
             bytes.len()
         )));
     }
+    // Opened (and refused, if it is not the store's own) before the flag that makes the next
+    // opener recover through it.
+    let mut cached = log_handle(lock, &path)?;
     lock.set_flags(FLAG_HISTORY);
-    let gen = lock.word(LOG_GEN).load(Ordering::Acquire);
-    let mut cached = lock.log.lock().unwrap_or_else(|e| e.into_inner());
-    if cached.as_ref().is_some_and(|(g, _, _)| *g != gen) {
-        *cached = None;
-    }
     if cached.is_none() {
-        *cached = Some(match fs::open_rw_opt(&path)? {
-            Some(f) => {
-                let len = f.metadata().at(&path)?.len();
-                (gen, f, len)
-            }
-            None => {
-                let header = Header {
-                    counter: rec.version - 1,
-                    floor: rec.version - 1,
-                    keep_last: keep_last(lock),
-                    start: HEADER_BYTES,
-                };
-                let f = fs::create_new(&path)?;
-                fs::write_at(&f, &path, &header.encode(), 0)?;
-                if durable {
-                    fs::sync(&f, &path)?;
-                    fs::sync_dir(dir)?;
-                }
-                set_word(lock, LOG_END, HEADER_BYTES);
-                (gen, f, HEADER_BYTES)
-            }
-        });
+        let header = Header {
+            counter: rec.version - 1,
+            floor: rec.version - 1,
+            keep_last: keep_last(lock),
+            start: HEADER_BYTES,
+        };
+        let f = fs::create_new(&path)?;
+        fs::write_at(&f, &path, &header.encode(), 0)?;
+        if durable {
+            fs::sync(&f, &path)?;
+            fs::sync_dir(dir)?;
+        }
+        set_word(lock, LOG_END, HEADER_BYTES);
+        *cached = Some((lock.word(LOG_GEN).load(Ordering::Acquire), f, HEADER_BYTES));
     }
     let (_, file, len) = cached.as_mut().expect("opened above");
     let end = word(lock, LOG_END).unwrap_or(0).max(HEADER_BYTES);
@@ -262,7 +296,8 @@ fn abort_at(
     durable: bool,
 ) -> NpkResult<()> {
     let path = dir.join(LOG_FILE);
-    let f = fs::open_rw(&path)?;
+    let f = open_log_rw(&path)?
+        .ok_or_else(|| NpkError::corrupt(&path, "went missing while the store was locked"))?;
     fs::write_at(&f, &path, &[1], offset + STATE_AT)?;
     if durable {
         fs::sync_data(&f, &path)?;
@@ -300,7 +335,7 @@ pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<
     let v = log.last_version().max(word(lock, VERSION).unwrap_or(0));
     set_word(lock, VERSION, v);
     let path = dir.join(LOG_FILE);
-    if let Some(f) = fs::open_rw_opt(&path)? {
+    if let Some(f) = open_log_rw(&path)? {
         // A torn record after the last whole one is cut off.
         if f.metadata().at(&path)?.len() > log.end {
             fs::set_len(&f, &path, log.end)?;
@@ -341,17 +376,15 @@ pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<
                 // A link to a file that is still current would make writers refuse it.
                 for (file, _) in rec.files.iter().filter(|(_, k)| *k) {
                     let link = dir.join(kept_name(rec.version, file));
-                    let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
-                        use std::os::unix::fs::MetadataExt;
-                        a.dev() == b.dev() && a.ino() == b.ino()
-                    };
                     if let (Some(a), Some(b)) = (fs::entry(&link)?, fs::entry(&dir.join(file))?) {
-                        if same(&a, &b) {
+                        if fs::same_file(&a, &b) {
                             fs::remove(&link)?;
                         }
                     }
                 }
-                let f = fs::open_rw(&path)?;
+                let f = open_log_rw(&path)?.ok_or_else(|| {
+                    NpkError::corrupt(&path, "went missing while the store was locked")
+                })?;
                 fs::write_at(&f, &path, &v.to_le_bytes(), COUNTER_AT + 8)?;
                 if durable {
                     fs::sync_data(&f, &path)?;
@@ -376,7 +409,7 @@ pub(crate) fn recover(dir: &Path, lock: &StoreLock, durable: bool) -> NpkResult<
 /// Writes one header word of the log in place.
 pub(super) fn write_header_word(dir: &Path, at: u64, v: u64, durable: bool) -> NpkResult<()> {
     let path = dir.join(LOG_FILE);
-    let f = match fs::open_rw_opt(&path)? {
+    let f = match open_log_rw(&path)? {
         Some(f) => f,
         None => {
             let f = fs::create_new(&path)?;

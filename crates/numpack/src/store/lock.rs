@@ -223,11 +223,7 @@ impl StoreLock {
             // parent's flock: locking through it would convert the parent's lock instead of
             // waiting for it. The child locks through a descriptor of its own.
             let f = fs::open_read(&self.path)?;
-            let same = |a: &std::fs::Metadata, b: &std::fs::Metadata| {
-                use std::os::unix::fs::MetadataExt;
-                a.dev() == b.dev() && a.ino() == b.ino()
-            };
-            if !same(
+            if !fs::same_file(
                 &f.metadata().at(&self.path)?,
                 &self.io.metadata().at(&self.path)?,
             ) {

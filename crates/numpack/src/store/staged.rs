@@ -12,6 +12,10 @@
 //! .numpack.tmp.<pid>.stage-<nonce>.data   the rows, C order, sized for the whole shape
 //! .numpack.tmp.<pid>.stage-<nonce>.w<start>-<stop>   empty: rows start..stop are written
 //! ```
+//! The owner holds a shared `flock` on the descriptor until it commits or aborts: a process
+//! that cannot see the owner's pid (another PID namespace, a container on the same kernel)
+//! still sees the stage is live and leaves its files alone.
+//!
 //! A task writes its rows in place in the data file and then creates its marker; the commit
 //! checks that the markers cover every row exactly, then adopts the data file as the array's
 //! (create, overwrite) or appends its rows (append), through the ordinary commits.
@@ -25,7 +29,9 @@ use crate::format::cursor::Cursor;
 use crate::format::metadata::check_shape;
 use crate::format::names;
 use crate::io::fs;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 const MAGIC: &[u8; 4] = b"NPKS";
 const FORMAT: u32 = 1;
@@ -148,6 +154,35 @@ fn prefix(token: &str) -> NpkResult<String> {
     Ok(format!("{TMP_PREFIX}{pid}.stage-{nonce}."))
 }
 
+/// Descriptors of the stages this process owns, each open with a shared `flock` held: the
+/// stage is live while its owner is.
+fn owned() -> std::sync::MutexGuard<'static, HashMap<PathBuf, std::fs::File>> {
+    static OWNED: OnceLock<Mutex<HashMap<PathBuf, std::fs::File>>> = OnceLock::new();
+    OWNED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `name` (a file in `dir`) belongs to a stage whose owner holds it, whatever the
+/// owner's pid says: its descriptor (or sealed descriptor) is `flock`ed.
+pub(crate) fn stage_is_held(dir: &Path, name: &str) -> bool {
+    let Some(at) = name.find(".stage-") else {
+        return false;
+    };
+    let rest = &name[at + ".stage-".len()..];
+    let Some(dot) = rest.find('.') else {
+        return false;
+    };
+    let prefix = &name[..at + ".stage-".len() + dot + 1];
+    ["desc", "sealed"].iter().any(|part| {
+        match fs::open_read_opt(&dir.join(format!("{prefix}{part}"))) {
+            Ok(Some(f)) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            _ => false,
+        }
+    })
+}
+
 fn gone() -> NpkError {
     NpkError::InvalidOperation(
         "no such stage: it was committed or aborted, or its owner process is gone".to_owned(),
@@ -253,8 +288,11 @@ impl Store {
         fs::create_new(&data)?;
         // The descriptor last: a stage without one is not there.
         let tmp = self.stage_path(&prefix, "desc.new");
-        fs::write_new(&tmp, &desc.encode(), false)?;
-        fs::rename(&tmp, &self.stage_path(&prefix, "desc")).map_err(|e| NpkError::io(&tmp, e))?;
+        let f = fs::write_new(&tmp, &desc.encode(), false)?;
+        f.lock_shared().at(&tmp)?;
+        let path = self.stage_path(&prefix, "desc");
+        fs::rename(&tmp, &path).map_err(|e| NpkError::io(&tmp, e))?;
+        owned().insert(path, f);
         Ok(token)
     }
 
@@ -359,6 +397,8 @@ impl Store {
         drop(held);
         if matches!(out, Err(Incomplete(_))) {
             self.unseal(&prefix)?;
+        } else {
+            owned().remove(&self.stage_path(&prefix, "desc"));
         }
         out.map_err(|e| match e {
             Incomplete(e) | Failed(e) => e,
@@ -436,6 +476,7 @@ impl Store {
         let (_, files) = self.stage_files(&prefix)?;
         drop(held);
         remove_all(&files, Path::new(""));
+        owned().remove(&self.stage_path(&prefix, "desc"));
         Ok(())
     }
 }

@@ -84,7 +84,8 @@ pub struct RowSet {
 }
 
 impl RowSet {
-    /// `(physical row, old bytes)`, ascending.
+    /// `(physical row, old bytes)`, ascending. Decoded and built sets have `row_bytes > 0`;
+    /// `max(1)` keeps a hand-built zero-width set from panicking in `chunks_exact`.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
         let each = usize::try_from(self.row_bytes).unwrap_or(usize::MAX).max(1);
         self.rows.iter().copied().zip(self.old.chunks_exact(each))

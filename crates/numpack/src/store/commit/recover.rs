@@ -144,7 +144,10 @@ pub fn remove_stale_temps(dir: &Path) -> NpkResult<()> {
         let entry = entry.at(dir)?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if is_stale_temp(&name) && (is_tmp_name(&name) || name.starts_with("metadata.npkm.tmp")) {
+        if is_stale_temp(&name)
+            && (is_tmp_name(&name) || name.starts_with("metadata.npkm.tmp"))
+            && !crate::store::staged::stage_is_held(dir, &name)
+        {
             // Unlinking removes a link or FIFO itself, never what it points to; a directory
             // of that name is left alone.
             let _ = fs::remove(&entry.path());
