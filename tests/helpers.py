@@ -289,3 +289,7 @@ def multi_array_writer(path, done, seed):
         for op in multi_array_calls(seed):
             run_op(npk, op)
             done.value += 1
+
+
+#: The bucket of the local S3 server's tests (the ``s3`` fixture creates it).
+BUCKET = "numpack-test"

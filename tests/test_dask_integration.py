@@ -143,3 +143,95 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
     unknown = unknown[unknown[:, 0] > 3]
     with pytest.raises(ValueError, match="unknown chunk sizes"):
         nd.to_numpack(unknown, path, "y")
+
+
+def put_package(tmp_path: Path, fs, key: str, x: np.ndarray) -> str:
+    """Pack a store holding ``x`` (with a deleted row) and upload it to ``key``; its URL."""
+    from helpers import BUCKET
+
+    import numpack
+
+    store = tmp_path / f"{key}.npk"
+    with NumPack(store, drop_if_exists=True) as npk:
+        npk.save({"x": np.concatenate([x[:1], x])})
+        npk.drop("x", [0])
+    pkg = numpack.pack(store, tmp_path / f"{key}.npkg", overwrite=True)
+    fs.put_file(str(pkg), f"{BUCKET}/{key}.npkg")
+    fs.invalidate_cache()
+    return f"s3://{BUCKET}/{key}.npkg"
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_a_packed_store_at_an_s3_url_is_read_by_every_worker(
+    tmp_path: Path, s3, scheduler: str, request: pytest.FixtureRequest, monkeypatch
+) -> None:
+    """Workers that do not share the driver's cache (another machine) fetch the package
+    themselves, once per cache, and read the rows the driver saw."""
+    opts, fs = s3
+    x = data(600)
+    url = put_package(tmp_path, fs, f"emb-{scheduler}", x)
+    driver = tmp_path / "driver-cache"
+    monkeypatch.setenv("NUMPACK_CACHE_DIR", str(driver))
+    arr = nd.from_numpack(url=url, name="x", chunks=128, storage_options=opts)
+    assert arr.shape == x.shape and arr.numblocks == (5, 1)
+    assert len(os.listdir(driver / "packages")) == 2  # the store and its lock
+    if scheduler != "distributed":  # the cluster's workers keep the environment they began with
+        worker = tmp_path / "worker-cache"
+        monkeypatch.setenv("NUMPACK_CACHE_DIR", str(worker))
+        if scheduler == "threads":
+            import shutil
+
+            shutil.rmtree(driver)  # the tasks run here: they must fetch it again
+    with run_with(scheduler, request):
+        got = arr.compute()
+    assert np.array_equal(got, x)
+    if scheduler == "processes":
+        entries = os.listdir(worker / "packages")
+        assert sorted(e.endswith(".lock") for e in entries) == [False, True], entries
+    # The same object as a plain path argument.
+    assert np.array_equal(nd.from_numpack(url, "x", storage_options=opts)[-5:].compute(), x[-5:])
+
+
+def test_a_package_replaced_after_the_job_began_is_refused(tmp_path: Path, s3, monkeypatch) -> None:
+    opts, fs = s3
+    url = put_package(tmp_path, fs, "moving", data(100))
+    monkeypatch.setenv("NUMPACK_CACHE_DIR", str(tmp_path / "a"))
+    arr = nd.from_numpack(url=url, name="x", storage_options=opts)
+    put_package(tmp_path, fs, "moving", data(100) + 1)
+    monkeypatch.setenv("NUMPACK_CACHE_DIR", str(tmp_path / "b"))  # the workers' machine
+    with pytest.raises(RuntimeError, match="replaced after the job began"):
+        arr.compute(scheduler="processes")
+    assert not (tmp_path / "b" / "packages").exists() or not [
+        e for e in os.listdir(tmp_path / "b" / "packages") if not e.endswith(".lock")
+    ]
+
+
+def test_a_hostile_package_at_a_url_leaves_nothing_cached(tmp_path: Path, s3, monkeypatch) -> None:
+    from helpers import BUCKET
+
+    from numpack.exceptions import CorruptStoreError
+
+    opts, fs = s3
+    url = put_package(tmp_path, fs, "bad", data(50))
+    raw = bytearray(fs.cat_file(f"{BUCKET}/bad.npkg"))
+    raw[20:24] = b"\xff\xff\xff\x7f"  # the first member's name length
+    fs.pipe_file(f"{BUCKET}/bad.npkg", bytes(raw))
+    fs.invalidate_cache()
+    cache = tmp_path / "c"
+    monkeypatch.setenv("NUMPACK_CACHE_DIR", str(cache))
+    with pytest.raises((CorruptStoreError, ValueError)):
+        nd.from_numpack(url=url, name="x", storage_options=opts)
+    assert [e for e in os.listdir(cache / "packages") if not e.endswith(".lock")] == []
+
+
+def test_url_arguments_are_checked(tmp_path: Path, s3) -> None:
+    opts, fs = s3
+    url = put_package(tmp_path, fs, "args", data(10))
+    with pytest.raises(ValueError, match="one version"):
+        nd.from_numpack(url=url, name="x", version=1, storage_options=opts)
+    with pytest.raises(TypeError, match="not both"):
+        nd.from_numpack(tmp_path / "args.npk", "x", url=url)
+    with pytest.raises(FileNotFoundError):
+        nd.from_numpack(url=url + ".missing", name="x", storage_options=opts)
+    with pytest.raises(TypeError, match="name"):
+        nd.from_numpack(url=url, storage_options=opts)

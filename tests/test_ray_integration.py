@@ -82,3 +82,26 @@ def test_a_failing_task_leaves_the_store_as_before(tmp_path: Path) -> None:
         with NumPack(path) as npk:
             npk.save({"z": np.zeros(3)})
         nr.read_numpack(path, arrays=("x", "z"))
+
+
+def test_read_numpack_from_a_packed_store_at_an_s3_url(tmp_path: Path, s3, monkeypatch) -> None:
+    from helpers import BUCKET
+
+    import numpack
+
+    opts, fs = s3
+    path = tmp_path / "s.npk"
+    x = make_store(path, rows=300)
+    numpack.pack(path, tmp_path / "s.npkg")
+    fs.put_file(str(tmp_path / "s.npkg"), f"{BUCKET}/ray/s.npkg")
+    fs.invalidate_cache()
+    monkeypatch.setenv("NUMPACK_CACHE_DIR", str(tmp_path / "cache"))
+    ds = nr.read_numpack(
+        url=f"s3://{BUCKET}/ray/s.npkg", arrays=("x", "y"), parallelism=3, storage_options=opts
+    )
+    got = ds.to_numpy_refs(column="x")
+    rows = np.concatenate(ray.get(got))
+    assert np.array_equal(np.sort(rows[:, 0]), x[:, 0])
+    assert ds.count() == 300
+    with pytest.raises(ValueError, match="one version"):
+        nr.read_numpack(url=f"s3://{BUCKET}/ray/s.npkg", version=1, storage_options=opts)

@@ -3,7 +3,8 @@
 ``from_numpack(path, name)`` is a ``dask.array`` chunked on rows and pinned to one version:
 the process that builds it pins the version for as long as the array (its graph) lives, and
 every task, in any worker, reads that version (a pickled task opens the store again and pins
-the same version itself).
+the same version itself). ``from_numpack(url="s3://.../x.npkg", name=...)`` reads a packed
+store from an fsspec URL instead, fetched once per machine.
 
 ``to_numpack(darr, path, name, mode=...)`` writes each chunk from its own task straight into
 a staged, uncommitted area of the store (the engine's staged writes); when every task is done,
@@ -21,8 +22,9 @@ import numpy.typing as npt
 
 from . import _core
 from ._deps import require
+from ._fetch import open_snapshot
 from ._staged import open_store as _open_store
-from .snapshot import Snapshot, SnapshotArray
+from .snapshot import SnapshotArray
 
 require("dask")  # a DependencyError naming the extra when dask is missing
 
@@ -37,15 +39,25 @@ _MODES = ("create", "overwrite", "append")
 
 
 def from_numpack(
-    path: str | os.PathLike[str],
-    name: str,
+    path: str | os.PathLike[str] | None = None,
+    name: str | None = None,
     chunks: int | str = "auto",
     version: int | None = None,
+    *,
+    url: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> da.Array:
     """Array ``name`` of the store at ``path`` as a dask array of row chunks (``chunks``
     rows each, or about 128 MiB each with ``"auto"``), at ``version`` (the current one when
-    ``None``)."""
-    snap = Snapshot.open(path, version)
+    ``None``).
+
+    With ``url=`` (or a URL as ``path``), the array of a packed store (``.npkg``) at an fsspec
+    URL, ``storage_options`` given to its file system: every machine that runs a task fetches
+    the package once into its cache (``numpack._fetch``), and all tasks read the object the
+    driver found (a task that finds it replaced raises)."""
+    if name is None:
+        raise TypeError("from_numpack needs the array's name")
+    snap = open_snapshot(path, url, storage_options, version)
     arr = SnapshotArray(snap, name)
     shape = arr.shape
     if not shape:
@@ -57,7 +69,8 @@ def from_numpack(
         rows = chunks
     else:
         raise ValueError(f"chunks must be a positive number of rows or 'auto', not {chunks!r}")
-    token = f"numpack-{os.path.abspath(os.fspath(path))}-{name}-v{snap.version}"
+    where = snap._package.key if snap._package is not None else os.path.abspath(snap.path)
+    token = f"numpack-{where}-{name}-v{snap.version}"
     return da.from_array(
         arr,
         chunks=(rows, *shape[1:]),

@@ -3,7 +3,8 @@
 ``read_numpack(path, arrays, version=None, parallelism=-1)`` is a ``ray.data.Dataset``
 through Ray Data's public ``Datasource`` / ``ReadTask`` API: one column per array, split in
 row ranges, every read task reading the same version (the driver pins it for as long as the
-dataset lives; a task opens the store and pins the version itself).
+dataset lives; a task opens the store and pins the version itself). With ``url=`` it reads a
+packed store (``.npkg``) from an fsspec URL, fetched once per machine.
 
 ``write_numpack(ds, path, name, column=None, mode="create")`` writes a column of a dataset with
 the engine's staged writes: each block is written from a Ray task at its row offset, and
@@ -24,6 +25,7 @@ import numpy as np
 
 from . import _core
 from ._deps import require
+from ._fetch import Package, open_snapshot
 from ._staged import open_store as _open_store
 from .snapshot import Snapshot
 
@@ -39,8 +41,10 @@ __all__ = ["NumPackDatasource", "read_numpack", "write_numpack"]
 _MODES = ("create", "overwrite", "append")
 
 
-def _read_span(path: str, version: int, names: tuple[str, ...], start: int, stop: int) -> list[Any]:
-    snap = Snapshot.open(path, version)
+def _read_span(
+    path: str | Package, version: int, names: tuple[str, ...], start: int, stop: int
+) -> list[Any]:
+    snap = Snapshot.fetch(path) if isinstance(path, Package) else Snapshot.open(path, version)
     try:
         cols = {n: snap._core.read_range(n, start, stop) for n in names}
     finally:
@@ -52,13 +56,20 @@ class NumPackDatasource(Datasource):  # type: ignore[misc]
     """The arrays of one version of a store as a Ray datasource (one column per array)."""
 
     def __init__(
-        self, path: str | os.PathLike[str], arrays: str | Sequence[str], version: int | None
+        self,
+        path: str | os.PathLike[str] | None,
+        arrays: str | Sequence[str],
+        version: int | None,
+        *,
+        url: str | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
-        self._path = os.fspath(path)
         self._names = (arrays,) if isinstance(arrays, str) else tuple(arrays)
         if not self._names:
             raise TypeError("arrays must name at least one array")
-        self._snap: Snapshot | None = Snapshot.open(self._path, version)
+        self._snap: Snapshot | None = open_snapshot(path, url, storage_options, version)
+        package = self._snap._package
+        self._path: str | Package = package if package is not None else str(self._snap.path)
         self._version = self._snap.version
         shapes = {n: self._snap.get_shape(n) for n in self._names}
         if any(not s for s in shapes.values()):
@@ -109,15 +120,19 @@ class NumPackDatasource(Datasource):  # type: ignore[misc]
 
 
 def read_numpack(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     arrays: str | Sequence[str] = ("x", "y"),
     version: int | None = None,
     parallelism: int = -1,
+    *,
+    url: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> ray.data.Dataset:
     """The arrays of the store at ``path`` (at ``version``, the current one when ``None``)
     as a Ray dataset with one column per array, in ``parallelism`` row ranges (Ray decides
-    when -1)."""
-    source = NumPackDatasource(path, arrays, version)
+    when -1). With ``url=`` (or a URL as ``path``), the arrays of a packed store (``.npkg``)
+    at an fsspec URL, fetched once per machine (see ``numpack.dask.from_numpack``)."""
+    source = NumPackDatasource(path, arrays, version, url=url, storage_options=storage_options)
     blocks = parallelism if parallelism > 0 else None
     return ray.data.read_datasource(source, override_num_blocks=blocks)
 

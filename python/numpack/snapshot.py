@@ -6,7 +6,9 @@ collection. While it is open, every commit of every process keeps what the snaps
 (the old rows of a replace, the old data file of an overwriting save), so its reads always
 return the version it pinned. Pickling a snapshot gives ``(path, version)``: the copy, in a
 worker process, pins the same version again (which history must still keep then: keep the
-original open until the workers have opened theirs).
+original open until the workers have opened theirs). A snapshot of a packed store fetched
+from a URL (``Snapshot.fetch``) pickles as its package: a copy on another machine fetches it
+there.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
 from ._indexing import check_buffer_size, check_name, parse_getitem_indexes
+
+if TYPE_CHECKING:
+    from ._fetch import Package
 
 __all__ = ["Snapshot", "SnapshotArray"]
 
@@ -31,6 +36,7 @@ class Snapshot:
     def __init__(self, path: str | os.PathLike[str], core: _core.Snapshot) -> None:
         self._path = Path(path)
         self._core = core
+        self._package: Package | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], version: int | None = None) -> Snapshot:
@@ -38,7 +44,17 @@ class Snapshot:
         store = _core.Store(str(path))
         return cls(path, store.snapshot(version))
 
-    def __reduce__(self) -> tuple[Any, tuple[str, int]]:
+    @classmethod
+    def fetch(cls, package: Package) -> Snapshot:
+        """The one version of a packed store at a URL, fetched into this machine's cache
+        (see ``numpack._fetch``) if it is not there yet."""
+        snap = cls.open(package.local())
+        snap._package = package
+        return snap
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self._package is not None:
+            return (Snapshot.fetch, (self._package,))
         return (_reopen, (str(self._path), self.version))
 
     @property

@@ -4,47 +4,13 @@ memory:// paths given to the file converters."""
 
 from __future__ import annotations
 
-import socket
-
 import fsspec
 import numpy as np
 import pytest
-import s3fs
-from moto.server import ThreadedMotoServer
+from helpers import BUCKET
 
 import numpack
 import numpack.io as nio
-
-BUCKET = "numpack-test"
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3(s3_server, monkeypatch):
-    """``s3fs`` options of the local server (also set as fsspec's defaults for ``s3://``)."""
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(var, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_server}}
-    monkeypatch.setitem(fsspec.config.conf, "s3", opts)
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    fs.invalidate_cache()
-    return opts, fs
-
 
 FORMATS = [("a.npy", "a"), ("a.npz", None), ("a.csv", "a"), ("a.txt", "a"),
            ("a.parquet", "a"), ("a.feather", "a"), ("a.h5", None), ("a.zarr", None),
