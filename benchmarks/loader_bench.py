@@ -8,9 +8,14 @@ Data: ``rows`` x 128 float32 plus ``rows`` int64 labels, in a store and as ``.np
 (warm page cache: a training set that fits in memory). Every ratio is against a baseline
 measured in the same run, median of ``--repeats`` (interleaved).
 
-- DataLoader epoch: shuffled batches of 512, 2 workers (fork), ``NumPackDataset`` with
+- DataLoader epoch (median of at least 5: an epoch is bound by the loader's inter-process
+  transfers, which vary by ±10% here): shuffled batches of 512, 2 workers (fork),
+  ``NumPackDataset`` with
   ``collate_fn=numpack.torch.collate``, against a dataset over ``np.load(mmap_mode="r")``
   arrays that gathers each batch with one fancy index per array and the same collate.
+- Reported beside it: the same loader over batches that cost nothing (the loader's own
+  cost, which bounds both), and ``NumPackDataset`` with ``num_workers=0`` (the gathers run
+  in the training process, GIL released, without the loader's inter-process transfers).
 - The per-row ``__getitem__`` dataset a user writes by hand over a ``LazyArray``: reported
   for comparison (timed over the first 200 batches, scaled to an epoch).
 - Dask: ``from_numpack(...).sum()`` against ``da.from_array(np.load(mmap_mode="r"))``
@@ -19,6 +24,12 @@ measured in the same run, median of ``--repeats`` (interleaved).
   without), each started with no dirty pages (``os.sync()`` untimed before each run).
 - Ray (when installed, ``ray.init(num_cpus=2)``): ``read_numpack`` → ``to_numpy_refs``
   against ``ray.data.from_numpy`` of the loaded array → ``to_numpy_refs``.
+- Lance (when ``pylance`` is installed; benchmark only), reported side by side: the same
+  shuffled loader over a map-style dataset gathering each batch with ``LanceDataset.take``
+  (workers started by ``spawn``: Lance's runtime does not survive a fork, and a forked
+  loader deadlocks), and Lance's own ``lance.torch.data.LanceDataset`` (an iterable that
+  reads batches of 512 in storage order on Lance's threads; ``num_workers=0``, as its workers
+  would each read the whole dataset).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -128,15 +140,95 @@ class LazyRowDataset:
         return np.asarray(x[i]), np.asarray(y[i])
 
 
-def epoch(ds: Any, collate: Any, limit: int | None = None) -> int:
+class LanceTakeDataset:
+    """A map-style dataset over a Lance dataset: one ``take`` per batch, opened lazily in
+    each worker."""
+
+    def __init__(self, uri: str, rows: int) -> None:
+        self.uri, self.rows = uri, rows
+        self._ds: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "rows": self.rows, "_ds": None}
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, i: int) -> Any:
+        return self.__getitems__([i])
+
+    def __getitems__(self, idx: list[int]) -> Any:
+        import lance
+
+        import numpack.torch as nt
+
+        if self._ds is None:
+            self._ds = lance.dataset(self.uri)
+        t = self._ds.take(idx, columns=["x", "y"])
+        x = t.column("x").combine_chunks()
+        xs = x.values.to_numpy().reshape(len(x), -1)
+        return nt.Batch((xs, t.column("y").to_numpy()), False)
+
+
+def write_lance(uri: str, xp: str, yp: str) -> None:
+    """In a child process, so the benchmark's own process never starts Lance's runtime
+    (its forked loaders would deadlock)."""
+    import subprocess
+
+    code = (
+        "import sys, numpy as np, pyarrow as pa, lance\n"
+        "x = np.load(sys.argv[2], mmap_mode='r'); y = np.load(sys.argv[3])\n"
+        "def batches():\n"
+        "    for s in range(0, len(y), 262144):\n"
+        "        xs = np.ascontiguousarray(x[s:s + 262144])\n"
+        "        v = pa.FixedSizeListArray.from_arrays(pa.array(xs.reshape(-1)), xs.shape[1])\n"
+        "        yield pa.record_batch([v, pa.array(y[s:s + 262144])], names=['x', 'y'])\n"
+        "first = next(batches())\n"
+        "lance.write_dataset(pa.RecordBatchReader.from_batches(first.schema, batches()),\n"
+        "                    sys.argv[1], mode='overwrite')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, uri, xp, yp], check=True)
+
+
+def lance_scan_epoch(uri: str) -> int:
+    import lance.torch.data as ltd
+    import torch
+
+    ds = ltd.LanceDataset(uri, batch_size=BATCH, columns=["x", "y"], auto_detect_rank=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=0)
+    return sum(len(b["y"]) for b in loader)
+
+
+class ConstantDataset:
+    """Batches that cost nothing to make (a copy of a fixed batch): what is left of an epoch
+    is the loader's own cost (index queues, moving tensors to shared memory, fd passing)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.x = np.zeros((BATCH, DIM), np.float32)
+        self.y = np.zeros(BATCH, np.int64)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitems__(self, idx: list[int]) -> Any:
+        import numpack.torch as nt
+
+        n = len(np.asarray(idx))
+        return nt.Batch((self.x[:n].copy(), self.y[:n].copy()), False)
+
+
+def epoch(
+    ds: Any, collate: Any, limit: int | None = None, context: str = "fork", workers: int = 2
+) -> int:
     import torch
 
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=BATCH,
         shuffle=True,
-        num_workers=2,
-        multiprocessing_context="fork",
+        num_workers=workers,
+        multiprocessing_context=context if workers else None,
         collate_fn=collate,
         persistent_workers=False,
     )
@@ -181,6 +273,8 @@ def main() -> None:
     from numpack import NumPack
 
     torch.set_num_threads(1)
+    # Lance's columns are read-only Arrow buffers: torch warns when it wraps them.
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     root = Path(args.dir or tempfile.mkdtemp(prefix="loader-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -202,7 +296,7 @@ def main() -> None:
     ds = nt.NumPackDataset(store, arrays=("x", "y"))
     base = MmapDataset(str(root / "x.npy"), str(root / "y.npy"))
     ours, theirs = median_pair(
-        lambda: epoch(ds, nt.collate), lambda: epoch(base, nt.collate), args.repeats
+        lambda: epoch(ds, nt.collate), lambda: epoch(base, nt.collate), max(5, args.repeats)
     )
     results.append(
         row(
@@ -211,6 +305,30 @@ def main() -> None:
             "np.load(mmap_mode='r') dataset",
             theirs,
             "<= 1.0x",
+        )
+    )
+    floor = statistics.median(
+        timed(lambda: epoch(ConstantDataset(args.rows), nt.collate)) for _ in range(3)
+    )
+    results.append(
+        row(
+            "DataLoader epoch, constant batches (loader's own cost)",
+            floor,
+            "np.load(mmap_mode='r') dataset",
+            theirs,
+            "reported",
+        )
+    )
+    inline = statistics.median(
+        timed(lambda: epoch(ds, nt.collate, workers=0)) for _ in range(args.repeats)
+    )
+    results.append(
+        row(
+            "DataLoader epoch, NumPackDataset, num_workers=0",
+            inline,
+            "np.load(mmap_mode='r') dataset, 2 workers",
+            theirs,
+            "reported",
         )
     )
     batches = min(200, args.rows // BATCH)
@@ -307,6 +425,38 @@ def main() -> None:
         )
         del loaded
         ray.shutdown()
+    try:
+        import lance
+    except ImportError:
+        lance = None
+    if lance is not None:
+        uri = str(root / "train.lance")
+        write_lance(uri, str(root / "x.npy"), str(root / "y.npy"))
+        take = LanceTakeDataset(uri, args.rows)
+        ours, theirs = median_pair(
+            lambda: epoch(ds, nt.collate, context="spawn"),
+            lambda: epoch(take, nt.collate, context="spawn"),
+            args.repeats,
+        )
+        results.append(
+            row(
+                "DataLoader epoch, NumPackDataset (spawn)",
+                ours,
+                "same loader, Lance take() dataset",
+                theirs,
+                "reported",
+            )
+        )
+        scan = statistics.median(timed(lambda: lance_scan_epoch(uri)) for _ in range(args.repeats))
+        results.append(
+            row(
+                "DataLoader epoch, NumPackDataset (fork)",
+                results[0]["numpack_s"],
+                "LanceDataset (unshuffled scan)",
+                scan,
+                "reported",
+            )
+        )
     ds.close()
     out = Path(__file__).parent / "results" / "loader_bench.txt"
     out.parent.mkdir(exist_ok=True)

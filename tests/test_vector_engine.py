@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from numpack import NumPack
 from numpack.exceptions import ArrayNotFoundError
@@ -440,3 +442,99 @@ def _replace_forever(path: str, rows: int, dim: int, stop: object) -> None:
             v += 1
             block.fill(v)
             npk.replace({"x": block}, idx)
+
+
+NUMERIC = [np.float32, np.float64, np.float16, np.int8, np.int16, np.int32, np.int64,
+           np.uint16, np.uint32, np.uint64, np.uint8, np.bool_, np.complex64]  # fmt: skip
+ALL_METRICS = [*FLOAT_METRICS, "hamming", "jaccard"]
+
+
+def promoted(qd: np.dtype, cd: np.dtype, metric: str) -> np.dtype | None:
+    """The promotion table of numpack::vector::promote, written again from its docs: the
+    kernel dtype, or None where the engine refuses the pair."""
+    if np.complex64 in (qd, cd):
+        return None
+    if metric in ("hamming", "jaccard"):
+        return np.dtype(np.uint8) if qd == cd and qd in (np.bool_, np.uint8) else None
+    if np.bool_ in (qd, cd) or np.uint8 in (qd, cd):
+        return None
+    if qd == cd and qd in (np.float32, np.float64, np.float16):
+        return qd
+    if qd == cd == np.int8:
+        return qd if metric in ("dot", "cosine", "l2", "l2sq") else None
+    return np.dtype(np.float64)
+
+
+def sample(dtype: type, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    if dtype == np.bool_:
+        return rng.random(shape) > 0.5
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -50), min(info.max, 50), shape).astype(dtype)
+    return (rng.random(shape) + 0.01).astype(dtype)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    qd=st.sampled_from(NUMERIC),
+    cd=st.sampled_from(NUMERIC),
+    metric=st.sampled_from(ALL_METRICS),
+    dim=st.integers(0, 11),
+    seed=st.integers(0, 2**16),
+)
+def test_one_promotion_table_in_memory_streamed_and_on_snapshots(
+    tmp_path_factory, qd, cd, metric, dim, seed
+):
+    from numpack import DtypeMismatchError
+
+    rng = np.random.default_rng(seed)
+    q = sample(qd, (2, dim), rng)
+    c = sample(cd, (40, dim), rng)
+    kernel = promoted(np.dtype(qd), np.dtype(cd), metric)
+    mem, eng = VectorEngine(), StreamingVectorEngine()
+    if kernel is None:
+        with pytest.raises(DtypeMismatchError):
+            mem.batch_compute(q, c, metric)
+        return
+    got = mem.batch_compute(q, c, metric)
+    if metric in ("hamming", "jaccard"):
+        pq = np.packbits(q, axis=-1) if qd == np.bool_ else q
+        pc = np.packbits(c, axis=-1) if cd == np.bool_ else c
+        want = np.array([[bits_ref(a, b, metric) for b in pc] for a in pq])
+        if dim == 0:
+            want = np.full(
+                (len(q), len(c)), bits_ref(np.zeros(1, np.uint8), np.zeros(1, np.uint8), metric)
+            )
+        np.testing.assert_array_equal(got, want)
+    elif dim == 0:
+        want = np.array([[ref(np.zeros(1), np.zeros(1), metric)] * len(c)] * len(q))
+        np.testing.assert_allclose(got, want)
+    else:
+        # The promoted pair scores exactly as the kernel dtype's own search ...
+        qk, ck = q.astype(kernel), c.astype(kernel)
+        np.testing.assert_array_equal(got, mem.batch_compute(qk, ck, metric))
+        if metric not in ("kl", "js"):  # (kl / js: epsilon-guarded, checked elsewhere)
+            # ... which is the float64 definition of the metric.
+            want = np.array([[ref(a, b, metric) for b in ck] for a in qk])
+            rtol = 1e-3 if kernel == np.float16 else 1e-6
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-9)
+    # Streamed from a store (deleted rows skipped) and from a snapshot: the same answer.
+    store = tmp_path_factory.mktemp("p") / "s.npk"
+    with NumPack(store) as npk:
+        npk.save({"v": np.concatenate([c[:1], c])})
+        npk.drop("v", [0])
+        snap = npk.snapshot()
+        npk.replace({"v": c[:1]}, [1])  # after the snapshot: not seen by it
+    try:
+        for src in (snap, store):
+            cur = c if src is snap else np.concatenate([c[:1], c[:1], c[2:]])
+            s = eng.streaming_batch_compute(q, src, "v", metric, batch_size=7)
+            np.testing.assert_array_equal(s, mem.batch_compute(q, cur, metric))
+            i, v = eng.streaming_multi_query_top_k(q, src, "v", metric, 5, batch_size=9)
+            wi, wv = mem.multi_query_top_k(q, cur, metric, 5)
+            np.testing.assert_array_equal(i, wi)
+            np.testing.assert_array_equal(v, wv)
+    finally:
+        snap.close()

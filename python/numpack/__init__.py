@@ -22,6 +22,7 @@ from .exceptions import (
     ArrayNotFoundError,
     CorruptStoreError,
     DependencyError,
+    DtypeMismatchError,
     IndexOutOfRangeError,
     StoreLockedError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "BatchModeContext",
     "CorruptStoreError",
     "DependencyError",
+    "DtypeMismatchError",
     "IndexOutOfRangeError",
     "LazyArray",
     "NumPack",

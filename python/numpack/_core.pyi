@@ -250,13 +250,13 @@ def package_info(source: str) -> dict[str, Any]:
 def verify(source: str) -> tuple[list[str], list[str]]:
     """Check a package file or a store directory: ``(problems, notes)``."""
 
-# --- vector search (policy and argument checks in numpack.vector_engine) ------------------
+# --- vector search (dtype policy, dimensions and k in the engine: numpack::vector) -----------
 def simd_capabilities() -> str: ...
 def vector_scores(
     queries: npt.NDArray[Any], candidates: npt.NDArray[Any], metric_name: str
 ) -> npt.NDArray[np.float64]:
-    """``(m, n)`` float64 scores; both 2-d C-contiguous, one dtype: float32, float64, float16,
-    int8, or packed-bit uint8."""
+    """``(m, n)`` float64 scores; both 2-d C-contiguous, of dtypes the engine's promotion table
+    searches together (else ``DtypeMismatchError``)."""
 
 def vector_top_k(
     queries: npt.NDArray[Any], candidates: npt.NDArray[Any], metric_name: str, k: int
@@ -265,11 +265,19 @@ def vector_top_k(
     (ties by lower index)."""
 
 def vector_stream_top_k(
-    path: str, name: str, queries_arr: npt.NDArray[Any], metric_name: str, k: int, batch: int
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]: ...
+    source: str | Snapshot,
+    name: str,
+    queries_arr: npt.NDArray[Any],
+    metric_name: str,
+    k: int,
+    batch: int,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+    """Top-k streamed from array ``name`` of the store at a path, or of a snapshot."""
+
 def vector_stream_scores(
-    path: str, name: str, queries_arr: npt.NDArray[Any], metric_name: str, batch: int
-) -> npt.NDArray[np.float64]: ...
+    source: str | Snapshot, name: str, queries_arr: npt.NDArray[Any], metric_name: str, batch: int
+) -> npt.NDArray[np.float64]:
+    """``(m, rows)`` scores streamed from array ``name`` of a store or a snapshot."""
 
 # --- CSV / text files (policy and argument normalisation in numpack.io.csv) ---------------
 @final

@@ -14,6 +14,7 @@ __all__ = [
     "ArrayNotFoundError",
     "CorruptStoreError",
     "DependencyError",
+    "DtypeMismatchError",
     "IndexOutOfRangeError",
     "StoreLockedError",
 ]
@@ -35,6 +36,15 @@ class IndexOutOfRangeError(IndexError, ValueError):
     """A row index lies outside the logical rows of an array.
 
     Subclass of both :class:`IndexError` and :class:`ValueError`.
+    """
+
+
+class DtypeMismatchError(TypeError, ValueError):
+    """A vector search was given dtypes it cannot score together, or not with this metric
+    (the engine's promotion table: docs/python.md, "Vector search").
+
+    Subclass of both :class:`TypeError` (unsupported dtypes) and :class:`ValueError` (a
+    metric the dtype does not support), what the published package raised for each.
     """
 
 

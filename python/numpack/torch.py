@@ -197,12 +197,8 @@ class NumPackDataset(_data.Dataset[Any]):
         rows = np.asarray(index)
         if rows.dtype.kind not in "iu" or rows.ndim > 1:
             raise TypeError(f"dataset indices must be integers, got {type(index).__name__}")
-        rows = rows.astype(np.int64, copy=False).reshape(-1)
-        n = self._pinned.rows
-        if rows.size and (rows.max() >= n or rows.min() < -n):
-            bad = int(rows[(rows >= n) | (rows < -n)][0])
-            raise IndexError(f"index {bad} is out of bounds for a dataset of {n} rows")
-        return rows
+        # Out-of-range rows are the engine's IndexOutOfRangeError (an IndexError).
+        return rows.astype(np.int64, copy=False).reshape(-1)
 
     def __getitem__(self, index: Any) -> Any:
         scalar = isinstance(index, (int, np.integer))

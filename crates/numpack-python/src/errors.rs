@@ -11,7 +11,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use std::io::ErrorKind;
 
-fn numpack_error(py: Python<'_>, class: &str, msg: String) -> PyErr {
+pub(crate) fn numpack_error(py: Python<'_>, class: &str, msg: String) -> PyErr {
     match py
         .import("numpack.exceptions")
         .and_then(|m| m.getattr(class))
@@ -70,6 +70,7 @@ pub fn to_py_in(e: NpkError, array: Option<&str>) -> PyErr {
         NpkError::Checksum { .. } => PyRuntimeError::new_err(e.to_string()),
         NpkError::Corrupt { .. } => numpack_error(py, "CorruptStoreError", e.to_string()),
         NpkError::InvalidDtype(m) => PyTypeError::new_err(m),
+        NpkError::DtypeMismatch(m) => numpack_error(py, "DtypeMismatchError", m),
         NpkError::InvalidShape(m)
         | NpkError::InvalidArrayName(m)
         | NpkError::InvalidOperation(m)

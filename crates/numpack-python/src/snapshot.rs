@@ -23,7 +23,7 @@ impl PySnapshot {
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&Snapshot) -> PyResult<R>) -> PyResult<R> {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Snapshot) -> PyResult<R>) -> PyResult<R> {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
         match g.as_ref() {
             Some(s) => f(s),

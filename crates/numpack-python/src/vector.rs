@@ -1,11 +1,15 @@
 //! Vector search for Python: typed views of the arrays in, NumPy arrays out, GIL released.
-//! Argument checking and dtype policy live in `numpack/vector_engine.py`.
+//! The dtype policy, dimension checks and `k` live in the engine (`numpack::vector`); the
+//! Python layer only adapts the published signatures' shapes.
 
 use crate::errors::IntoPy;
 use crate::numpy_conv::input;
-use numpack::vector::stream::{stream_scores, stream_top_k, Queries};
-use numpack::vector::{self, Metric, Vectors};
-use numpack::{DataType, Store};
+use crate::snapshot::PySnapshot;
+use numpack::vector::stream::{
+    snapshot_scores, snapshot_top_k, stream_scores, stream_top_k, Queries,
+};
+use numpack::vector::{self, Metric, Rows};
+use numpack::Store;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -18,45 +22,36 @@ fn metric(name: &str) -> PyResult<Metric> {
         .map_err(|_| PyValueError::new_err(format!("Unknown metric: {name}")))
 }
 
-/// The elements of an aligned buffer (an empty array may have a dangling pointer).
-fn cast<T: bytemuck::Pod>(bytes: &[u8]) -> PyResult<&[T]> {
-    if bytes.is_empty() {
-        return Ok(&[]);
-    }
-    bytemuck::try_cast_slice(bytes)
-        .map_err(|_| PyTypeError::new_err("array data is not aligned for its dtype"))
-}
-
-/// Row-major data of a 2-d C-contiguous float32/float64/float16/int8/uint8 array, and its
-/// width (uint8 rows are packed bits for hamming / jaccard).
-fn rows<'a>(arr: &'a Bound<'_, PyUntypedArray>) -> PyResult<(Vectors<'a>, usize)> {
+/// The vectors of a 2-d C-contiguous array of any dtype (the engine's promotion table
+/// decides what it can be searched with).
+fn rows<'a>(arr: &'a Bound<'_, PyUntypedArray>) -> PyResult<Rows<'a>> {
     let i = input(arr)?;
     if i.shape.len() != 2 {
         return Err(PyValueError::new_err("expected a 2-d array"));
     }
-    let dim = i.shape[1] as usize;
-    let v = match i.dtype {
-        DataType::Float32 => Vectors::F32(cast(i.bytes)?),
-        DataType::Float64 => Vectors::F64(cast(i.bytes)?),
-        DataType::Float16 => Vectors::F16(cast(i.bytes)?),
-        DataType::Int8 => Vectors::I8(bytemuck::cast_slice(i.bytes)),
-        DataType::Uint8 => Vectors::Bits(i.bytes),
-        d => return Err(PyTypeError::new_err(format!("Unsupported dtype: {d}"))),
-    };
-    Ok((v, dim))
+    Rows::new(i.dtype, i.bytes, i.shape[0] as usize, i.shape[1] as usize).py_err()
 }
 
 /// `k` as given: a non-negative int; any larger than the machine's word means "all" (the
 /// engine caps it at the candidates).
 fn top(k: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let not_int = || {
+        let t = k
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        PyTypeError::new_err(format!("k must be an int, not {t}"))
+    };
+    if k.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(not_int());
+    }
+    // Python and NumPy integers alike (`__index__`).
+    let k = k.call_method0("__index__").map_err(|_| not_int())?;
     match k.extract::<usize>() {
         Ok(k) => Ok(k),
-        Err(_) if k.is_instance_of::<pyo3::types::PyInt>() && k.gt(0).unwrap_or(false) => {
-            Ok(usize::MAX)
-        }
-        Err(_) => Err(PyValueError::new_err(format!(
-            "k must be a non-negative int, got {k}"
-        ))),
+        Err(_) if k.gt(0).unwrap_or(false) => Ok(usize::MAX),
+        Err(_) => Err(PyValueError::new_err(format!("k must be >= 0, got {k}"))),
     }
 }
 
@@ -90,11 +85,9 @@ pub fn vector_scores<'py>(
     metric_name: &str,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let m = metric(metric_name)?;
-    let (q, dim) = rows(&queries)?;
-    let (c, _) = rows(&candidates)?;
-    let n_q = q.rows(dim);
-    let out = py.detach(|| vector::scores(m, q, c, dim)).py_err()?;
-    to_2d(py, out, n_q)
+    let (q, c) = (rows(&queries)?, rows(&candidates)?);
+    let out = py.detach(|| vector::scores_of(m, &q, &c)).py_err()?;
+    to_2d(py, out, q.rows)
 }
 
 /// Per query the best `min(k, n)` candidates: `(indices uint64 (m, k'), scores (m, k'))`.
@@ -108,31 +101,64 @@ pub fn vector_top_k<'py>(
 ) -> PyResult<TopK<'py>> {
     let k = top(&k)?;
     let m = metric(metric_name)?;
-    let (q, dim) = rows(&queries)?;
-    let (c, _) = rows(&candidates)?;
-    let best = py.detach(|| vector::top_k(m, q, c, dim, k, 0)).py_err()?;
+    let (q, c) = (rows(&queries)?, rows(&candidates)?);
+    let best = py.detach(|| vector::top_k_of(m, &q, &c, k)).py_err()?;
     pack_top_k(py, best)
 }
 
-fn queries(arr: &Bound<'_, PyUntypedArray>) -> PyResult<(Queries, usize)> {
-    let (v, dim) = rows(arr)?;
-    let q = match v {
-        Vectors::F32(x) => Queries::F32(x.to_vec()),
-        Vectors::F64(x) => Queries::F64(x.to_vec()),
-        _ => {
-            return Err(PyTypeError::new_err(
-                "streaming search needs float32 or float64 queries",
-            ))
-        }
-    };
-    Ok((q, dim))
+fn queries(arr: &Bound<'_, PyUntypedArray>) -> PyResult<Queries> {
+    let r = rows(arr)?;
+    Queries::new(r.dtype, r.bytes.to_vec(), r.rows, r.dim).py_err()
 }
 
-/// Top-k streamed from array `name` of the store at `path` (logical rows).
+/// Where a streamed search reads: the store at a path, or an open snapshot.
+#[derive(FromPyObject)]
+pub enum Source<'py> {
+    /// An open snapshot (searched at its version).
+    Snapshot(PyRef<'py, PySnapshot>),
+    /// A store directory.
+    Path(PathBuf),
+}
+
+/// An engine error as a Python exception, a missing array in the published vector engine's
+/// wording.
+fn search_err(py: Python<'_>, name: &str, e: numpack::NpkError) -> PyErr {
+    match e {
+        numpack::NpkError::ArrayNotFound(_) => crate::errors::numpack_error(
+            py,
+            "ArrayNotFoundError",
+            format!("Array '{name}' not found in NumPack"),
+        ),
+        other => crate::errors::to_py_in(other, Some(name)),
+    }
+}
+
+fn with_source<R: Send>(
+    py: Python<'_>,
+    src: &Source<'_>,
+    name: &str,
+    store_fn: impl FnOnce(&Store) -> numpack::NpkResult<R> + Send,
+    snap_fn: impl FnOnce(&numpack::store::Snapshot) -> numpack::NpkResult<R> + Send,
+) -> PyResult<R> {
+    match src {
+        Source::Path(path) => py
+            .detach(|| {
+                let store = Store::open(path)?;
+                store_fn(&store)
+            })
+            .map_err(|e| search_err(py, name, e)),
+        Source::Snapshot(s) => s.with(|snap| {
+            py.detach(|| snap_fn(snap))
+                .map_err(|e| search_err(py, name, e))
+        }),
+    }
+}
+
+/// Top-k streamed from array `name` of a store (path) or snapshot (logical rows).
 #[pyfunction]
 pub fn vector_stream_top_k<'py>(
     py: Python<'py>,
-    path: PathBuf,
+    source: Source<'py>,
     name: &str,
     queries_arr: Bound<'py, PyUntypedArray>,
     metric_name: &str,
@@ -141,37 +167,35 @@ pub fn vector_stream_top_k<'py>(
 ) -> PyResult<TopK<'py>> {
     let k = top(&k)?;
     let m = metric(metric_name)?;
-    let (q, dim) = queries(&queries_arr)?;
-    let best = py
-        .detach(|| {
-            let store = Store::open(&path)?;
-            stream_top_k(&store, name, m, &q, dim, k, batch)
-        })
-        .py_err()?;
+    let q = queries(&queries_arr)?;
+    let best = with_source(
+        py,
+        &source,
+        name,
+        |store| stream_top_k(store, name, m, &q, k, batch),
+        |snap| snapshot_top_k(snap, name, m, &q, k, batch),
+    )?;
     pack_top_k(py, best)
 }
 
-/// Scores streamed from array `name` of the store at `path`: `(queries, logical rows)`.
+/// Scores streamed from array `name` of a store (path) or snapshot: `(queries, logical rows)`.
 #[pyfunction]
 pub fn vector_stream_scores<'py>(
     py: Python<'py>,
-    path: PathBuf,
+    source: Source<'py>,
     name: &str,
     queries_arr: Bound<'py, PyUntypedArray>,
     metric_name: &str,
     batch: usize,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let m = metric(metric_name)?;
-    let (q, dim) = queries(&queries_arr)?;
-    let n_q = match &q {
-        Queries::F32(v) => v.len() / dim.max(1),
-        Queries::F64(v) => v.len() / dim.max(1),
-    };
-    let out = py
-        .detach(|| {
-            let store = Store::open(&path)?;
-            stream_scores(&store, name, m, &q, dim, batch)
-        })
-        .py_err()?;
-    to_2d(py, out, n_q)
+    let q = queries(&queries_arr)?;
+    let out = with_source(
+        py,
+        &source,
+        name,
+        |store| stream_scores(store, name, m, &q, batch),
+        |snap| snapshot_scores(snap, name, m, &q, batch),
+    )?;
+    to_2d(py, out, q.len())
 }

@@ -32,6 +32,10 @@ pub enum NpkError {
     /// The element type does not match the stored dtype, or the dtype is unsupported.
     #[error("Invalid dtype: {0}")]
     InvalidDtype(String),
+    /// A search was given dtypes it cannot score together (or not with this metric); see
+    /// `vector::promote` for what it can.
+    #[error("{0}")]
+    DtypeMismatch(String),
     /// The metadata is well-formed but describes something this build cannot decode.
     #[error("Invalid metadata: {0}")]
     InvalidMetadata(String),

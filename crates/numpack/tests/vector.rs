@@ -356,66 +356,175 @@ fn streamed_search_skips_deleted_rows() {
         .collect();
     let store = Store::open(&p).unwrap();
     let q = logical[50 * d..53 * d].to_vec();
+    let f32q = |v: &[f32]| {
+        Queries::new(
+            DataType::Float32,
+            bytemuck::cast_slice(v).to_vec(),
+            v.len() / d,
+            d,
+        )
+        .unwrap()
+    };
     for m in [Metric::L2, Metric::Cosine, Metric::Dot, Metric::Kl] {
         for (k, batch) in [(4, 111), (10, 5000), (20_000, 777)] {
-            let best =
-                stream_top_k(&store, "emb", m, &Queries::F32(q.clone()), d, k, batch).unwrap();
+            let best = stream_top_k(&store, "emb", m, &f32q(&q), k, batch).unwrap();
             let want = top_k(m, Vectors::F32(&q), Vectors::F32(&logical), d, k, 0).unwrap();
             assert_eq!(best, want, "{m:?} k={k} batch={batch}");
         }
     }
-    let best = stream_top_k(
-        &store,
-        "emb",
-        Metric::L2,
-        &Queries::F32(q.clone()),
-        d,
-        1,
-        100,
-    )
-    .unwrap();
+    let best = stream_top_k(&store, "emb", Metric::L2, &f32q(&q), 1, 100).unwrap();
     assert_eq!(best[0].0, vec![50]);
     let q64: Vec<f64> = q.iter().map(|&x| f64::from(x)).collect();
+    let f64q = Queries::new(DataType::Float64, bytemuck::cast_slice(&q64).to_vec(), 3, d).unwrap();
     let full: Vec<f64> = flat.iter().map(|&x| f64::from(x)).collect();
-    let b64 = stream_top_k(
-        &store,
-        "e64",
+    let b64 = stream_top_k(&store, "e64", Metric::Dot, &f64q, 5, 999).unwrap();
+    let want = top_k(
         Metric::Dot,
-        &Queries::F64(q64.clone()),
+        Vectors::F64(&q64),
+        Vectors::F64(&full),
         d,
         5,
-        999,
+        0,
     )
     .unwrap();
-    assert_eq!(
-        b64,
-        top_k(
-            Metric::Dot,
-            Vectors::F64(&q64),
-            Vectors::F64(&full),
-            d,
-            5,
-            0
-        )
-        .unwrap()
-    );
-    let s = stream_scores(&store, "emb", Metric::Dot, &Queries::F32(q.clone()), d, 77).unwrap();
+    assert_eq!(b64, want);
+    let s = stream_scores(&store, "emb", Metric::Dot, &f32q(&q), 77).unwrap();
     let w = scores(Metric::Dot, Vectors::F32(&q), Vectors::F32(&logical), d).unwrap();
     assert_eq!(s, w);
-    let f64q = Queries::F64(vec![0.0; d]);
+    // A float64 query against the float32 array is promoted (both in float64), as in memory.
+    let logical64: Vec<f64> = logical.iter().map(|&x| f64::from(x)).collect();
+    let mixed = stream_top_k(&store, "emb", Metric::L2, &f64q, 4, 10).unwrap();
+    let want = top_k(
+        Metric::L2,
+        Vectors::F64(&q64),
+        Vectors::F64(&logical64),
+        d,
+        4,
+        0,
+    )
+    .unwrap();
+    assert_eq!(mixed, want);
+    let bits = Queries::new(DataType::Bool, vec![1; d], 1, d).unwrap();
     assert!(matches!(
-        stream_top_k(&store, "emb", Metric::L2, &f64q, d, 4, 10),
-        Err(NpkError::InvalidDtype(_))
+        stream_top_k(&store, "emb", Metric::Hamming, &bits, 4, 10),
+        Err(NpkError::DtypeMismatch(_))
     ));
-    let short = Queries::F32(vec![0.0; 3]);
+    let short = Queries::new(DataType::Float32, vec![0; 12], 1, 3).unwrap();
     assert!(matches!(
-        stream_top_k(&store, "emb", Metric::L2, &short, 3, 4, 10),
+        stream_top_k(&store, "emb", Metric::L2, &short, 4, 10),
         Err(NpkError::InvalidShape(_))
     ));
     assert!(matches!(
-        stream_top_k(&store, "missing", Metric::L2, &Queries::F32(q), d, 4, 10),
+        stream_top_k(&store, "missing", Metric::L2, &f32q(&q), 4, 10),
         Err(NpkError::ArrayNotFound(_))
     ));
+}
+
+/// Streamed search of every dtype: the promoted in-memory answer over the logical rows, from
+/// the store and from a snapshot pinned before a replace.
+#[test]
+fn streamed_search_of_every_dtype_matches_memory() {
+    use numpack::vector::promote::Rows;
+    use numpack::vector::stream::{snapshot_scores, snapshot_top_k};
+    use numpack::vector::{scores_of, top_k_of};
+    let (_d, p) = common::store();
+    let store = std::sync::Arc::new(Store::open(&p).unwrap());
+    let (n, d) = (300usize, 6usize);
+    let vals = normal(n * d, 5);
+    let cases: Vec<(DataType, Vec<u8>)> = vec![
+        (
+            DataType::Int32,
+            vals.iter()
+                .flat_map(|&x| ((x * 9.0) as i32).to_le_bytes())
+                .collect(),
+        ),
+        (
+            DataType::Int8,
+            vals.iter().map(|&x| (x * 20.0) as i8 as u8).collect(),
+        ),
+        (
+            DataType::Float16,
+            vals.iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect(),
+        ),
+        (
+            DataType::Uint16,
+            vals.iter()
+                .flat_map(|&x| ((x.abs() * 50.0) as u16).to_le_bytes())
+                .collect(),
+        ),
+        (
+            DataType::Bool,
+            vals.iter().map(|&x| u8::from(x > 0.0)).collect(),
+        ),
+    ];
+    for (dt, bytes) in &cases {
+        let name = format!("a{}", dt.code());
+        store
+            .save(&[numpack::SaveItem {
+                name: &name,
+                dtype: *dt,
+                shape: &[n as u64, d as u64],
+                data: bytes,
+            }])
+            .unwrap();
+        store.drop_rows(&name, &[0, 7, 299]).unwrap();
+    }
+    let snap = store.snapshot().unwrap();
+    for (dt, bytes) in &cases {
+        let name = format!("a{}", dt.code());
+        let es = dt.size_bytes() * d;
+        let logical: Vec<u8> = bytes
+            .chunks(es)
+            .enumerate()
+            .filter(|(i, _)| ![0, 7, 299].contains(i))
+            .flat_map(|(_, r)| r.to_vec())
+            .collect();
+        let rows = n - 3;
+        let qb = logical[10 * es..12 * es].to_vec();
+        let metrics: &[Metric] = if *dt == DataType::Bool {
+            &[Metric::Hamming, Metric::Jaccard]
+        } else {
+            &[Metric::Dot, Metric::L2, Metric::Cosine]
+        };
+        for &m in metrics {
+            let q = Queries::new(*dt, qb.clone(), 2, d).unwrap();
+            let qr = Rows::new(*dt, &qb, 2, d).unwrap();
+            let cr = Rows::new(*dt, &logical, rows, d).unwrap();
+            let want = top_k_of(m, &qr, &cr, 7).unwrap();
+            assert_eq!(
+                stream_top_k(&store, &name, m, &q, 7, 50).unwrap(),
+                want,
+                "{dt} {m:?}"
+            );
+            assert_eq!(
+                snapshot_top_k(&snap, &name, m, &q, 7, 50).unwrap(),
+                want,
+                "{dt} {m:?}"
+            );
+            let ws = scores_of(m, &qr, &cr).unwrap();
+            assert_eq!(
+                snapshot_scores(&snap, &name, m, &q, 64).unwrap(),
+                ws,
+                "{dt} {m:?}"
+            );
+        }
+    }
+    // The snapshot keeps its version's rows after a replace (patched rows are read, not mapped).
+    let name = format!("a{}", DataType::Int32.code());
+    let q = Queries::new(DataType::Int32, vec![0; 4 * d], 1, d).unwrap();
+    let before = snapshot_scores(&snap, &name, Metric::L2, &q, 1000).unwrap();
+    let big: Vec<u8> = (0..d).flat_map(|_| 1000i32.to_le_bytes()).collect();
+    store
+        .replace(&name, DataType::Int32, &[1, d as u64], &big, &[5])
+        .unwrap();
+    assert_eq!(
+        snapshot_scores(&snap, &name, Metric::L2, &q, 1000).unwrap(),
+        before
+    );
+    let now = stream_scores(&store, &name, Metric::L2, &q, 1000).unwrap();
+    assert_ne!(now, before);
 }
 
 /// Throughput of the float32 paths on 1M x 128 (run with

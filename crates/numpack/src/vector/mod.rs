@@ -10,12 +10,14 @@ mod bounds;
 mod filter;
 pub mod kernels;
 pub mod metric;
+pub mod promote;
 pub mod search;
 pub mod stream;
 pub mod topk;
 
 pub use metric::Metric;
-pub use search::{scores, top_k, Vectors};
+pub use promote::Rows;
+pub use search::{scores, scores_of, top_k, top_k_of, Vectors};
 
 /// The SIMD levels in use, best first: `"CPU: AVX-512, AVX2"`, `"CPU: NEON"`, or
 /// `"CPU: scalar (no SIMD)"`.

@@ -1,11 +1,13 @@
-//! In-memory search: scores of queries against candidates, and each query's top k. This file
-//! holds the one dtype dispatch of the engine (`dispatch`); float32 top-k with a filterable
-//! metric goes through `filter` (f32 pass + exact rescoring), everything else is scored by the
-//! exact kernels directly. Both split the candidates into row ranges run on the rayon pool.
+//! In-memory search: scores of queries against candidates, and each query's top k. Vectors of
+//! any dtypes go through `promote` (the one promotion table) into `dispatch` (the one kernel
+//! dispatch); float32 top-k with a filterable metric goes through `filter` (f32 pass + exact
+//! rescoring), everything else is scored by the exact kernels directly. Both split the
+//! candidates into row ranges run on the rayon pool.
 
 use super::filter::{self, TaskTopK};
 use super::kernels::{self, Element, Query};
 use super::metric::Metric;
+use super::promote::{self, Converted, Rows};
 use super::topk::{best_k, key, merge, Candidates};
 use crate::error::{NpkError, NpkResult};
 use half::f16;
@@ -280,4 +282,35 @@ pub fn top_k(
         q,
         c,
     )
+}
+
+/// The kernel and converted operands of a search of `q` against `c` (any dtypes, promoted
+/// by [`promote::kernel`]); their widths must agree.
+fn promoted<'a, 'b>(
+    metric: Metric,
+    q: &Rows<'a>,
+    c: &Rows<'b>,
+) -> NpkResult<(Converted<'a>, Converted<'b>, usize)> {
+    if q.dim != c.dim {
+        return Err(NpkError::InvalidShape(format!(
+            "Query dimension {} does not match candidates dimension {}",
+            q.dim, c.dim
+        )));
+    }
+    let k = promote::kernel(metric, q.dtype, c.dtype)?;
+    let (qc, dim) = promote::convert(k, q)?;
+    let (cc, _) = promote::convert(k, c)?;
+    Ok((qc, cc, dim))
+}
+
+/// [`scores`] of vectors of any dtypes: row-major `(queries, candidates)`, float64.
+pub fn scores_of(metric: Metric, q: &Rows<'_>, c: &Rows<'_>) -> NpkResult<Vec<f64>> {
+    let (qc, cc, dim) = promoted(metric, q, c)?;
+    scores(metric, qc.vectors(), cc.vectors(), dim)
+}
+
+/// [`top_k`] of vectors of any dtypes.
+pub fn top_k_of(metric: Metric, q: &Rows<'_>, c: &Rows<'_>, k: usize) -> NpkResult<TaskTopK> {
+    let (qc, cc, dim) = promoted(metric, q, c)?;
+    top_k(metric, qc.vectors(), cc.vectors(), dim, k, 0)
 }

@@ -1,87 +1,132 @@
-//! Search streamed from a store: candidates are read from the array's mapping (in place when no
-//! row is deleted, else in batches of logical rows copied out), never loaded whole; deleted
-//! rows are skipped and indices are logical rows. A search sees one committed state: it runs
-//! again when a writer changed rows under it (`Store::read_consistent`).
+//! Search streamed from a store or a snapshot: candidates are read from the array's mapping (in
+//! place when no row is deleted or patched, else in batches of logical rows copied out), never
+//! loaded whole; deleted rows are skipped and indices are logical rows. Arrays of every dtype
+//! are searched, promoted with the queries by `promote` as in memory. A search sees one
+//! committed state: it runs again when a writer changed rows under it
+//! (`Store::read_consistent`, `Snapshot::read`).
 
 use super::metric::Metric;
-use super::search::{scores, top_k, Vectors};
+use super::promote::{self, Kernel, Rows};
+use super::search::{scores, top_k};
 use super::topk::merge;
 use crate::dtype::DataType;
 use crate::error::{NpkError, NpkResult};
 use crate::read::snapshot::ArraySnapshot;
-use crate::store::Store;
+use crate::read::version::VersionedArray;
+use crate::store::{Snapshot, Store};
 
-/// Query vectors for a streamed search (owned, row-major).
+/// Query vectors for a streamed search (owned, row-major, little-endian).
 #[derive(Debug, Clone)]
-pub enum Queries {
-    /// float32 rows (searches a Float32 array).
-    F32(Vec<f32>),
-    /// float64 rows (searches a Float64 array).
-    F64(Vec<f64>),
+pub struct Queries {
+    dtype: DataType,
+    bytes: Vec<u8>,
+    rows: usize,
+    dim: usize,
 }
 
 impl Queries {
-    fn dtype(&self) -> DataType {
-        match self {
-            Queries::F32(_) => DataType::Float32,
-            Queries::F64(_) => DataType::Float64,
+    /// `rows` queries of `dim` elements of `dtype`.
+    pub fn new(dtype: DataType, bytes: Vec<u8>, rows: usize, dim: usize) -> NpkResult<Self> {
+        Rows::new(dtype, &bytes, rows, dim)?;
+        Ok(Queries {
+            dtype,
+            bytes,
+            rows,
+            dim,
+        })
+    }
+
+    /// Number of queries.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether there are no queries.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    fn as_rows(&self) -> Rows<'_> {
+        Rows {
+            dtype: self.dtype,
+            bytes: &self.bytes,
+            rows: self.rows,
+            dim: self.dim,
         }
     }
 }
 
-/// The error for a missing array, in the message the vector engine has always used.
-fn not_found(name: &str) -> impl Fn(NpkError) -> NpkError + '_ {
-    move |e| match e {
-        NpkError::ArrayNotFound(_) => {
-            NpkError::ArrayNotFound(format!("Array '{name}' not found in NumPack"))
-        }
-        other => other,
+/// Where a streamed search reads its candidates: an array of the store, or of a snapshot.
+pub trait Candidates {
+    /// The mapped view (record, data, bitmap).
+    fn view(&self) -> &ArraySnapshot;
+    /// Whether some rows read differently from the mapping (a snapshot's patched rows).
+    fn patched(&self) -> bool;
+    /// Copies logical rows `start..stop` into `dst`.
+    fn range_into(&self, start: u64, stop: u64, dst: &mut [u8]) -> NpkResult<()>;
+}
+
+impl Candidates for ArraySnapshot {
+    fn view(&self) -> &ArraySnapshot {
+        self
+    }
+    fn patched(&self) -> bool {
+        false
+    }
+    fn range_into(&self, start: u64, stop: u64, dst: &mut [u8]) -> NpkResult<()> {
+        ArraySnapshot::range_into(self, start, stop, dst)
     }
 }
 
-/// Checks array `name` (its view `snap`) against the queries: dtype and dimension.
-fn check(snap: &ArraySnapshot, name: &str, q: &Queries, dim: usize) -> NpkResult<()> {
-    if snap.meta.dtype != q.dtype() {
-        return Err(NpkError::InvalidDtype(format!(
-            "Array dtype mismatch: array '{name}' is {}, query is {}",
-            snap.meta.dtype,
-            q.dtype()
-        )));
+impl Candidates for VersionedArray {
+    fn view(&self) -> &ArraySnapshot {
+        &self.view
     }
+    fn patched(&self) -> bool {
+        !self.rows.is_empty()
+    }
+    fn range_into(&self, start: u64, stop: u64, dst: &mut [u8]) -> NpkResult<()> {
+        VersionedArray::range_into(self, start, stop, dst)
+    }
+}
+
+/// The kernel for array `name` (its view `snap`) and the queries, after checking dimensions.
+fn plan(snap: &ArraySnapshot, name: &str, metric: Metric, q: &Queries) -> NpkResult<Kernel> {
     let adim = match snap.meta.shape.len() {
         1 => 1,
-        2 => snap.meta.shape[1] as usize,
+        2 => usize::try_from(snap.meta.shape[1]).unwrap_or(usize::MAX),
         n => {
             return Err(NpkError::InvalidShape(format!(
                 "array '{name}' is {n}-d; 1-d or 2-d needed"
             )))
         }
     };
-    if adim == 0 {
+    if adim != q.dim {
         return Err(NpkError::InvalidShape(format!(
-            "array '{name}' holds vectors of dimension 0, which cannot be searched"
+            "Dimension mismatch: query dim {} vs array dim {adim}",
+            q.dim
         )));
     }
-    if adim != dim {
-        return Err(NpkError::InvalidShape(format!(
-            "Dimension mismatch: query dim {dim} vs array dim {adim}"
-        )));
-    }
-    Ok(())
+    promote::kernel(metric, q.dtype, snap.meta.dtype)
 }
 
-/// Calls `f(first logical row, candidates)` for each batch of logical rows.
+/// Calls `f(first logical row, candidates)` for each batch of logical rows, converted into
+/// kernel `k`, with the converted width.
 fn for_batches(
-    snap: &ArraySnapshot,
-    q: &Queries,
+    src: &dyn Candidates,
+    k: Kernel,
+    dim: usize,
     batch: usize,
-    mut f: impl FnMut(u64, Vectors<'_>) -> NpkResult<()>,
+    mut f: impl FnMut(u64, super::Vectors<'_>, usize) -> NpkResult<()>,
 ) -> NpkResult<()> {
+    let snap = src.view();
     let rows = snap.logical_rows();
     let row_bytes = snap.row_bytes();
-    // Without deleted rows the mapping is searched in place: batches would bound nothing (no
-    // copy is made) and only cost merges. With deleted rows, `batch` rows are copied at a time.
-    let batch = if snap.bitmap().is_none() {
+    // Rows read straight from the mapping in the kernel's own elements are searched in place:
+    // batches would bound nothing (no copy is made) and only cost merges. Otherwise `batch`
+    // rows are copied (or converted) at a time, so memory stays one batch.
+    let in_place = snap.bitmap().is_none() && !src.patched();
+    let batch = if in_place && promote::is_native(k, snap.meta.dtype) {
         rows.max(1)
     } else {
         batch.max(1) as u64
@@ -90,97 +135,113 @@ fn for_batches(
     let mut start = 0u64;
     while start < rows {
         let stop = rows.min(start + batch);
-        let bytes: &[u8] = if snap.bitmap().is_none() {
+        let n = (stop - start) as usize;
+        let bytes: &[u8] = if in_place {
             &snap.physical()[start as usize * row_bytes..stop as usize * row_bytes]
         } else {
-            buf.resize((stop - start) as usize * row_bytes, 0);
-            snap.range_into(start, stop, &mut buf)?;
+            buf.resize(n * row_bytes, 0);
+            src.range_into(start, stop, &mut buf)?;
             &buf
         };
-        // Mappings are page-aligned and rows are whole elements, so the casts cannot fail;
-        // a copy covers any other case.
-        match q {
-            Queries::F32(_) => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-                Ok(v) => f(start, Vectors::F32(v))?,
-                Err(_) => f(start, Vectors::F32(&bytemuck::pod_collect_to_vec(bytes)))?,
-            },
-            Queries::F64(_) => match bytemuck::try_cast_slice::<u8, f64>(bytes) {
-                Ok(v) => f(start, Vectors::F64(v))?,
-                Err(_) => f(start, Vectors::F64(&bytemuck::pod_collect_to_vec(bytes)))?,
-            },
-        }
+        let (c, width) = promote::convert(k, &Rows::new(snap.meta.dtype, bytes, n, dim)?)?;
+        f(start, c.vectors(), width)?;
         start = stop;
     }
     Ok(())
 }
 
-fn as_vectors(q: &Queries) -> Vectors<'_> {
-    match q {
-        Queries::F32(v) => Vectors::F32(v),
-        Queries::F64(v) => Vectors::F64(v),
-    }
+fn run_top_k(
+    src: &dyn Candidates,
+    name: &str,
+    metric: Metric,
+    q: &Queries,
+    k: usize,
+    batch: usize,
+) -> NpkResult<Vec<(Vec<u64>, Vec<f64>)>> {
+    let kernel = plan(src.view(), name, metric, q)?;
+    let (qc, _) = promote::convert(kernel, &q.as_rows())?;
+    let k = k.min(usize::try_from(src.view().logical_rows()).unwrap_or(usize::MAX));
+    let mut best = vec![(Vec::new(), Vec::new()); q.len()];
+    for_batches(src, kernel, q.dim, batch, |start, cands, width| {
+        let part = top_k(metric, qc.vectors(), cands, width, k, start)?;
+        best = std::mem::take(&mut best)
+            .into_iter()
+            .zip(part)
+            .map(|(a, b)| merge(a, b, k, metric.is_similarity()))
+            .collect();
+        Ok(())
+    })?;
+    Ok(best)
 }
 
-/// Per query, the best `k` logical rows of array `name`, best first.
+fn run_scores(
+    src: &dyn Candidates,
+    name: &str,
+    metric: Metric,
+    q: &Queries,
+    batch: usize,
+) -> NpkResult<Vec<f64>> {
+    let kernel = plan(src.view(), name, metric, q)?;
+    let (qc, _) = promote::convert(kernel, &q.as_rows())?;
+    let m = q.len();
+    let n = usize::try_from(src.view().logical_rows()).unwrap_or(usize::MAX);
+    let mut out = super::zeroed(m.checked_mul(n), "the scores")?;
+    for_batches(src, kernel, q.dim, batch, |start, cands, width| {
+        let s = scores(metric, qc.vectors(), cands, width)?;
+        let len = cands.rows(width);
+        for qi in 0..m {
+            let dst = qi * n + start as usize;
+            out[dst..dst + len].copy_from_slice(&s[qi * len..(qi + 1) * len]);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Per query, the best `k` logical rows of array `name` of the store, best first.
 pub fn stream_top_k(
     store: &Store,
     name: &str,
     metric: Metric,
     q: &Queries,
-    dim: usize,
     k: usize,
     batch: usize,
 ) -> NpkResult<Vec<(Vec<u64>, Vec<f64>)>> {
     // One committed state: searched again if a writer changed rows meanwhile (after three
     // tries, under the shared lock), as every eager read of the store is.
-    store
-        .read_consistent(name, |snap| {
-            check(snap, name, q, dim)?;
-            let k = k.min(usize::try_from(snap.logical_rows()).unwrap_or(usize::MAX));
-            let m = as_vectors(q).rows(dim);
-            let mut best = vec![(Vec::new(), Vec::new()); m];
-            for_batches(snap, q, batch, |start, cands| {
-                let part = top_k(metric, as_vectors(q), cands, dim, k, start)?;
-                best = std::mem::take(&mut best)
-                    .into_iter()
-                    .zip(part)
-                    .map(|(a, b)| merge(a, b, k, metric.is_similarity()))
-                    .collect();
-                Ok(())
-            })?;
-            Ok(best)
-        })
-        .map_err(not_found(name))
+    store.read_consistent(name, |snap| run_top_k(snap, name, metric, q, k, batch))
 }
 
-/// Row-major `(queries, logical rows)` scores against array `name`.
+/// Row-major `(queries, logical rows)` scores against array `name` of the store.
 pub fn stream_scores(
     store: &Store,
     name: &str,
     metric: Metric,
     q: &Queries,
-    dim: usize,
     batch: usize,
 ) -> NpkResult<Vec<f64>> {
-    store
-        .read_consistent(name, |snap| {
-            check(snap, name, q, dim)?;
-            let m = as_vectors(q).rows(dim);
-            let n = snap.logical_rows() as usize;
-            let cells = m.checked_mul(n).ok_or_else(|| {
-                NpkError::InvalidShape(format!("{m} x {n} scores do not fit in memory"))
-            })?;
-            let mut out = vec![0.0; cells];
-            for_batches(snap, q, batch, |start, cands| {
-                let s = scores(metric, as_vectors(q), cands, dim)?;
-                let len = cands.rows(dim);
-                for qi in 0..m {
-                    let dst = qi * n + start as usize;
-                    out[dst..dst + len].copy_from_slice(&s[qi * len..(qi + 1) * len]);
-                }
-                Ok(())
-            })?;
-            Ok(out)
-        })
-        .map_err(not_found(name))
+    store.read_consistent(name, |snap| run_scores(snap, name, metric, q, batch))
+}
+
+/// [`stream_top_k`] of array `name` at the snapshot's version.
+pub fn snapshot_top_k(
+    snap: &Snapshot,
+    name: &str,
+    metric: Metric,
+    q: &Queries,
+    k: usize,
+    batch: usize,
+) -> NpkResult<Vec<(Vec<u64>, Vec<f64>)>> {
+    snap.read(name, |a| run_top_k(a, name, metric, q, k, batch))
+}
+
+/// [`stream_scores`] of array `name` at the snapshot's version.
+pub fn snapshot_scores(
+    snap: &Snapshot,
+    name: &str,
+    metric: Metric,
+    q: &Queries,
+    batch: usize,
+) -> NpkResult<Vec<f64>> {
+    snap.read(name, |a| run_scores(a, name, metric, q, batch))
 }
