@@ -6,13 +6,18 @@ UV := $(PY) -m uv
 
 # Test dependencies: every optional conversion library is installed, so no io test is skipped
 # (torch is the CPU-capable PyPI wheel; moto's server gives the S3 tests a real local endpoint).
-IO_DEPS := pyarrow h5py zarr pandas safetensors torch s3fs fsspec tqdm "moto[server]" boto3 zstandard "ray[data]"
+IO_DEPS := pyarrow h5py zarr pandas safetensors torch s3fs fsspec tqdm "moto[server]" boto3 zstandard "ray[data]" fusepy
 
 deps:
 	@# strace: the durability test reads the real system calls (tests/test_durability.py).
 	@command -v strace >/dev/null 2>&1 || apt-get install -y -q strace >/dev/null 2>&1 \
 		|| (apt-get update -q >/dev/null && apt-get install -y -q strace >/dev/null) \
 		|| echo "warning: strace could not be installed; tests/test_durability.py will skip"
+	@# fusermount and libfuse: tests/test_fuse.py runs a store on a FUSE mount.
+	@(command -v fusermount >/dev/null 2>&1 && ldconfig -p | grep -q libfuse.so.2) \
+		|| apt-get install -y -q fuse3 libfuse2 >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null && apt-get install -y -q fuse3 libfuse2 >/dev/null) \
+		|| echo "warning: FUSE could not be installed; tests/test_fuse.py will skip"
 	$(PY) -m pip install -q uv
 	$(UV) pip install --python $(PY) -q maturin numpy pytest pytest-timeout hypothesis "dask[array]" distributed ruff mypy $(IO_DEPS)
 
