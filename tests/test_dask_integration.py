@@ -235,3 +235,33 @@ def test_url_arguments_are_checked(tmp_path: Path, s3) -> None:
         nd.from_numpack(url=url + ".missing", name="x", storage_options=opts)
     with pytest.raises(TypeError, match="name"):
         nd.from_numpack(url=url, storage_options=opts)
+
+
+def test_the_package_cache_is_private_and_clears_what_killed_fetches_left(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import fsspec
+
+    import numpack
+    from numpack._fetch import Package
+    from numpack.snapshot import Snapshot
+
+    with NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"x": data(30)})
+    numpack.pack(tmp_path / "s.npk", tmp_path / "s.npkg")
+    fsspec.filesystem("memory").put_file(str(tmp_path / "s.npkg"), "/cache-test/s.npkg")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NUMPACK_CACHE_DIR", str(cache))
+    pkg = Package.locate("memory://cache-test/s.npkg")
+    left = cache / "packages" / f"{pkg.key}.killed"
+    left.mkdir(parents=True, mode=0o700)
+    (left / "package.npkg").write_bytes(b"half a download")
+    os.chmod(cache, 0o700)
+    os.chmod(cache / "packages", 0o700)
+    with Snapshot.fetch(pkg) as snap:
+        assert np.array_equal(snap.load("x"), data(30))
+    assert not left.exists()
+    assert oct(os.stat(cache / "packages").st_mode & 0o777) == "0o700"
+    os.chmod(cache / "packages", 0o777)  # writable by anyone: a store could be planted
+    with pytest.raises(PermissionError, match="private"):
+        Snapshot.fetch(Package.locate("memory://cache-test/s.npkg"))

@@ -323,6 +323,17 @@ ZERO_WIDTH_CHILD = textwrap.dedent(
     import resource, sys, numpy as np
     resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
     from numpack import NumPack
+    from numpack.vector_engine import StreamingVectorEngine, VectorEngine
+    eng = StreamingVectorEngine()
+    for call in (
+        lambda: eng.streaming_top_k_from_file(np.zeros(0, np.float32), sys.argv[1], "z", "dot", 5),
+        lambda: eng.streaming_batch_compute(np.zeros(0, np.float32), sys.argv[1], "z", "l2"),
+    ):
+        try:
+            call()
+            raise AssertionError("a search of 2^60 zero-width rows returned")
+        except ValueError as e:
+            assert "dimension 0" in str(e), e
     with NumPack(sys.argv[1]) as npk:
         n = npk.get_shape("z")[0]
         assert npk.load("z").shape == (n, 0)
@@ -340,7 +351,8 @@ ZERO_WIDTH_CHILD = textwrap.dedent(
 @pytest.mark.parametrize("which", [0, 1, 2])
 def test_a_100_byte_store_of_zero_width_rows_allocates_nothing(tmp_path, which):
     """2^60 rows of no bytes, with a bitmap file: no bitmap of 2^57 bytes is built, nothing
-    loops over the rows; the child runs under a 3 GiB address-space limit."""
+    loops over the rows (a streamed search refuses the array); the child runs under a 3 GiB
+    address-space limit."""
     store = tmp_path / "s.npk"
     store.mkdir()
     rows = 2**60
@@ -766,3 +778,25 @@ def test_a_hard_linked_history_log_is_never_written(tmp_path):
     with NumPack(store) as npk:
         npk.replace({"a": np.full((1, 3), 7, np.float32)}, [0])
         assert npk.getitem("a", [0]).tolist() == [[7, 7, 7]]
+
+
+@pytest.mark.timeout(60)
+def test_zero_width_candidates_in_memory_cost_nothing_per_row():
+    """4 billion rows of width 0 cost NumPy no memory: top-k answers without touching them."""
+    c = np.empty((2**32, 0), np.float32)
+    idx, sc = VectorEngine().top_k_search(np.empty(0, np.float32), c, "cosine", 3)
+    assert idx.tolist() == [0, 1, 2] and sc.tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(MemoryError):
+        VectorEngine().batch_compute(np.empty((2**20, 0), np.float32), c, "dot")
+
+
+@pytest.mark.parametrize(
+    "bad", [np.array([["a"]]), np.array([[object()]]), np.zeros((1, 1), "M8[s]")]
+)
+def test_vectors_of_unsearchable_dtypes_are_dtype_mismatch_errors(bad):
+    from numpack import DtypeMismatchError
+
+    with pytest.raises(DtypeMismatchError, match="Unsupported dtype"):
+        VectorEngine().batch_compute(bad[0], bad, "dot")
+    with pytest.raises(TypeError):
+        VectorEngine().batch_compute(bad[0], bad, "dot")

@@ -521,6 +521,7 @@ def test_one_promotion_table_in_memory_streamed_and_on_snapshots(
             rtol = 1e-3 if kernel == np.float16 else 1e-6
             np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-9)
     # Streamed from a store (deleted rows skipped) and from a snapshot: the same answer.
+    # (A stored array of width 0 is refused: its row count is backed by no data.)
     store = tmp_path_factory.mktemp("p") / "s.npk"
     with NumPack(store) as npk:
         npk.save({"v": np.concatenate([c[:1], c])})
@@ -529,6 +530,10 @@ def test_one_promotion_table_in_memory_streamed_and_on_snapshots(
         npk.replace({"v": c[:1]}, [1])  # after the snapshot: not seen by it
     try:
         for src in (snap, store):
+            if dim == 0:
+                with pytest.raises(ValueError, match="dimension 0"):
+                    eng.streaming_batch_compute(q, src, "v", metric)
+                continue
             cur = c if src is snap else np.concatenate([c[:1], c[:1], c[2:]])
             s = eng.streaming_batch_compute(q, src, "v", metric, batch_size=7)
             np.testing.assert_array_equal(s, mem.batch_compute(q, cur, metric))

@@ -21,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .exceptions import ArrayNotFoundError
 from .snapshot import Snapshot
 
 __all__ = ["MetricType", "StreamingVectorEngine", "VectorEngine"]
@@ -159,20 +158,9 @@ class StreamingVectorEngine:
         return _core.simd_capabilities()
 
     @staticmethod
-    def _source(
-        npk_dir: str | os.PathLike[str] | Snapshot, array_name: str, batch_size: int
-    ) -> Any:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError("batch_size must be an int")
-        if batch_size <= 0:
-            raise ValueError("batch_size must be greater than 0")
-        if isinstance(npk_dir, Snapshot):
-            return npk_dir._core  # searched at its version
-        path = os.fspath(npk_dir)
-        if not os.path.isfile(os.path.join(path, "metadata.npkm")):
-            # Searching must not create a store where there is none.
-            raise ArrayNotFoundError(f"Array '{array_name}' not found in NumPack")
-        return path
+    def _source(npk_dir: str | os.PathLike[str] | Snapshot) -> Any:
+        """What the engine searches: a snapshot (at its version) or a store's path."""
+        return npk_dir._core if isinstance(npk_dir, Snapshot) else os.fspath(npk_dir)
 
     def streaming_top_k_from_file(
         self,
@@ -187,8 +175,8 @@ class StreamingVectorEngine:
         q, m = _array(query), _metric(metric)
         if q.ndim != 1:
             raise TypeError("Query must be a 1D array")
-        src = self._source(npk_dir, array_name, batch_size)
-        idx, scores = _core.vector_stream_top_k(src, array_name, q[None, :], m, k, int(batch_size))
+        src = self._source(npk_dir)
+        idx, scores = _core.vector_stream_top_k(src, array_name, q[None, :], m, k, batch_size)
         return idx[0], scores[0]
 
     def streaming_batch_compute(
@@ -203,9 +191,9 @@ class StreamingVectorEngine:
         q, m = _array(query), _metric(metric)
         if q.ndim not in (1, 2):
             raise TypeError(f"Query must be 1D or 2D array, got {q.ndim}D")
-        src = self._source(npk_dir, array_name, batch_size)
+        src = self._source(npk_dir)
         q2 = q[None, :] if q.ndim == 1 else q
-        out = _core.vector_stream_scores(src, array_name, q2, m, int(batch_size))
+        out = _core.vector_stream_scores(src, array_name, q2, m, batch_size)
         return out[0] if q.ndim == 1 else out
 
     def streaming_multi_query_top_k(
@@ -221,6 +209,6 @@ class StreamingVectorEngine:
         q, m = _array(queries), _metric(metric)
         if q.ndim != 2:
             raise ValueError("Queries must be a 2D array")
-        src = self._source(npk_dir, array_name, batch_size)
-        idx, scores = _core.vector_stream_top_k(src, array_name, q, m, k, int(batch_size))
+        src = self._source(npk_dir)
+        idx, scores = _core.vector_stream_top_k(src, array_name, q, m, k, batch_size)
         return idx.reshape(-1), scores.reshape(-1)

@@ -141,8 +141,11 @@ impl PySnapshot {
     }
 
     /// Releases the version (history may then collect it).
-    fn close(&self) {
-        self.inner.write().unwrap_or_else(|e| e.into_inner()).take();
+    fn close(&self, py: Python<'_>) {
+        // Without the GIL: a search on another thread holds the read lock with the GIL
+        // released, and needs the GIL back to finish.
+        let s = py.detach(|| self.inner.write().unwrap_or_else(|e| e.into_inner()).take());
+        drop(s);
     }
 
     #[getter]

@@ -10,7 +10,7 @@ use numpack::vector::stream::{
 };
 use numpack::vector::{self, Metric, Rows};
 use numpack::Store;
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArray};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::path::PathBuf;
@@ -25,6 +25,12 @@ fn metric(name: &str) -> PyResult<Metric> {
 /// The vectors of a 2-d C-contiguous array of any dtype (the engine's promotion table
 /// decides what it can be searched with).
 fn rows<'a>(arr: &'a Bound<'_, PyUntypedArray>) -> PyResult<Rows<'a>> {
+    if crate::numpy_conv::dtype_of(&arr.dtype()).is_err() {
+        // Object, string, datetime, longdouble...: no kernel takes them.
+        return Err(crate::errors::to_py(numpack::NpkError::DtypeMismatch(
+            format!("Unsupported dtype: {}", arr.dtype()),
+        )));
+    }
     let i = input(arr)?;
     if i.shape.len() != 2 {
         return Err(PyValueError::new_err("expected a 2-d array"));
@@ -52,6 +58,17 @@ fn top(k: &Bound<'_, PyAny>) -> PyResult<usize> {
         Ok(k) => Ok(k),
         Err(_) if k.gt(0).unwrap_or(false) => Ok(usize::MAX),
         Err(_) => Err(PyValueError::new_err(format!("k must be >= 0, got {k}"))),
+    }
+}
+
+/// `batch_size` as given: an int (not a bool) greater than 0.
+fn batch_rows(b: &Bound<'_, PyAny>) -> PyResult<usize> {
+    if b.is_instance_of::<pyo3::types::PyBool>() || b.call_method0("__index__").is_err() {
+        return Err(PyTypeError::new_err("batch_size must be an int"));
+    }
+    match b.call_method0("__index__")?.extract::<i128>() {
+        Ok(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        _ => Err(PyValueError::new_err("batch_size must be greater than 0")),
     }
 }
 
@@ -143,6 +160,10 @@ fn with_source<R: Send>(
     match src {
         Source::Path(path) => py
             .detach(|| {
+                // A search never creates a store where there is none.
+                if !path.join("metadata.npkm").is_file() {
+                    return Err(numpack::NpkError::ArrayNotFound(name.to_owned()));
+                }
                 let store = Store::open(path)?;
                 store_fn(&store)
             })
@@ -163,8 +184,9 @@ pub fn vector_stream_top_k<'py>(
     queries_arr: Bound<'py, PyUntypedArray>,
     metric_name: &str,
     k: Bound<'py, PyAny>,
-    batch: usize,
+    batch: Bound<'py, PyAny>,
 ) -> PyResult<TopK<'py>> {
+    let batch = batch_rows(&batch)?;
     let k = top(&k)?;
     let m = metric(metric_name)?;
     let q = queries(&queries_arr)?;
@@ -186,8 +208,9 @@ pub fn vector_stream_scores<'py>(
     name: &str,
     queries_arr: Bound<'py, PyUntypedArray>,
     metric_name: &str,
-    batch: usize,
+    batch: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let batch = batch_rows(&batch)?;
     let m = metric(metric_name)?;
     let q = queries(&queries_arr)?;
     let out = with_source(

@@ -203,28 +203,27 @@ pub fn read_upto(f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<
 /// Where the data of `file` that starts at `from` ends: the first hole at or after `from`
 /// (the file's length where the file system keeps no holes). Bounds what a reader allocates
 /// by the bytes a sparse file really holds.
-pub fn data_end(file: &File, path: &Path, from: u64, len: u64) -> NpkResult<u64> {
+pub fn data_end(file: &File, from: u64, len: u64) -> u64 {
     use std::os::fd::AsRawFd;
     let Ok(off) = i64::try_from(from) else {
-        return Ok(len);
+        return len;
     };
     if from >= len {
-        return Ok(len);
+        return len;
     }
     // SAFETY: lseek on a descriptor this `File` owns; readers use positioned reads, so moving
     // its offset changes nothing they do.
     let at = unsafe { libc::lseek(file.as_raw_fd(), off, libc::SEEK_HOLE) };
-    if at < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            // No hole seeking here: the length bounds the read.
-            Some(libc::EINVAL) => Ok(len),
-            // The file shrank under us (recovery trimmed it): nothing from `from` on.
-            Some(libc::ENXIO) => Ok(from),
-            _ => Err(NpkError::io(path, e)),
-        };
+    if at >= 0 {
+        return (at as u64).min(len);
     }
-    Ok((at as u64).min(len))
+    match io::Error::last_os_error().raw_os_error() {
+        // The file shrank under us (recovery trimmed it): nothing from `from` on.
+        Some(libc::ENXIO) => from,
+        // No hole seeking on this file system (EINVAL, EOPNOTSUPP on some FUSE and network
+        // mounts): the length bounds the read.
+        _ => len,
+    }
 }
 
 /// Frees the blocks of `len` bytes at `offset` of `file` where the file system can (the

@@ -78,8 +78,16 @@ pub(crate) fn read_log(dir: &Path) -> NpkResult<Option<Log>> {
     }
     // The log is grown ahead sparsely and its records are contiguous from `start`: they end
     // at the first hole, and a hostile sparse file cannot make this allocate what it lacks.
-    let data = fs::data_end(&f, &path, header.start, len)?;
-    let mut live = vec![0u8; (data - header.start) as usize];
+    let data = fs::data_end(&f, header.start, len);
+    let want = (data - header.start) as usize;
+    let mut live = Vec::new();
+    live.try_reserve_exact(want).map_err(|_| {
+        NpkError::OutOfMemory(format!(
+            "{want} bytes of history in {} do not fit in memory",
+            path.display()
+        ))
+    })?;
+    live.resize(want, 0);
     // A log cut short while it is read (recovery trims a torn tail) ends where it ends.
     let got = fs::read_upto(&f, &mut live, header.start).at(&path)?;
     live.truncate(got);

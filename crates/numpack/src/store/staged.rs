@@ -175,10 +175,13 @@ pub(crate) fn stage_is_held(dir: &Path, name: &str) -> bool {
         return false;
     };
     let prefix = &name[..at + ".stage-".len() + dot + 1];
-    ["desc", "sealed"].iter().any(|part| {
+    // Held unless a lock could be taken: a lock that cannot even be tried (EBADF or ENOLCK
+    // on some network mounts) keeps the files.
+    ["desc.new", "desc", "sealed"].iter().any(|part| {
         match fs::open_read_opt(&dir.join(format!("{prefix}{part}"))) {
-            Ok(Some(f)) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
-            _ => false,
+            Ok(Some(f)) => f.try_lock().is_err(),
+            Ok(None) => false,
+            Err(_) => true,
         }
     })
 }
@@ -282,14 +285,16 @@ impl Store {
             shape: shape.to_vec(),
             name: name.to_owned(),
         };
+        // The descriptor is written and locked first, so no file of the stage is ever
+        // unlocked (a cleaner that cannot see this pid keeps locked stages); it is renamed
+        // into place last: a stage without a `desc` is not there yet.
+        let tmp = self.stage_path(&prefix, "desc.new");
+        let f = fs::write_new(&tmp, &desc.encode(), false)?;
+        f.lock_shared().at(&tmp)?;
         // Left empty: tasks' writes extend it (writing into a file cut to its full length
         // up front was 5x slower on ext4, measured with 128 MiB pieces).
         let data = self.stage_path(&prefix, "data");
         fs::create_new(&data)?;
-        // The descriptor last: a stage without one is not there.
-        let tmp = self.stage_path(&prefix, "desc.new");
-        let f = fs::write_new(&tmp, &desc.encode(), false)?;
-        f.lock_shared().at(&tmp)?;
         let path = self.stage_path(&prefix, "desc");
         fs::rename(&tmp, &path).map_err(|e| NpkError::io(&tmp, e))?;
         owned().insert(path, f);

@@ -8,6 +8,7 @@
 
 mod bounds;
 mod filter;
+pub mod index;
 pub mod kernels;
 pub mod metric;
 pub mod promote;

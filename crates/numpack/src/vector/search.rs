@@ -303,14 +303,38 @@ fn promoted<'a, 'b>(
     Ok((qc, cc, dim))
 }
 
+/// The one score of vectors of width 0 (every pair alike: two vectors of one zero element),
+/// after the dtype check; `None` when the vectors have elements.
+fn zero_width(metric: Metric, q: &Rows<'_>, c: &Rows<'_>) -> NpkResult<Option<f64>> {
+    if q.dim != 0 || c.dim != 0 {
+        return Ok(None);
+    }
+    let k = promote::kernel(metric, q.dtype, c.dtype)?;
+    let one = Rows::new(q.dtype, &[], 1, 0)?;
+    let (a, _) = promote::convert(k, &one)?;
+    Ok(Some(scores(metric, a.vectors(), a.vectors(), 1)?[0]))
+}
+
 /// [`scores`] of vectors of any dtypes: row-major `(queries, candidates)`, float64.
 pub fn scores_of(metric: Metric, q: &Rows<'_>, c: &Rows<'_>) -> NpkResult<Vec<f64>> {
+    if let Some(s) = zero_width(metric, q, c)? {
+        // Sized by the caller's request only: nothing is converted or scanned.
+        let mut out = super::zeroed(q.rows.checked_mul(c.rows), "the scores")?;
+        out.fill(s);
+        return Ok(out);
+    }
     let (qc, cc, dim) = promoted(metric, q, c)?;
     scores(metric, qc.vectors(), cc.vectors(), dim)
 }
 
 /// [`top_k`] of vectors of any dtypes.
 pub fn top_k_of(metric: Metric, q: &Rows<'_>, c: &Rows<'_>, k: usize) -> NpkResult<TaskTopK> {
+    if let Some(s) = zero_width(metric, q, c)? {
+        // All tie: the first rows, whatever their count (a zero-width array costs NumPy no
+        // memory, so its row count bounds nothing).
+        let n = k.min(c.rows) as u64;
+        return Ok(vec![((0..n).collect(), vec![s; n as usize]); q.rows]);
+    }
     let (qc, cc, dim) = promoted(metric, q, c)?;
     top_k(metric, qc.vectors(), cc.vectors(), dim, k, 0)
 }

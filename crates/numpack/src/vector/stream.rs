@@ -101,6 +101,12 @@ fn plan(snap: &ArraySnapshot, name: &str, metric: Metric, q: &Queries) -> NpkRes
             )))
         }
     };
+    if adim == 0 {
+        // Its row count is backed by no data: a hostile 100-byte store could claim 2^60.
+        return Err(NpkError::InvalidShape(format!(
+            "array '{name}' holds vectors of dimension 0, which cannot be searched"
+        )));
+    }
     if adim != q.dim {
         return Err(NpkError::InvalidShape(format!(
             "Dimension mismatch: query dim {} vs array dim {adim}",
@@ -129,7 +135,7 @@ fn for_batches(
     let batch = if in_place && promote::is_native(k, snap.meta.dtype) {
         rows.max(1)
     } else {
-        batch.max(1) as u64
+        batch as u64
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut start = 0u64;
@@ -150,6 +156,15 @@ fn for_batches(
     Ok(())
 }
 
+fn check_batch(batch: usize) -> NpkResult<()> {
+    if batch == 0 {
+        return Err(NpkError::InvalidOperation(
+            "batch_size must be greater than 0".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn run_top_k(
     src: &dyn Candidates,
     name: &str,
@@ -158,6 +173,7 @@ fn run_top_k(
     k: usize,
     batch: usize,
 ) -> NpkResult<Vec<(Vec<u64>, Vec<f64>)>> {
+    check_batch(batch)?;
     let kernel = plan(src.view(), name, metric, q)?;
     let (qc, _) = promote::convert(kernel, &q.as_rows())?;
     let k = k.min(usize::try_from(src.view().logical_rows()).unwrap_or(usize::MAX));
@@ -181,6 +197,7 @@ fn run_scores(
     q: &Queries,
     batch: usize,
 ) -> NpkResult<Vec<f64>> {
+    check_batch(batch)?;
     let kernel = plan(src.view(), name, metric, q)?;
     let (qc, _) = promote::convert(kernel, &q.as_rows())?;
     let m = q.len();

@@ -163,7 +163,8 @@ pub fn needs_recovery(dir: &Path) -> NpkResult<bool> {
     }
     for entry in std::fs::read_dir(dir).at(dir)? {
         let name = entry.at(dir)?.file_name();
-        if is_stale_temp(&name.to_string_lossy()) {
+        let name = name.to_string_lossy();
+        if is_stale_temp(&name) && !crate::store::staged::stage_is_held(dir, &name) {
             return Ok(true);
         }
     }

@@ -1,0 +1,412 @@
+//! IVF: a coarse quantiser (k-means centroids) and one inverted list of physical rows per
+//! centroid. IVF-Flat keeps no copy of the vectors: its "flat" vectors are the array's own
+//! rows, read through a [`RowSource`] by physical row, so a replaced row is never scored from
+//! a stale copy and a deleted row (the source says so) is never returned; each row is in
+//! exactly one list, so no result repeats.
+//!
+//! A search ranks the centroids, scans the `nprobe` best lists in float32 and rescores the
+//! `k × refine` best of them exactly (the engine's float64-accumulating kernels), so every
+//! returned score is exact; only which rows are found is approximate.
+
+use super::kmeans;
+use crate::error::{NpkError, NpkResult};
+use crate::vector::kernels::Element;
+use crate::vector::metric::Metric;
+use crate::vector::topk::{best_k, Candidates};
+use std::borrow::Cow;
+
+/// Where an index reads the vectors it scores.
+pub trait RowSource: Sync {
+    /// Physical row `r`, or `None` when it is deleted (or past the end).
+    fn row(&self, r: u64) -> Option<&[f32]>;
+}
+
+/// Rows of a row-major slice (`dim` each), with an optional deleted set: for tests and for
+/// building from memory.
+pub struct SliceRows<'a> {
+    /// The vectors.
+    pub data: &'a [f32],
+    /// Their width.
+    pub dim: usize,
+    /// Deleted physical rows, if any.
+    pub deleted: Option<&'a std::collections::HashSet<u64>>,
+}
+
+impl RowSource for SliceRows<'_> {
+    fn row(&self, r: u64) -> Option<&[f32]> {
+        if self.deleted.is_some_and(|d| d.contains(&r)) {
+            return None;
+        }
+        let r = usize::try_from(r).ok()?;
+        self.data.get(r * self.dim..(r + 1) * self.dim)
+    }
+}
+
+/// How an index is built.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    /// Lists (centroids); `None`: about 4√n, at least 1.
+    pub nlist: Option<usize>,
+    /// Rows sampled to train the centroids (at most all of them).
+    pub train_rows: usize,
+    /// Lloyd iterations.
+    pub iters: usize,
+    /// Seed of the sample and the start.
+    pub seed: u64,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            nlist: None,
+            train_rows: 256 * 1024,
+            iters: 10,
+            seed: 0x6e75_6d70_6163_6b21,
+        }
+    }
+}
+
+/// An IVF-Flat index of one array's vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ivf {
+    /// The metric it ranks by.
+    pub metric: Metric,
+    /// Vector width.
+    pub dim: usize,
+    /// `nlist × dim` centroids (unit vectors for cosine).
+    pub centroids: Vec<f32>,
+    /// Per centroid, its physical rows, ascending.
+    pub lists: Vec<Vec<u64>>,
+}
+
+/// Unit rows for cosine (zero rows stay zero); the rows themselves otherwise.
+fn prepared(metric: Metric, rows: &[f32], dim: usize) -> Cow<'_, [f32]> {
+    if metric != Metric::Cosine {
+        return Cow::Borrowed(rows);
+    }
+    let mut out = rows.to_vec();
+    for r in out.chunks_exact_mut(dim) {
+        let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if n > 0.0 {
+            r.iter_mut().for_each(|x| *x /= n);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn dot32(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent sums: the compiler keeps them in vector registers.
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for ((s, a), b) in acc.iter_mut().zip(x).zip(y) {
+            *s += a * b;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+fn l2sq32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for ((s, a), b) in acc.iter_mut().zip(x).zip(y) {
+            *s += (a - b) * (a - b);
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+impl Ivf {
+    /// Trains the centroids on a seeded sample of the live rows among the first `rows`
+    /// physical rows of `src` and lists every live row.
+    pub fn build(
+        metric: Metric,
+        src: &dyn RowSource,
+        rows: u64,
+        dim: usize,
+        opts: &BuildOptions,
+    ) -> NpkResult<Ivf> {
+        if !matches!(
+            metric,
+            Metric::Cosine | Metric::Dot | Metric::L2 | Metric::L2Sq
+        ) {
+            return Err(NpkError::InvalidOperation(format!(
+                "an index ranks by cosine, dot or l2, not {}",
+                metric.as_str()
+            )));
+        }
+        let live: Vec<u64> = (0..rows).filter(|&r| src.row(r).is_some()).collect();
+        let n = live.len();
+        let nlist = opts
+            .nlist
+            .unwrap_or_else(|| ((n as f64).sqrt() * 4.0) as usize)
+            .clamp(1, n.max(1));
+        let mut rng = kmeans::Rng::new(opts.seed);
+        let picked = kmeans::sample(n, opts.train_rows.max(nlist).min(n), &mut rng);
+        let mut train = Vec::with_capacity(picked.len() * dim);
+        for i in picked {
+            train.extend_from_slice(src.row(live[i]).expect("live row"));
+        }
+        let train = prepared(metric, &train, dim).into_owned();
+        let centroids = kmeans::train(&train, dim, nlist, opts.iters, opts.seed)?;
+        let mut ivf = Ivf {
+            metric,
+            dim,
+            centroids: prepared(metric, &centroids, dim).into_owned(),
+            lists: Vec::new(),
+        };
+        ivf.lists = vec![Vec::new(); ivf.nlist()];
+        ivf.add(src, &live);
+        Ok(ivf)
+    }
+
+    /// Number of lists.
+    pub fn nlist(&self) -> usize {
+        self.centroids.len() / self.dim.max(1)
+    }
+
+    /// The list each vector of `rows` (row-major) belongs to: the nearest centroid (by l2
+    /// of unit vectors for cosine, which is the best cosine; by l2 for dot and l2).
+    pub fn assign(&self, rows: &[f32]) -> Vec<u32> {
+        let x = prepared(self.metric, rows, self.dim);
+        let cn = kmeans::norms(&self.centroids, self.dim);
+        kmeans::assign(&x, &self.centroids, &cn, self.dim)
+            .into_iter()
+            .map(|(j, _)| j)
+            .collect()
+    }
+
+    /// Lists the physical rows `ids` (read from `src`; deleted ones are skipped).
+    pub fn add(&mut self, src: &dyn RowSource, ids: &[u64]) {
+        const CHUNK: usize = 1 << 14;
+        for part in ids.chunks(CHUNK) {
+            let mut rows = Vec::with_capacity(part.len() * self.dim);
+            let mut kept = Vec::with_capacity(part.len());
+            for &r in part {
+                if let Some(v) = src.row(r) {
+                    rows.extend_from_slice(v);
+                    kept.push(r);
+                }
+            }
+            for (r, j) in kept.into_iter().zip(self.assign(&rows)) {
+                self.lists[j as usize].push(r);
+            }
+        }
+        for l in &mut self.lists {
+            l.sort_unstable();
+            l.dedup();
+        }
+    }
+
+    /// The `nprobe` lists best for query `q` (prepared), best first.
+    fn probe(&self, q: &[f32], nprobe: usize) -> Vec<usize> {
+        let mut s: Vec<(f32, usize)> = self
+            .centroids
+            .chunks_exact(self.dim)
+            .enumerate()
+            .map(|(j, c)| {
+                let v = match self.metric {
+                    Metric::L2 | Metric::L2Sq => -l2sq32(q, c),
+                    _ => dot32(q, c),
+                };
+                (v, j)
+            })
+            .collect();
+        let nprobe = nprobe.clamp(1, s.len().max(1));
+        let cmp = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if s.len() > nprobe {
+            s.select_nth_unstable_by(nprobe - 1, cmp);
+            s.truncate(nprobe);
+        }
+        s.sort_unstable_by(cmp);
+        s.into_iter().map(|(_, j)| j).collect()
+    }
+
+    /// Per query (`q` row-major), the `k` best rows among the `nprobe` best lists, best first
+    /// (ties by lower row), with exact scores: the `k × refine` best by a float32 scan are
+    /// rescored exactly.
+    pub fn search(
+        &self,
+        src: &dyn RowSource,
+        q: &[f32],
+        k: usize,
+        nprobe: usize,
+        refine: usize,
+    ) -> Vec<(Vec<u64>, Vec<f64>)> {
+        let one = |qv: &[f32]| self.search_one(src, qv, k, nprobe, refine);
+        let queries: Vec<&[f32]> = q.chunks_exact(self.dim.max(1)).collect();
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            queries.into_par_iter().map(one).collect()
+        }
+        #[cfg(not(feature = "rayon"))]
+        queries.into_iter().map(one).collect()
+    }
+
+    fn search_one(
+        &self,
+        src: &dyn RowSource,
+        qv: &[f32],
+        k: usize,
+        nprobe: usize,
+        refine: usize,
+    ) -> (Vec<u64>, Vec<f64>) {
+        let sim = self.metric.is_similarity();
+        if k == 0 || self.lists.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let pq = prepared(self.metric, qv, self.dim);
+        let mut set = Candidates::new(k.saturating_mul(refine.max(1)));
+        for j in self.probe(&pq, nprobe) {
+            for &r in &self.lists[j] {
+                let Some(v) = src.row(r) else { continue };
+                let approx = match self.metric {
+                    Metric::Cosine => {
+                        let n = dot32(v, v).sqrt();
+                        if n > 0.0 {
+                            dot32(&pq, v) / n
+                        } else {
+                            0.0
+                        }
+                    }
+                    Metric::Dot => dot32(qv, v),
+                    _ => -l2sq32(qv, v),
+                };
+                set.push_exact(f64::from(approx), r);
+            }
+        }
+        let score = <f32 as Element>::scorer(self.metric).expect("float metrics");
+        let query = <f32 as Element>::query(self.metric, qv);
+        let exact: Vec<(u64, f64)> = set
+            .into_entries()
+            .into_iter()
+            .filter_map(|e| src.row(e.index).map(|v| (e.index, score(&query, v))))
+            .collect();
+        best_k(exact, k, sim)
+    }
+
+    /// Mean list size over the largest: 1.0 when balanced (the drift `reindex` reports).
+    pub fn imbalance(&self) -> f64 {
+        let n: usize = self.lists.iter().map(Vec::len).sum();
+        let max = self.lists.iter().map(Vec::len).max().unwrap_or(0);
+        if n == 0 {
+            return 1.0;
+        }
+        let mean = n as f64 / self.lists.len() as f64;
+        max as f64 / mean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vector::search::{top_k, Vectors};
+    use std::collections::HashSet;
+
+    /// `n` vectors around `centers` Gaussian centres (seeded).
+    fn mixture(n: usize, dim: usize, centers: usize, seed: u64) -> Vec<f32> {
+        let mut rng = kmeans::Rng::new(seed);
+        let mut unif = move || (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        let c: Vec<f32> = (0..centers * dim).map(|_| unif() * 2.0 - 1.0).collect();
+        let mut out = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            let j = (i * 7919) % centers;
+            for t in 0..dim {
+                // Irwin–Hall: a cheap bell around the centre.
+                let noise = (unif() + unif() + unif() - 1.5) * 0.1;
+                out.push(c[j * dim + t] + noise);
+            }
+        }
+        out
+    }
+
+    fn recall(got: &[(Vec<u64>, Vec<f64>)], want: &[(Vec<u64>, Vec<f64>)]) -> f64 {
+        let mut hit = 0;
+        let mut all = 0;
+        for (g, w) in got.iter().zip(want) {
+            let w: HashSet<u64> = w.0.iter().copied().collect();
+            hit += g.0.iter().filter(|r| w.contains(r)).count();
+            all += w.len();
+        }
+        hit as f64 / all as f64
+    }
+
+    #[test]
+    fn finds_the_exact_neighbours_of_a_mixture_with_exact_scores() {
+        let (n, dim) = (20_000, 16);
+        let data = mixture(n, dim, 50, 1);
+        let src = SliceRows {
+            data: &data,
+            dim,
+            deleted: None,
+        };
+        let q = mixture(40, dim, 50, 2);
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let ivf = Ivf::build(metric, &src, n as u64, dim, &BuildOptions::default()).unwrap();
+            assert_eq!(ivf.lists.iter().map(Vec::len).sum::<usize>(), n);
+            let got = ivf.search(&src, &q, 10, 16, 4);
+            let want = top_k(metric, Vectors::F32(&q), Vectors::F32(&data), dim, 10, 0).unwrap();
+            let r = recall(&got, &want);
+            assert!(r >= 0.95, "{metric:?}: recall {r}");
+            // Every returned score is the exact one.
+            for (g, w) in got.iter().zip(&want) {
+                for (row, s) in g.0.iter().zip(&g.1) {
+                    if let Some(p) = w.0.iter().position(|x| x == row) {
+                        assert!((s - w.1[p]).abs() <= 1e-12 * w.1[p].abs().max(1.0));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deleted_rows_never_come_back_and_no_row_repeats() {
+        let (n, dim) = (5_000, 8);
+        let data = mixture(n, dim, 20, 3);
+        let deleted: HashSet<u64> = (0..n as u64).filter(|r| r % 3 == 0).collect();
+        let src = SliceRows {
+            data: &data,
+            dim,
+            deleted: None,
+        };
+        let ivf = Ivf::build(Metric::L2, &src, n as u64, dim, &BuildOptions::default()).unwrap();
+        let after = SliceRows {
+            data: &data,
+            dim,
+            deleted: Some(&deleted),
+        };
+        let q = mixture(20, dim, 20, 4);
+        for (rows, _) in ivf.search(&after, &q, 50, 1000, 2) {
+            assert_eq!(rows.len(), 50);
+            assert!(rows.iter().all(|r| !deleted.contains(r)));
+            let uniq: HashSet<u64> = rows.iter().copied().collect();
+            assert_eq!(uniq.len(), rows.len());
+        }
+    }
+
+    #[test]
+    fn the_same_seed_builds_the_same_index() {
+        let (n, dim) = (3_000, 8);
+        let data = mixture(n, dim, 10, 5);
+        let src = SliceRows {
+            data: &data,
+            dim,
+            deleted: None,
+        };
+        let opts = BuildOptions {
+            nlist: Some(32),
+            ..BuildOptions::default()
+        };
+        let a = Ivf::build(Metric::Cosine, &src, n as u64, dim, &opts).unwrap();
+        let b = Ivf::build(Metric::Cosine, &src, n as u64, dim, &opts).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.nlist(), 32);
+        assert!(a.imbalance() < 8.0, "{}", a.imbalance());
+    }
+}
