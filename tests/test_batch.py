@@ -173,7 +173,7 @@ def test_batch_memory_limit_flushes_early(filled):
     path, a, _ = filled
     big = np.arange(20000, dtype=np.float64)
     with NumPack(path) as npk:
-        with npk.batch_mode(memory_limit=1024):
+        with npk.batch_mode(memory_limit=1 / 1024):  # MB, as in 0.6: 1 KiB
             npk.save({"big": big})
             arr = npk.load("a")
             arr += 1
@@ -307,3 +307,44 @@ def test_writable_batch_arrays_readable_after_block(store_path):
     assert proc.stdout.strip() == "ok"
     with NumPack(store_path) as npk:
         assert npk.load("x")[0].tolist() == [5.0, 5.0, 5.0]
+
+
+def test_memory_limit_is_megabytes_int_or_float(filled):
+    path, _, _ = filled
+    big = np.arange(100_000, dtype=np.float64)  # 0.76 MiB
+    with NumPack(path) as npk:
+        with npk.batch_mode(memory_limit=1) as b:  # 1 MiB: the array stays cached
+            assert b.memory_limit == 1
+            npk.save({"big": big})
+            assert disk_state(path, "big") is None
+        with npk.batch_mode(memory_limit=0.5):  # 512 KiB: written at once
+            npk.save({"big2": big})
+            np.testing.assert_array_equal(disk_state(path, "big2"), big)
+        for bad, err in [(-1, ValueError), (float("nan"), ValueError), ("1", TypeError),
+                         (True, TypeError)]:  # fmt: skip
+            with pytest.raises(err):
+                npk.batch_mode(memory_limit=bad)
+        with npk.batch_mode(memory_limit=float("inf")):
+            npk.save({"c": big})
+
+
+def test_a_nested_batch_mode_joins_the_outer_block(filled):
+    path, a, _ = filled
+    with NumPack(path) as npk:
+        with npk.batch_mode():
+            arr = npk.load("a")
+            with npk.batch_mode():
+                assert npk.load("a") is arr  # the outer cache
+                arr += 5
+                npk.save({"new": np.ones(3)})
+            # The inner exit wrote nothing: the outermost block does.
+            np.testing.assert_array_equal(disk_state(path, "a"), a)
+            assert disk_state(path, "new") is None
+        np.testing.assert_array_equal(disk_state(path, "a"), a + 5)
+        np.testing.assert_array_equal(disk_state(path, "new"), np.ones(3))
+        ctx = npk.batch_mode()
+        with ctx:
+            with ctx:  # the same context inside itself
+                npk.save({"again": np.zeros(2)})
+            assert disk_state(path, "again") is None
+        np.testing.assert_array_equal(disk_state(path, "again"), np.zeros(2))

@@ -861,24 +861,6 @@ def test_drop_rows_bad_index_type(npk, key):
     assert_same(npk.load("x"), np.arange(3))
 
 
-@pytest.mark.parametrize("shape", [(5,), (5, 3, 2)], ids=["1d", "3d"])
-def test_drop_every_row_keeps_empty_array(store_path, shape):
-    arr = random_array(shape, np.complex64, seed=42)
-    with NumPack(store_path) as npk:
-        npk.save({"x": arr})
-        npk.drop("x", slice(None))
-        empty = arr[:0]
-        assert npk.has_array("x")
-        assert npk.get_shape("x") == empty.shape
-        assert_same(npk.load("x"), empty)
-        assert npk.load("x", lazy=True).shape == empty.shape
-        assert list(npk.stream_load("x", 2)) == []
-        npk.append({"x": arr[:2]})
-        assert_same(npk.load("x"), arr[:2])
-    with NumPack(store_path) as npk:
-        assert_same(npk.load("x"), arr[:2])
-
-
 def test_drop_rows_bitmap_follows_format(store_path):
     arr = np.arange(70, dtype=np.int32)
     with NumPack(store_path) as npk:
@@ -1885,3 +1867,35 @@ def test_corrupt_bitmap(store_path):
     (store_path / "deleted_x.npkb").write_bytes(b"\x01\x02")
     with pytest.raises(CorruptStoreError, match=r"deleted_x\.npkb"):
         _open_and_read(store_path)
+
+
+@pytest.mark.parametrize("how", ["list", "slice", "twice", "zero-width", "history"])
+def test_dropping_the_last_rows_removes_the_array(tmp_path, how):
+    """As the published 0.6: a row drop that leaves no row removes the array (record, data
+    file, bitmap) in the same commit; an array saved with 0 rows stays."""
+    path = tmp_path / "s.npk"
+    width = 0 if how == "zero-width" else 3
+    with NumPack(path) as npk:
+        if how == "history":
+            npk.set_history(5)
+        npk.save({"a": np.ones((4, width), np.float32), "keep": np.zeros(2), "empty": np.zeros(0)})
+        v = npk.version
+        if how == "twice":
+            npk.drop("a", [0, 1])
+            assert npk.has_array("a")
+            npk.drop("a", [0, -1])
+        elif how == "slice":
+            npk.drop("a", slice(None))
+        else:
+            npk.drop("a", [0, 1, 2, 3])
+        assert not npk.has_array("a") and "a" not in npk.get_member_list()
+        with pytest.raises(ArrayNotFoundError):
+            npk.append({"a": np.ones((1, width), np.float32)})
+        npk.drop("empty", [])  # nothing dropped: an empty array stays
+        assert npk.has_array("empty") and npk.has_array("keep")
+        if how == "history":
+            assert npk.snapshot(v).get_shape("a") == (4, width)
+    left = [p.name for p in path.iterdir() if not p.name.startswith(".numpack")]
+    assert not any(n.endswith(("_a.npkd", "_a.npkb")) for n in left), left
+    with NumPack(path) as npk:
+        assert sorted(npk.get_member_list()) == ["empty", "keep"]

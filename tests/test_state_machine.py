@@ -210,7 +210,7 @@ class NumPackMachine(RuleBasedStateMachine):
             key = row_keys(n, data)
             positions = selected(n, key)
         self.do(via, "drop", name, key)
-        self.model[name] = np.delete(current, positions, axis=0)
+        self._dropped(name, np.delete(current, positions, axis=0), len(positions))
 
     @precondition(lambda self: self.has_rows(1))
     @rule(via=VIA, data=st.data())
@@ -221,7 +221,15 @@ class NumPackMachine(RuleBasedStateMachine):
         self.do(via, "drop", names, key)
         for name in names:
             current = self.model[name]
-            self.model[name] = np.delete(current, selected(len(current), key), axis=0)
+            gone = selected(len(current), key)
+            self._dropped(name, np.delete(current, gone, axis=0), len(set(gone)))
+
+    def _dropped(self, name, left, deleted):
+        """The model after a row drop: an array whose last rows went is removed (as 0.6)."""
+        if deleted and len(left) == 0:
+            self.model.pop(name)
+        else:
+            self.model[name] = left
 
     @rule(via=VIA, names=st.lists(st.sampled_from([*NAMES, MISSING]), max_size=3))
     def drop_arrays(self, via, names):

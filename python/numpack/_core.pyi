@@ -81,7 +81,7 @@ class Store:
     def drop_rows(self, items: list[tuple[str, _Rows]]) -> None:
         """Mark the logical rows of every ``(name, rows)`` deleted in one commit, resolved
         under the store lock (duplicates fine).  Out of range → IndexOutOfRangeError.
-        Dropping every row keeps the array with 0 logical rows."""
+        A drop that deletes the last rows of an array removes the array."""
     def drop_arrays(self, names: list[str]) -> None:
         """Delete whole arrays; names that do not exist are skipped."""
     def compact(self, name: str) -> None:

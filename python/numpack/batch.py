@@ -77,33 +77,51 @@ class BatchModeContext:
     ----------
     npk : NumPack
         The store.
-    memory_limit : int or None, default None
-        Bytes of cached arrays allowed; when exceeded, pending arrays are written early and
-        cached arrays other than the ones just loaded or saved are evicted.
+    memory_limit : int, float or None, default None
+        Megabytes (MiB) of cached arrays allowed, as in the published 0.6 (a float is fine:
+        ``0.5`` is 512 KiB); when exceeded, pending arrays are written early and cached arrays
+        other than the ones just loaded or saved are evicted.
 
-    Raises
-    ------
-    RuntimeError
-        On entering while another ``batch_mode`` block of the same ``NumPack`` is active.
+    A ``batch_mode`` block inside another of the same ``NumPack`` joins it: its arrays stay in
+    the outer block's cache and are written when the outermost block exits (the inner
+    ``memory_limit`` is ignored).
     """
 
-    def __init__(self, npk: NumPack, memory_limit: int | None = None) -> None:
+    def __init__(self, npk: NumPack, memory_limit: float | None = None) -> None:
+        self._limit: int | None = None
         if memory_limit is not None:
-            memory_limit = operator.index(memory_limit)
-            if memory_limit < 0:
-                raise ValueError("memory_limit must be a non-negative number of bytes or None")
+            bad = TypeError(
+                f"memory_limit must be a number of MB or None, not {type(memory_limit).__name__}"
+            )
+            if isinstance(memory_limit, bool):
+                raise bad
+            if not isinstance(memory_limit, (int, float)):
+                try:
+                    memory_limit = operator.index(memory_limit)
+                except TypeError:
+                    raise bad from None
+            if math.isnan(memory_limit) or memory_limit < 0:
+                raise ValueError("memory_limit must be a non-negative number of MB or None")
+            if not math.isinf(memory_limit):
+                self._limit = int(memory_limit * (1 << 20))
         self._npk = npk
         self.memory_limit = memory_limit
         self._cache: dict[str, npt.NDArray[Any]] = {}
         self._dirty: set[str] = set()
+        self._joined: list[BatchModeContext | None] = []
 
     def __enter__(self) -> BatchModeContext:
-        if self._npk._batch is not None:
-            raise RuntimeError("batch_mode blocks cannot be nested")
-        self._npk._batch = self
+        # An inner block joins the active one (remembered per entry, so one context object
+        # may be entered inside itself too).
+        outer = self._npk._batch
+        self._joined.append(outer)
+        if outer is None:
+            self._npk._batch = self
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._joined.pop() is not None:
+            return  # joined: the outermost block writes
         try:
             self._flush(clear=True)
         finally:
@@ -163,9 +181,9 @@ class BatchModeContext:
             self._cache.clear()
 
     def _enforce_limit(self, keep: set[str]) -> None:
-        if self.memory_limit is None:
+        if self._limit is None:
             return
-        if sum(a.nbytes for a in self._cache.values()) <= self.memory_limit:
+        if sum(a.nbytes for a in self._cache.values()) <= self._limit:
             return
         self._flush(clear=False)
         self._discard([name for name in self._cache if name not in keep])

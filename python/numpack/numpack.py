@@ -437,7 +437,7 @@ class NumPack(ReadsMixin, VersionsMixin):
 
     # --- batch modes ---------------------------------------------------------------------
 
-    def batch_mode(self, memory_limit: int | None = None) -> BatchModeContext:
+    def batch_mode(self, memory_limit: float | None = None) -> BatchModeContext:
         """Cache loaded and saved arrays in memory and write them when the block exits.
 
         See ``numpack.batch.BatchModeContext``.

@@ -129,8 +129,13 @@ fn apply(io: &ParallelIO, m: &mut Model, op: &Op) {
                         res.unwrap();
                         js.sort_unstable();
                         js.dedup();
+                        let deleted = !js.is_empty();
                         for j in js.into_iter().rev() {
                             rows.remove(j);
+                        }
+                        if deleted && rows.is_empty() {
+                            // The last rows went: so did the array.
+                            m.remove(&name(*n));
                         }
                     }
                     None => assert!(matches!(res, Err(NpkError::IndexOutOfBounds(..)))),

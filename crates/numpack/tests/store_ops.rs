@@ -529,18 +529,24 @@ fn drop_rows_is_logical_and_normalises_against_the_logical_length() {
 }
 
 #[test]
-fn dropping_every_row_keeps_an_empty_array_that_accepts_appends() {
+fn dropping_the_last_rows_removes_the_array() {
+    // As the published 0.6: the array goes (record, data file, bitmap) with its last rows.
     let (_d, p) = store();
-    let io = ParallelIO::new(p).unwrap();
+    let io = ParallelIO::new(p.clone()).unwrap();
     save_i32(&io, "a", tagged(0, 3));
-    io.drop_arrays("a", Some(&[0, 1, 2])).unwrap();
+    io.drop_arrays("a", Some(&[0, 1])).unwrap();
     assert!(io.has_array("a"));
-    assert_eq!(io.get_shape("a").unwrap(), vec![0, 2]);
-    assert_eq!(io.load_array::<i32>("a").unwrap().shape(), &[0, 2]);
-    io.append_rows("a", &tagged(10, 2)).unwrap();
-    assert_eq!(io.load_array::<i32>("a").unwrap(), tagged(10, 2));
-    io.compact_array("a").unwrap();
-    assert_eq!(io.get_array_metadata("a").unwrap().shape, vec![2, 2]);
+    io.drop_arrays("a", Some(&[0])).unwrap();
+    assert!(!io.has_array("a"));
+    assert!(!p.join("data_a.npkd").exists() && !p.join("deleted_a.npkb").exists());
+    assert!(matches!(
+        io.append_rows("a", &tagged(10, 2)),
+        Err(NpkError::ArrayNotFound(_))
+    ));
+    // An array saved with no rows stays: a drop of nothing deleted nothing.
+    save_i32(&io, "e", tagged(0, 0));
+    io.drop_arrays("e", Some(&[])).unwrap();
+    assert!(io.has_array("e"));
 }
 
 #[test]

@@ -10,7 +10,9 @@ use crate::read::select::{physical, RowSelection};
 
 impl Store {
     /// Marks logical rows deleted (duplicates allowed). The data file is untouched; reads
-    /// no longer see the rows. Deleting every row leaves an array with 0 logical rows.
+    /// no longer see the rows. A drop that deletes the last rows of an array removes the
+    /// array, in the same commit (as the published 0.6 does); an array that had no rows
+    /// stays.
     pub fn drop_rows(&self, name: &str, indices: &[i64]) -> NpkResult<()> {
         self.drop_selected(&[(name, RowSelection::Indices(indices))])
     }
@@ -43,6 +45,10 @@ impl Store {
                     if distinct == 0 && !had_bitmap {
                         continue;
                     }
+                    if distinct > 0 && distinct == folded.rows() {
+                        super::remove_array(txn, name);
+                        continue;
+                    }
                     let r = txn.meta_mut().arrays.get_mut(*name).expect("record exists");
                     r.shape[0] = folded.rows() - distinct;
                     r.last_modified = now;
@@ -63,6 +69,11 @@ impl Store {
                 }
                 let words = Bitmap::words_holding(&rows);
                 bitmap.delete(rows);
+                if bitmap.active() == 0 {
+                    // The last rows went: the array goes with them.
+                    super::remove_array(txn, name);
+                    continue;
+                }
                 match old {
                     // Only the words that change are written, in place when the commit can be.
                     Some(old) if bitmap.is_file_of(&old) => {

@@ -167,6 +167,14 @@ impl<'a> Txn<'a> {
 
     /// Removes `final_name` at commit (if it exists).
     pub fn stage_remove(&mut self, final_name: &str) {
+        // Once per file (a drop of the last rows removes a bitmap it may have staged away).
+        if self
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Remove(n) if n == final_name))
+        {
+            return;
+        }
         self.steps.push(Step::Remove(final_name.to_owned()));
     }
 
