@@ -279,6 +279,12 @@ impl VersionedArray {
         }
         let rb = self.view.row_bytes();
         match self.view.bitmap() {
+            // Whichever is shorter is walked, the range (testing the marks) or the patched
+            // rows, so a pass in batches costs O(rows) however many rows are patched.
+            None if stop - start <= self.rows.len() as u64 => {
+                let rows: Vec<u64> = (start..stop).collect();
+                self.patch_rows(&rows, dst);
+            }
             None => {
                 for (&r, old) in &self.rows {
                     if r >= start && r < stop {
