@@ -101,6 +101,10 @@ fn prepared(metric: Metric, rows: &[f32], dim: usize) -> Cow<'_, [f32]> {
     Cow::Owned(out)
 }
 
+/// Queries from which a search goes list by list ([`Ivf::search`]).
+#[cfg(feature = "rayon")]
+const BATCHED: usize = 32;
+
 fn dot32(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent sums: the compiler keeps them in vector registers.
     let mut acc = [0f32; 8];
@@ -247,6 +251,10 @@ impl Ivf {
         nprobe: usize,
         refine: usize,
     ) -> Vec<(Vec<u64>, Vec<f64>)> {
+        #[cfg(feature = "rayon")]
+        if q.len() / self.dim.max(1) >= BATCHED && k > 0 && !self.lists.is_empty() {
+            return self.search_batched(src, q, k, nprobe, refine);
+        }
         let one = |qv: &[f32]| self.search_one(src, qv, k, nprobe, refine);
         let queries: Vec<&[f32]> = q.chunks_exact(self.dim.max(1)).collect();
         #[cfg(feature = "rayon")]
@@ -256,6 +264,109 @@ impl Ivf {
         }
         #[cfg(not(feature = "rayon"))]
         queries.into_iter().map(one).collect()
+    }
+
+    /// Many queries at once, list by list: each probed list is read once for all the queries
+    /// that probe it (one matrix product of those queries against its copies), and every
+    /// query keeps the best `k × refine` of each of its lists; the lists' candidates are
+    /// merged and rescored exactly per query.
+    #[cfg(feature = "rayon")]
+    fn search_batched(
+        &self,
+        src: &dyn RowSource,
+        q: &[f32],
+        k: usize,
+        nprobe: usize,
+        refine: usize,
+    ) -> Vec<(Vec<u64>, Vec<f64>)> {
+        use rayon::prelude::*;
+        let dim = self.dim;
+        let m = q.len() / dim;
+        let cap = k.saturating_mul(refine.max(1));
+        let pq = prepared(self.metric, q, dim);
+        let qn = kmeans::norms(&pq, dim);
+        let probes: Vec<Vec<usize>> = (0..m)
+            .into_par_iter()
+            .map(|i| self.probe(&pq[i * dim..(i + 1) * dim], nprobe))
+            .collect();
+        let mut by_list: Vec<Vec<u32>> = vec![Vec::new(); self.nlist()];
+        for (qi, ps) in probes.iter().enumerate() {
+            for &j in ps {
+                by_list[j].push(qi as u32);
+            }
+        }
+        let l2 = matches!(self.metric, Metric::L2 | Metric::L2Sq);
+        // Per probed list: (query, its best rows of the list as (key, row)).
+        type Part = Vec<(u32, Vec<(f64, u64)>)>;
+        let parts: Vec<Part> = by_list
+            .par_iter()
+            .enumerate()
+            .filter(|(j, qs)| !qs.is_empty() && !self.lists[*j].is_empty())
+            .map(|(j, qs)| {
+                let (ids, vecs) = (&self.lists[j], &self.vecs[j]);
+                let n = ids.len();
+                let vn = if l2 {
+                    kmeans::norms(vecs, dim)
+                } else {
+                    Vec::new()
+                };
+                let mut out = Vec::with_capacity(qs.len());
+                // Queries in groups, so the products stay a few MiB.
+                for group in qs.chunks((1 << 20) / n.max(1) + 1) {
+                    let qm: Vec<f32> = group
+                        .iter()
+                        .flat_map(|&qi| pq[qi as usize * dim..(qi as usize + 1) * dim].iter())
+                        .copied()
+                        .collect();
+                    let mut s = vec![0f32; group.len() * n];
+                    kmeans::dots(&qm, vecs, dim, &mut s);
+                    for (g, &qi) in group.iter().enumerate() {
+                        let mut set = Candidates::new(cap);
+                        for (r, &id) in ids.iter().enumerate() {
+                            let d = s[g * n + r];
+                            let approx = if l2 {
+                                -(qn[qi as usize] - 2.0 * d + vn[r])
+                            } else {
+                                d
+                            };
+                            let key = f64::from(approx);
+                            if key >= set.threshold() && src.row(id).is_some() {
+                                set.push_exact(key, id);
+                            }
+                        }
+                        let best = set.into_entries().into_iter().map(|e| (e.hi, e.index));
+                        out.push((qi, best.collect()));
+                    }
+                }
+                out
+            })
+            .collect();
+        let mut per_query: Vec<Vec<(f64, u64)>> = vec![Vec::new(); m];
+        for part in parts {
+            for (qi, best) in part {
+                per_query[qi as usize].extend(best);
+            }
+        }
+        let sim = self.metric.is_similarity();
+        let score = <f32 as Element>::scorer(self.metric).expect("float metrics");
+        per_query
+            .into_par_iter()
+            .enumerate()
+            .map(|(qi, cands)| {
+                let mut set = Candidates::new(cap);
+                for (key, id) in cands {
+                    set.push_exact(key, id);
+                }
+                let qv = &q[qi * dim..(qi + 1) * dim];
+                let query = <f32 as Element>::query(self.metric, qv);
+                let exact: Vec<(u64, f64)> = set
+                    .into_entries()
+                    .into_iter()
+                    .filter_map(|e| src.row(e.index).map(|v| (e.index, score(&query, v))))
+                    .collect();
+                best_k(exact, k, sim)
+            })
+            .collect()
     }
 
     fn search_one(
@@ -398,6 +509,28 @@ mod tests {
             assert!(rows.iter().all(|r| !deleted.contains(r)));
             let uniq: HashSet<u64> = rows.iter().copied().collect();
             assert_eq!(uniq.len(), rows.len());
+        }
+    }
+
+    #[test]
+    fn many_queries_list_by_list_find_what_one_at_a_time_finds() {
+        let (n, dim) = (8_000, 12);
+        let data = mixture(n, dim, 30, 6);
+        let deleted: HashSet<u64> = (0..n as u64).filter(|r| r % 5 == 0).collect();
+        let src = SliceRows {
+            data: &data,
+            dim,
+            deleted: Some(&deleted),
+        };
+        let q = mixture(100, dim, 30, 7);
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let ivf = Ivf::build(metric, &src, n as u64, dim, &BuildOptions::default()).unwrap();
+            let batched = ivf.search(&src, &q, 10, 8, 4);
+            for (i, got) in batched.iter().enumerate() {
+                let one = ivf.search(&src, &q[i * dim..(i + 1) * dim], 10, 8, 4);
+                assert_eq!(got, &one[0], "{metric:?} query {i}");
+                assert!(got.0.iter().all(|r| !deleted.contains(r)));
+            }
         }
     }
 
