@@ -56,7 +56,7 @@ bench:
 # Fuzzing (nightly toolchain and cargo-fuzz; not part of `make test`, which replays the saved
 # corpus as a plain test). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 240
-FUZZ_TARGETS := metadata bitmap lock_and_undo journal package csv
+FUZZ_TARGETS := metadata bitmap lock_and_undo journal package csv index
 fuzz:
 	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz

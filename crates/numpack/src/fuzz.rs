@@ -29,6 +29,21 @@ pub fn metadata(data: &[u8]) {
     }
 }
 
+/// `index_<name>.npki`: decodes, what decodes re-encodes to the same bytes, and its lists
+/// hold rows below its row count with one vector copy each.
+pub fn index(data: &[u8]) {
+    use crate::format::index::IndexFile;
+    if let Ok(f) = IndexFile::decode(data) {
+        assert_eq!(f.encode().as_deref(), Some(data));
+        let ivf = &f.ivf;
+        assert_eq!(ivf.centroids.len(), ivf.nlist() * ivf.dim);
+        for (l, v) in ivf.lists.iter().zip(&ivf.vecs) {
+            assert_eq!(v.len(), l.len() * ivf.dim);
+            assert!(l.iter().all(|&r| r < f.rows));
+        }
+    }
+}
+
 /// `deleted_<name>.npkb`: the first 8 bytes pick the array's row count (bounded, as the data
 /// file bounds it in a store), the rest is the file.
 pub fn bitmap(data: &[u8]) {

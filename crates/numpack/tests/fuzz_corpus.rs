@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 /// A fuzz body: any bytes in, a panic on a violated property.
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 6] = [
+const TARGETS: [(&str, Body); 7] = [
     ("metadata", fuzz::metadata),
     ("bitmap", fuzz::bitmap),
     ("lock_and_undo", fuzz::lock_and_undo),
     ("journal", fuzz::journal),
     ("package", fuzz::package),
     ("csv", fuzz::csv),
+    ("index", fuzz::index),
 ];
 
 fn corpus(target: &str) -> PathBuf {
@@ -46,6 +47,40 @@ fn every_saved_input_is_handled() {
         total += files.len();
     }
     assert!(total > 0);
+}
+
+/// Writes the seed inputs of the `index` target (a small index of each metric).
+#[test]
+#[ignore = "writes the seed corpus; run by hand"]
+fn seed_index() {
+    use numpack::format::index::IndexFile;
+    use numpack::vector::index::{BuildOptions, Ivf, SliceRows};
+    use numpack::vector::Metric;
+    let d = corpus("index");
+    std::fs::create_dir_all(&d).unwrap();
+    let data: Vec<f32> = (0..40 * 3).map(|i| ((i * 29) % 17) as f32 - 8.0).collect();
+    let src = SliceRows {
+        data: &data,
+        dim: 3,
+        deleted: None,
+    };
+    for (m, name) in [
+        (Metric::Cosine, "cosine"),
+        (Metric::L2, "l2"),
+        (Metric::Dot, "dot"),
+    ] {
+        let opts = BuildOptions {
+            nlist: Some(4),
+            ..BuildOptions::default()
+        };
+        let ivf = Ivf::build(m, &src, 40, 3, &opts).unwrap();
+        let f = IndexFile {
+            version: 3,
+            rows: 40,
+            ivf,
+        };
+        std::fs::write(d.join(format!("seed-{name}")), f.encode().unwrap()).unwrap();
+    }
 }
 
 /// Writes the seed inputs of every target.

@@ -3,5 +3,6 @@
 pub mod bitmap;
 pub mod cursor;
 pub mod history;
+pub mod index;
 pub mod metadata;
 pub mod names;

@@ -1,0 +1,254 @@
+//! The base file of a vector index (`index_<array>.npki`, numpack's own; the published
+//! package ignores it). All integers little-endian; the crc32 covers every byte before it.
+//!
+//! ```text
+//! magic "NPKI" | u32 format 1 | u8 metric (0 dot, 1 cosine, 2 l2, 3 l2sq) | u8 kind (0 flat)
+//! | u16 0 | u32 dim | u32 nlist | u64 version (the store version it was built at)
+//! | u64 rows (the array's physical rows then)
+//! nlist x dim f32 centroids
+//! nlist x u64 list lengths
+//! sum(lengths) x u64 physical rows, list by list
+//! sum(lengths) x dim f32 vector copies, in the same order
+//! u32 crc32
+//! ```
+//!
+//! Decoding checks the magic, format, codes, bounds (dimensions 1..=65536, lists
+//! 1..=2^20, rows below `rows`) and the checksum, and sizes every allocation by the bytes
+//! actually there before making it.
+
+use super::cursor::Cursor;
+use crate::vector::index::Ivf;
+use crate::vector::metric::Metric;
+
+const MAGIC: &[u8; 4] = b"NPKI";
+const FORMAT: u32 = 1;
+/// Largest vector width read.
+pub const MAX_DIM: u32 = 1 << 16;
+/// Most lists read.
+pub const MAX_LISTS: u32 = 1 << 20;
+const HEAD: usize = 4 + 4 + 1 + 1 + 2 + 4 + 4 + 8 + 8;
+
+/// An index's base file, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexFile {
+    /// The store version it was built at.
+    pub version: u64,
+    /// The array's physical rows then.
+    pub rows: u64,
+    /// The index.
+    pub ivf: Ivf,
+}
+
+fn metric_code(m: Metric) -> Option<u8> {
+    Some(match m {
+        Metric::Dot => 0,
+        Metric::Cosine => 1,
+        Metric::L2 => 2,
+        Metric::L2Sq => 3,
+        _ => return None,
+    })
+}
+
+fn metric_of(code: u8) -> Option<Metric> {
+    Some(match code {
+        0 => Metric::Dot,
+        1 => Metric::Cosine,
+        2 => Metric::L2,
+        3 => Metric::L2Sq,
+        _ => return None,
+    })
+}
+
+impl IndexFile {
+    /// The file's bytes. `None` for an index of a metric the format has no code for.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let ivf = &self.ivf;
+        let total: usize = ivf.lists.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(
+            HEAD + ivf.centroids.len() * 4 + ivf.lists.len() * 8 + total * (8 + 4 * ivf.dim) + 4,
+        );
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT.to_le_bytes());
+        out.push(metric_code(ivf.metric)?);
+        out.push(0);
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&(ivf.dim as u32).to_le_bytes());
+        out.extend_from_slice(&(ivf.nlist() as u32).to_le_bytes());
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        out.extend(ivf.centroids.iter().flat_map(|v| v.to_le_bytes()));
+        out.extend(
+            ivf.lists
+                .iter()
+                .flat_map(|l| (l.len() as u64).to_le_bytes()),
+        );
+        out.extend(ivf.lists.iter().flatten().flat_map(|r| r.to_le_bytes()));
+        out.extend(ivf.vecs.iter().flatten().flat_map(|v| v.to_le_bytes()));
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        Some(out)
+    }
+
+    /// Decodes a whole file (see the module documentation for what is checked).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < HEAD + 4 {
+            return Err(format!(
+                "{} bytes, shorter than an index header",
+                bytes.len()
+            ));
+        }
+        let (body, tail) = bytes.split_at(bytes.len() - 4);
+        let crc = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
+        let mut c = Cursor::new(body);
+        if c.take(4)? != &MAGIC[..] {
+            return Err("not a numpack index file (bad magic)".into());
+        }
+        let format = c.u32()?;
+        if format != FORMAT {
+            return Err(format!(
+                "index format {format}; this build reads format {FORMAT}"
+            ));
+        }
+        if crc32fast::hash(body) != crc {
+            return Err("checksum mismatch".into());
+        }
+        let metric = metric_of(c.u8()?).ok_or("unknown metric code")?;
+        if c.u8()? != 0 {
+            return Err("unknown index kind".into());
+        }
+        if c.take(2)? != [0u8, 0] {
+            return Err("reserved bytes are not zero".into());
+        }
+        let dim = c.u32()?;
+        let nlist = c.u32()?;
+        if !(1..=MAX_DIM).contains(&dim) || !(1..=MAX_LISTS).contains(&nlist) {
+            return Err(format!(
+                "{dim} dimensions and {nlist} lists are out of bounds"
+            ));
+        }
+        let (dim, nlist) = (dim as usize, nlist as usize);
+        let version = c.u64()?;
+        let rows = c.u64()?;
+        let floats = |c: &mut Cursor<'_>, n: usize| -> Result<Vec<f32>, String> {
+            let len = n.checked_mul(4).ok_or("size overflow")?;
+            Ok(c.take(len)?
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect())
+        };
+        let centroids = floats(&mut c, nlist * dim)?;
+        let mut lens = Vec::with_capacity(nlist);
+        let mut total = 0u64;
+        for _ in 0..nlist {
+            let n = c.u64()?;
+            total = total.checked_add(n).ok_or("size overflow")?;
+            lens.push(n);
+        }
+        // Each listed row takes 8 + 4 * dim bytes of what is left: bounded before sizing.
+        let each = 8 + 4 * dim as u64;
+        if total.checked_mul(each) != Some(c.left() as u64) {
+            return Err(format!(
+                "{total} listed rows need {} bytes, the file has {}",
+                total.saturating_mul(each),
+                c.left()
+            ));
+        }
+        let mut lists = Vec::with_capacity(nlist);
+        for &n in &lens {
+            let mut l = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let r = c.u64()?;
+                if r >= rows {
+                    return Err(format!("row {r} is past the {rows} rows indexed"));
+                }
+                l.push(r);
+            }
+            lists.push(l);
+        }
+        let mut vecs = Vec::with_capacity(nlist);
+        for &n in &lens {
+            vecs.push(floats(&mut c, n as usize * dim)?);
+        }
+        c.finish()?;
+        Ok(IndexFile {
+            version,
+            rows,
+            ivf: Ivf {
+                metric,
+                dim,
+                centroids,
+                lists,
+                vecs,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vector::index::{BuildOptions, SliceRows};
+
+    fn sample() -> IndexFile {
+        let (n, dim) = (300, 5);
+        let data: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 37) % 101) as f32 / 10.0)
+            .collect();
+        let src = SliceRows {
+            data: &data,
+            dim,
+            deleted: None,
+        };
+        let opts = BuildOptions {
+            nlist: Some(7),
+            ..BuildOptions::default()
+        };
+        let ivf = Ivf::build(Metric::L2, &src, n as u64, dim, &opts).unwrap();
+        IndexFile {
+            version: 42,
+            rows: n as u64,
+            ivf,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let f = sample();
+        let bytes = f.encode().unwrap();
+        assert_eq!(IndexFile::decode(&bytes).unwrap(), f);
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_is_an_error() {
+        let bytes = sample().encode().unwrap();
+        for cut in 0..bytes.len() {
+            assert!(IndexFile::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[at] ^= 0x41;
+            assert!(IndexFile::decode(&b).is_err(), "flip at {at}");
+        }
+    }
+
+    #[test]
+    fn huge_counts_with_a_valid_checksum_allocate_nothing() {
+        // A hostile file that passes the checksum: 2^20 lists of 2^40 rows each.
+        let mut b = Vec::new();
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&FORMAT.to_le_bytes());
+        b.extend_from_slice(&[2, 0, 0, 0]);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&MAX_LISTS.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&u64::MAX.to_le_bytes());
+        b.extend(std::iter::repeat_n(0u8, MAX_LISTS as usize * 4));
+        for _ in 0..MAX_LISTS {
+            b.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        }
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        let e = IndexFile::decode(&b).unwrap_err();
+        assert!(e.contains("overflow") || e.contains("need"), "{e}");
+    }
+}
