@@ -405,6 +405,13 @@ def test_any_k_streaming(tmp_path):
         assert len(idx) == min(k, 48)
     with pytest.raises(ValueError):
         s.streaming_top_k_from_file(q, str(tmp_path / "s.npk"), "v", "dot", k=-1)
+    # batch_size: any positive int (huge ones mean one batch), else a clear error.
+    for b in (1, 7, 2**63, 2**80, np.int64(5)):
+        idx, _ = s.streaming_top_k_from_file(q, str(tmp_path / "s.npk"), "v", "dot", 3, b)
+        assert len(idx) == 3
+    for b, err in [(0, ValueError), (-(2**80), ValueError), (True, TypeError), (2.5, TypeError)]:
+        with pytest.raises(err, match="batch_size"):
+            s.streaming_top_k_from_file(q, str(tmp_path / "s.npk"), "v", "dot", 3, b)
 
 
 def test_huge_results_are_memory_errors_not_panics(tmp_path):

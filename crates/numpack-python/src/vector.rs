@@ -66,8 +66,10 @@ fn batch_rows(b: &Bound<'_, PyAny>) -> PyResult<usize> {
     if b.is_instance_of::<pyo3::types::PyBool>() || b.call_method0("__index__").is_err() {
         return Err(PyTypeError::new_err("batch_size must be an int"));
     }
-    match b.call_method0("__index__")?.extract::<i128>() {
-        Ok(n) if n > 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+    let b = b.call_method0("__index__")?;
+    match b.extract::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        Err(_) if b.gt(0).unwrap_or(false) => Ok(usize::MAX),
         _ => Err(PyValueError::new_err("batch_size must be greater than 0")),
     }
 }
