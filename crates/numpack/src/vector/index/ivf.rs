@@ -347,8 +347,6 @@ impl Ivf {
                 per_query[qi as usize].extend(best);
             }
         }
-        let sim = self.metric.is_similarity();
-        let score = <f32 as Element>::scorer(self.metric).expect("float metrics");
         per_query
             .into_par_iter()
             .enumerate()
@@ -357,16 +355,27 @@ impl Ivf {
                 for (key, id) in cands {
                     set.push_exact(key, id);
                 }
-                let qv = &q[qi * dim..(qi + 1) * dim];
-                let query = <f32 as Element>::query(self.metric, qv);
-                let exact: Vec<(u64, f64)> = set
-                    .into_entries()
-                    .into_iter()
-                    .filter_map(|e| src.row(e.index).map(|v| (e.index, score(&query, v))))
-                    .collect();
-                best_k(exact, k, sim)
+                self.rescore(src, &q[qi * dim..(qi + 1) * dim], set, k)
             })
             .collect()
+    }
+
+    /// The best `k` of the candidates `set` for query `qv`, scored exactly from `src`.
+    fn rescore(
+        &self,
+        src: &dyn RowSource,
+        qv: &[f32],
+        set: Candidates,
+        k: usize,
+    ) -> (Vec<u64>, Vec<f64>) {
+        let score = <f32 as Element>::scorer(self.metric).expect("float metrics");
+        let query = <f32 as Element>::query(self.metric, qv);
+        let exact: Vec<(u64, f64)> = set
+            .into_entries()
+            .into_iter()
+            .filter_map(|e| src.row(e.index).map(|v| (e.index, score(&query, v))))
+            .collect();
+        best_k(exact, k, self.metric.is_similarity())
     }
 
     fn search_one(
@@ -377,7 +386,6 @@ impl Ivf {
         nprobe: usize,
         refine: usize,
     ) -> (Vec<u64>, Vec<f64>) {
-        let sim = self.metric.is_similarity();
         if k == 0 || self.lists.is_empty() {
             return (Vec::new(), Vec::new());
         }
@@ -403,14 +411,7 @@ impl Ivf {
                 }
             }
         }
-        let score = <f32 as Element>::scorer(self.metric).expect("float metrics");
-        let query = <f32 as Element>::query(self.metric, qv);
-        let exact: Vec<(u64, f64)> = set
-            .into_entries()
-            .into_iter()
-            .filter_map(|e| src.row(e.index).map(|v| (e.index, score(&query, v))))
-            .collect();
-        best_k(exact, k, sim)
+        self.rescore(src, qv, set, k)
     }
 
     /// Mean list size over the largest: 1.0 when balanced (the drift `reindex` reports).
