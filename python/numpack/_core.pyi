@@ -340,3 +340,44 @@ class CsvWriter:
 
 def csv_format_columns(fmt: str) -> int | None:
     """Conversions in a printf row format, or ``None`` when the Rust writer cannot apply it."""
+
+def index_create(
+    store: Store,
+    name: str,
+    metric_name: str,
+    nlist: int | None = None,
+    train_rows: int | None = None,
+    iters: int | None = None,
+    seed: int | None = None,
+) -> None:
+    """Builds an index of array ``name`` (replacing any it has)."""
+
+def index_rebuild(
+    store: Store,
+    name: str,
+    nlist: int | None = None,
+    train_rows: int | None = None,
+    iters: int | None = None,
+    seed: int | None = None,
+) -> None:
+    """Trains the index of ``name`` again (same metric; same lists unless ``nlist``)."""
+
+def index_drop(store: Store, name: str) -> bool:
+    """Removes the index of ``name``; whether it had one."""
+
+def index_info(store: Store, name: str) -> dict[str, Any] | None:
+    """What the index of ``name`` is (``None`` without one)."""
+
+def index_search(
+    source: Store | str | Snapshot,
+    name: str,
+    queries_arr: npt.NDArray[Any],
+    k: int,
+    metric_name: str | None = None,
+    nprobe: int | None = None,
+    refine: int | None = None,
+    exact: bool = False,
+    batch: int | None = None,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64], bool]:
+    """The ``k`` best logical rows per query, through a current index of the asked metric
+    (else exactly): ``(indices, scores, indexed)``."""

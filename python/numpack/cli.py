@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _core, cli_history
+from . import _core, cli_history, cli_index
 from .numpack import NumPack
 from .package import get_package_info, pack, unpack
 from .snapshot import Snapshot
@@ -43,6 +43,7 @@ EXAMPLES = {
     "compact": "numpack compact data.npk emb labels",
     "drop": "numpack drop data.npk old_emb",
     **cli_history.EXAMPLES,
+    **cli_index.EXAMPLES,
 }
 
 
@@ -362,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+")
     p.set_defaults(func=cmd_drop)
     cli_history.register(add, _existing_store)
+    cli_index.register(add, _existing_store)
     return parser
 
 

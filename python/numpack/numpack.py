@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._index import IndexMixin
 from ._indexing import (
     RowSpec,
     check_array,
@@ -41,7 +42,7 @@ _NOT_OPEN = "NumPack instance is not opened or has been closed; call open() or u
 _STRICT = "NumPack is in strict context mode: use it inside a 'with NumPack(...) as npk:' block"
 
 
-class NumPack(ReadsMixin, VersionsMixin):
+class NumPack(ReadsMixin, VersionsMixin, IndexMixin):
     """A directory of named NumPy arrays with in-place append, replace and row deletion.
 
     Parameters

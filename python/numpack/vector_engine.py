@@ -170,14 +170,33 @@ class StreamingVectorEngine:
         metric: MetricType | str,
         k: int,
         batch_size: int = 10000,
+        *,
+        exact: bool = False,
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
-        """The ``min(k, rows)`` best logical rows of ``array_name`` for a 1-d query."""
+        """The ``min(k, rows)`` best logical rows of ``array_name`` for a 1-d query: through
+        the array's index when it has a current one of this metric (``exact=False``; rows
+        found approximately, scores exact), else exactly."""
         q, m = _array(query), _metric(metric)
         if q.ndim != 1:
             raise TypeError("Query must be a 1D array")
-        src = self._source(npk_dir)
-        idx, scores = _core.vector_stream_top_k(src, array_name, q[None, :], m, k, batch_size)
+        idx, scores = self._top_k(npk_dir, array_name, q[None, :], m, k, batch_size, exact)
         return idx[0], scores[0]
+
+    def _top_k(
+        self,
+        npk_dir: str | os.PathLike[str] | Snapshot,
+        array_name: str,
+        q: npt.NDArray[Any],
+        m: str,
+        k: int,
+        batch_size: int,
+        exact: bool,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
+        src = self._source(npk_dir)
+        if exact or isinstance(npk_dir, Snapshot):
+            return _core.vector_stream_top_k(src, array_name, q, m, k, batch_size)
+        idx, scores, _ = _core.index_search(src, array_name, q, k, m, None, None, False, batch_size)
+        return idx, scores
 
     def streaming_batch_compute(
         self,
@@ -204,11 +223,13 @@ class StreamingVectorEngine:
         metric: MetricType | str,
         k: int,
         batch_size: int = 10000,
+        *,
+        exact: bool = False,
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float64]]:
-        """Top-k of every query, flattened row-major: ``(n_queries * min(k, rows),)``."""
+        """Top-k of every query, flattened row-major: ``(n_queries * min(k, rows),)``;
+        through the array's index as ``streaming_top_k_from_file``."""
         q, m = _array(queries), _metric(metric)
         if q.ndim != 2:
             raise ValueError("Queries must be a 2D array")
-        src = self._source(npk_dir)
-        idx, scores = _core.vector_stream_top_k(src, array_name, q, m, k, batch_size)
+        idx, scores = self._top_k(npk_dir, array_name, q, m, k, batch_size, exact)
         return idx.reshape(-1), scores.reshape(-1)

@@ -3,6 +3,7 @@
 mod convert;
 mod copy;
 mod errors;
+mod index;
 mod numpy_conv;
 mod package;
 mod rows;
@@ -42,5 +43,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(vector::vector_top_k, m)?)?;
     m.add_function(wrap_pyfunction!(vector::vector_stream_top_k, m)?)?;
     m.add_function(wrap_pyfunction!(vector::vector_stream_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(index::index_create, m)?)?;
+    m.add_function(wrap_pyfunction!(index::index_rebuild, m)?)?;
+    m.add_function(wrap_pyfunction!(index::index_drop, m)?)?;
+    m.add_function(wrap_pyfunction!(index::index_info, m)?)?;
+    m.add_function(wrap_pyfunction!(index::index_search, m)?)?;
     Ok(())
 }

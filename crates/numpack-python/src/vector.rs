@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 type TopK<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f64>>);
 
-fn metric(name: &str) -> PyResult<Metric> {
+pub(crate) fn metric(name: &str) -> PyResult<Metric> {
     name.parse::<Metric>()
         .map_err(|_| PyValueError::new_err(format!("Unknown metric: {name}")))
 }
@@ -40,7 +40,7 @@ fn rows<'a>(arr: &'a Bound<'_, PyUntypedArray>) -> PyResult<Rows<'a>> {
 
 /// `k` as given: a non-negative int; any larger than the machine's word means "all" (the
 /// engine caps it at the candidates).
-fn top(k: &Bound<'_, PyAny>) -> PyResult<usize> {
+pub(crate) fn top(k: &Bound<'_, PyAny>) -> PyResult<usize> {
     let not_int = || {
         let t = k
             .get_type()
@@ -62,7 +62,7 @@ fn top(k: &Bound<'_, PyAny>) -> PyResult<usize> {
 }
 
 /// `batch_size` as given: an int (not a bool) greater than 0.
-fn batch_rows(b: &Bound<'_, PyAny>) -> PyResult<usize> {
+pub(crate) fn batch_rows(b: &Bound<'_, PyAny>) -> PyResult<usize> {
     if b.is_instance_of::<pyo3::types::PyBool>() || b.call_method0("__index__").is_err() {
         return Err(PyTypeError::new_err("batch_size must be an int"));
     }
@@ -83,7 +83,7 @@ fn to_2d<'py, T: numpy::Element>(
     PyArray1::from_vec(py, v).reshape([rows, cols])
 }
 
-fn pack_top_k(py: Python<'_>, best: Vec<(Vec<u64>, Vec<f64>)>) -> PyResult<TopK<'_>> {
+pub(crate) fn pack_top_k(py: Python<'_>, best: Vec<(Vec<u64>, Vec<f64>)>) -> PyResult<TopK<'_>> {
     let m = best.len();
     let (idx, sc): (Vec<Vec<u64>>, Vec<Vec<f64>>) = best.into_iter().unzip();
     Ok((to_2d(py, idx.concat(), m)?, to_2d(py, sc.concat(), m)?))
@@ -125,7 +125,7 @@ pub fn vector_top_k<'py>(
     pack_top_k(py, best)
 }
 
-fn queries(arr: &Bound<'_, PyUntypedArray>) -> PyResult<Queries> {
+pub(crate) fn queries(arr: &Bound<'_, PyUntypedArray>) -> PyResult<Queries> {
     let r = rows(arr)?;
     Queries::new(r.dtype, r.bytes.to_vec(), r.rows, r.dim).py_err()
 }
@@ -141,7 +141,7 @@ pub enum Source<'py> {
 
 /// An engine error as a Python exception, a missing array in the published vector engine's
 /// wording.
-fn search_err(py: Python<'_>, name: &str, e: numpack::NpkError) -> PyErr {
+pub(crate) fn search_err(py: Python<'_>, name: &str, e: numpack::NpkError) -> PyErr {
     match e {
         numpack::NpkError::ArrayNotFound(_) => crate::errors::numpack_error(
             py,

@@ -64,6 +64,17 @@ impl Bitmap {
         w >> (row % 64) & 1 == 1
     }
 
+    /// Logical row of the active physical row `row`: the active rows before it (rows past
+    /// the covered ones are active).
+    pub fn rank(&self, row: u64) -> u64 {
+        if row >= self.rows {
+            return self.active() + (row - self.rows);
+        }
+        let w = (row / 64) as usize;
+        let below = self.words[w] & ((1u64 << (row % 64)) - 1);
+        self.prefix[w] + u64::from(below.count_ones())
+    }
+
     /// Physical row of the `j`-th active row (`j < active()`), by binary search on the rank
     /// index then a scan of one word.
     pub fn select(&self, j: u64) -> u64 {
@@ -319,7 +330,9 @@ mod tests {
         assert_eq!(active.len() as u64, b.active());
         for (j, &p) in active.iter().enumerate() {
             assert_eq!(b.select(j as u64), p);
+            assert_eq!(b.rank(p), j as u64);
         }
+        assert_eq!(b.rank(205), b.active() + 5);
         let mut runs = vec![];
         b.for_each_run(|s, n| runs.extend(s..s + n));
         assert_eq!(runs, active);

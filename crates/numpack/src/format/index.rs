@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! magic "NPKI" | u32 format 1 | u8 metric (0 dot, 1 cosine, 2 l2, 3 l2sq) | u8 kind (0 flat)
-//! | u16 0 | u32 dim | u32 nlist | u64 version (the store version it was built at)
+//! | u16 0 | u32 dim | u32 nlist | u64 stamp (the array's `last_modified` it
+//! describes)
 //! | u64 rows (the array's physical rows then)
 //! nlist x dim f32 centroids
 //! nlist x u64 list lengths
@@ -31,8 +32,8 @@ const HEAD: usize = 4 + 4 + 1 + 1 + 2 + 4 + 4 + 8 + 8;
 /// An index's base file, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexFile {
-    /// The store version it was built at.
-    pub version: u64,
+    /// The array's `last_modified` when the file was written (the commit it belongs to).
+    pub stamp: u64,
     /// The array's physical rows then.
     pub rows: u64,
     /// The index.
@@ -74,7 +75,7 @@ impl IndexFile {
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&(ivf.dim as u32).to_le_bytes());
         out.extend_from_slice(&(ivf.nlist() as u32).to_le_bytes());
-        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.stamp.to_le_bytes());
         out.extend_from_slice(&self.rows.to_le_bytes());
         out.extend(ivf.centroids.iter().flat_map(|v| v.to_le_bytes()));
         out.extend(
@@ -127,7 +128,7 @@ impl IndexFile {
             ));
         }
         let (dim, nlist) = (dim as usize, nlist as usize);
-        let version = c.u64()?;
+        let stamp = c.u64()?;
         let rows = c.u64()?;
         let floats = |c: &mut Cursor<'_>, n: usize| -> Result<Vec<f32>, String> {
             let len = n.checked_mul(4).ok_or("size overflow")?;
@@ -171,7 +172,7 @@ impl IndexFile {
         }
         c.finish()?;
         Ok(IndexFile {
-            version,
+            stamp,
             rows,
             ivf: Ivf {
                 metric,
@@ -205,7 +206,7 @@ mod tests {
         };
         let ivf = Ivf::build(Metric::L2, &src, n as u64, dim, &opts).unwrap();
         IndexFile {
-            version: 42,
+            stamp: 42,
             rows: n as u64,
             ivf,
         }

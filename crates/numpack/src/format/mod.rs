@@ -4,5 +4,6 @@ pub mod bitmap;
 pub mod cursor;
 pub mod history;
 pub mod index;
+pub mod index_log;
 pub mod metadata;
 pub mod names;

@@ -71,6 +71,31 @@ pub fn bitmap_file(data_file: &str) -> Option<String> {
     Some(format!("deleted_{stem}.npkb"))
 }
 
+/// `index_<stem>.npki` (a vector index's base file) for the data file `data_<stem>.npkd`.
+pub fn index_file(data_file: &str) -> Option<String> {
+    let stem = data_file.strip_prefix("data_")?.strip_suffix(".npkd")?;
+    Some(format!("index_{stem}.npki"))
+}
+
+/// `index_<stem>.npkx` (a vector index's delta log) for the data file `data_<stem>.npkd`.
+pub fn index_log_file(data_file: &str) -> Option<String> {
+    let stem = data_file.strip_prefix("data_")?.strip_suffix(".npkd")?;
+    Some(format!("index_{stem}.npkx"))
+}
+
+/// Whether `file` is a vector index file name (`index_*.npki` or `index_*.npkx`, bare).
+pub fn is_index_file(file: &str) -> bool {
+    file.starts_with("index_")
+        && (file.ends_with(".npki") || file.ends_with(".npkx"))
+        && file.len() > "index_.npki".len()
+        && super::cursor::is_bare_name(file)
+}
+
+/// Whether `file` is a vector index's delta log name (`index_*.npkx`, bare).
+pub fn is_index_log_file(file: &str) -> bool {
+    is_index_file(file) && file.ends_with(".npkx")
+}
+
 /// Whether a data file name read from metadata is a bare file name of the `data_*.npkd`
 /// family: no separator or NUL, so joined to the store directory it stays inside it.
 pub fn is_safe_data_file(file: &str) -> bool {
@@ -96,6 +121,9 @@ mod tests {
     fn plain_names_keep_the_published_naming() {
         assert_eq!(data_file(&stem("emb_1.v2-x", 0)), "data_emb_1.v2-x.npkd");
         assert_eq!(bitmap_file("data_emb.npkd").unwrap(), "deleted_emb.npkb");
+        assert_eq!(index_file("data_emb.npkd").unwrap(), "index_emb.npki");
+        assert!(is_index_file("index_emb.npkx") && is_index_log_file("index_emb.npkx"));
+        assert!(!is_index_file("index_.npki") && !is_index_file("index_a/b.npki"));
     }
 
     #[test]

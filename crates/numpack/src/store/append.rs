@@ -89,6 +89,9 @@ impl Store {
                 } else {
                     a
                 };
+                // Strictly later than the record's stamp: an index tells its commits apart
+                // by it.
+                let stamp = now.max(a.last_modified.saturating_add(1));
                 if a.row_bytes() > 0 {
                     let path = txn.dir().join(&a.data_file);
                     let (f, _) = self.write_handle(&a, false)?;
@@ -101,6 +104,11 @@ impl Store {
                     fs::write_at(&f, &path, it.data, a.size_bytes)?;
                     self.mark_dirty(path.clone());
                     txn.wrote_in_place(f, path);
+                    if let Some(up) = super::index::upkeep(txn.dir(), &a, txn.durable())? {
+                        up.write(&up.added(stamp, a.rows(), it.data))?;
+                        self.mark_dirty(up.path.clone());
+                        txn.wrote_in_place(up.log, up.path);
+                    }
                     if self.has_bitmap(&a) {
                         extend_bitmap(txn, &a, a.rows() + new_rows)?;
                         let file =
@@ -115,7 +123,7 @@ impl Store {
                     .expect("record exists");
                 r.shape[0] = a.shape[0] + new_rows;
                 r.size_bytes = a.size_bytes + it.data.len() as u64;
-                r.last_modified = now;
+                r.last_modified = stamp;
             }
             Ok(())
         })

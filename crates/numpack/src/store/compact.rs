@@ -35,6 +35,15 @@ impl Store {
             if bitmap.deleted() == 0 {
                 return Ok(());
             }
+            let stamp = now_micros().max(a.last_modified.saturating_add(1));
+            if let Some(up) = super::index::upkeep(txn.dir(), &a, txn.durable())? {
+                // The same renumbering as the rows': the active ones keep their order.
+                let rows = a.rows() - bitmap.deleted();
+                let b = &bitmap;
+                up.compacted(txn, &a, stamp, rows, |r| {
+                    (r >= b.rows() || b.is_active(r)).then(|| b.rank(r))
+                })?;
+            }
             let snap = ArraySnapshot::open_with_bitmap(txn.dir(), a.clone(), Some(bitmap))?;
             let bytes = snap.to_bytes()?;
             let tmp = txn.stage_file(&a.data_file);
@@ -43,7 +52,7 @@ impl Store {
             let r = txn.meta_mut().arrays.get_mut(name).expect("record exists");
             r.shape[0] = snap.logical_rows();
             r.size_bytes = bytes.len() as u64;
-            r.last_modified = now_micros();
+            r.last_modified = stamp;
             Ok(())
         })
     }

@@ -86,8 +86,15 @@ impl Store {
                     }
                 }
                 self.mark_dirty(txn.dir().join(&bitmap_file));
+                // Deleted rows are the bitmap's: the index only learns the new stamp.
+                let stamp = now.max(a.last_modified.saturating_add(1));
+                if let Some(up) = super::index::upkeep(txn.dir(), &a, txn.durable())? {
+                    up.write(&crate::format::index_log::Record::Stamp(stamp))?;
+                    self.mark_dirty(up.path.clone());
+                    txn.wrote_in_place(up.log, up.path);
+                }
                 let r = txn.meta_mut().arrays.get_mut(*name).expect("record exists");
-                r.last_modified = now;
+                r.last_modified = stamp;
             }
             Ok(())
         })

@@ -25,6 +25,7 @@ pub mod commit;
 mod compact;
 mod drop;
 pub mod history;
+mod index;
 pub mod lock;
 mod pins;
 mod reaper;
@@ -39,6 +40,7 @@ mod versions;
 mod writer;
 
 pub use append::AppendItem;
+pub use index::{width as index_width, IndexInfo, SearchOptions, Searched};
 pub use replace::ReplaceItem;
 pub use save::SaveItem;
 pub use snapshot::Snapshot;
@@ -328,6 +330,8 @@ impl Store {
             for r in &records {
                 files.push(r.data_file.clone());
                 files.extend(names::bitmap_file(&r.data_file));
+                files.extend(names::index_file(&r.data_file));
+                files.extend(names::index_log_file(&r.data_file));
             }
             // Orphans of killed saves too, so a later array never inherits a stale file.
             for entry in std::fs::read_dir(txn.dir()).at(txn.dir())? {
@@ -337,7 +341,9 @@ impl Store {
                     continue;
                 }
                 let n = entry.file_name().to_string_lossy().into_owned();
-                let ours = names::is_safe_data_file(&n) || names::is_bitmap_file(&n);
+                let ours = names::is_safe_data_file(&n)
+                    || names::is_bitmap_file(&n)
+                    || names::is_index_file(&n);
                 if ours && !files.contains(&n) {
                     files.push(n);
                 }
@@ -381,6 +387,7 @@ pub(crate) fn remove_array(txn: &mut Txn, name: &str) -> bool {
     if let Some(b) = names::bitmap_file(&a.data_file) {
         txn.stage_remove(&b);
     }
+    index::forget_files(txn, &a.data_file);
     true
 }
 

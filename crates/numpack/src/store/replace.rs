@@ -28,6 +28,9 @@ pub struct ReplaceItem<'a> {
     pub rows: RowSelection<'a>,
 }
 
+/// The record a replace adds to an index's log (cut back by the replace's undo record).
+type IndexRecord = (super::index::Upkeep, crate::format::index_log::Record);
+
 /// An item checked against its record: the record and the physical rows to write.
 struct Plan<'a> {
     item: &'a ReplaceItem<'a>,
@@ -153,8 +156,28 @@ impl Store {
                 maps.push((map, row));
                 orders.push(order);
             }
+            // Each indexed array's record of moved rows, cut back by the same undo record.
+            let mut index_records = Vec::new();
+            for (p, order) in plans.iter().zip(&orders) {
+                let Some(up) = super::index::upkeep(self.dir(), &p.record, self.durable())? else {
+                    continue;
+                };
+                let row = p.record.row_bytes() as usize;
+                let mut vals = Vec::with_capacity(order.len() * row);
+                for &(_, k) in order {
+                    vals.extend_from_slice(&p.item.data[k * row..(k + 1) * row]);
+                }
+                let rec = up.moved(order.iter().map(|&(r, _)| r).collect(), &vals);
+                undo.files.push(UndoFile {
+                    file: up.name.clone(),
+                    len: Some(up.at),
+                    rows: Vec::new(),
+                });
+                index_records.push((up, rec));
+            }
             let plan = super::history::plan(self.dir(), self.store_lock())?;
-            let done = self.replace_planned(meta, &plans, &orders, &maps, &undo, plan);
+            let done =
+                self.replace_planned(meta, &plans, &orders, &maps, (&undo, &index_records), plan);
             super::history::finish(self, plan, done)
         })
     }
@@ -166,7 +189,7 @@ impl Store {
         plans: &[Plan<'_>],
         orders: &[Vec<(u64, usize)>],
         maps: &[(super::state::WriteMap, usize)],
-        undo: &UndoLog,
+        (undo, index_records): (&UndoLog, &[IndexRecord]),
         plan: super::history::Plan,
     ) -> NpkResult<()> {
         let durable = self.durable();
@@ -206,6 +229,13 @@ impl Store {
                     fs::note_synced(&path);
                 }
                 self.mark_dirty(path);
+            }
+            for (up, rec) in index_records {
+                up.write(rec)?;
+                if durable {
+                    fs::sync_data(&up.log, &up.path)?;
+                }
+                self.mark_dirty(up.path.clone());
             }
             finish_undo(self.dir(), self.store_lock(), slot, durable)
         }

@@ -66,6 +66,8 @@ pub(crate) fn final_data_file(txn: &mut Txn, name: &str) -> String {
             if let Some(bitmap) = names::bitmap_file(&file) {
                 txn.stage_remove(&bitmap);
             }
+            // The array is new: an index of the old rows would be stale.
+            super::index::forget_files(txn, &file);
             file
         }
         None => {
@@ -76,6 +78,7 @@ pub(crate) fn final_data_file(txn: &mut Txn, name: &str) -> String {
                     txn.stage_remove(&bitmap);
                 }
             }
+            super::index::forget_files(txn, &file);
             file
         }
     }

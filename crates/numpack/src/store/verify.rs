@@ -27,6 +27,7 @@ fn is_store_file(n: &str) -> bool {
         || n == JOURNAL
         || names::is_safe_data_file(n)
         || names::is_bitmap_file(n)
+        || names::is_index_file(n)
 }
 
 /// Checks a store directory: every store file is a regular file (no links, FIFOs or
@@ -112,6 +113,15 @@ pub fn verify_dir(dir: &Path) -> Report {
                 a.name, a.compression
             ));
         }
+        known.extend(names::index_file(&a.data_file));
+        known.extend(names::index_log_file(&a.data_file));
+        match crate::store::index::check(dir, a) {
+            Ok(Some(note)) => r.notes.push(format!("array '{}': {note}", a.name)),
+            Ok(None) => {}
+            Err(e) => r
+                .problems
+                .push(format!("array '{}': index: {}", a.name, reason(e))),
+        }
         let Some(b) = names::bitmap_file(&a.data_file) else {
             continue;
         };
@@ -148,7 +158,8 @@ pub fn verify_dir(dir: &Path) -> Report {
         }
     }
     for n in entries {
-        let ours = names::is_safe_data_file(&n) || names::is_bitmap_file(&n);
+        let ours =
+            names::is_safe_data_file(&n) || names::is_bitmap_file(&n) || names::is_index_file(&n);
         if ours && !known.contains(&n) {
             r.notes.push(format!(
                 "{n}: not referenced by the metadata (left by an interrupted save)"

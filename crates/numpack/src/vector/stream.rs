@@ -46,6 +46,32 @@ impl Queries {
         self.rows == 0
     }
 
+    /// Width of each query.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The queries as float32 (an index searches in float32): borrowed when they are.
+    pub fn as_f32(&self) -> NpkResult<std::borrow::Cow<'_, [f32]>> {
+        use promote::Converted;
+        let r = self.as_rows();
+        let k = if self.dtype == DataType::Float32 {
+            Kernel::F32
+        } else {
+            Kernel::F64
+        };
+        Ok(match promote::convert(k, &r)?.0 {
+            Converted::F32(v) => v,
+            Converted::F64(v) => std::borrow::Cow::Owned(v.iter().map(|&x| x as f32).collect()),
+            _ => {
+                return Err(NpkError::DtypeMismatch(format!(
+                    "queries of {} cannot be searched as float32",
+                    self.dtype.numpy_name()
+                )))
+            }
+        })
+    }
+
     fn as_rows(&self) -> Rows<'_> {
         Rows {
             dtype: self.dtype,

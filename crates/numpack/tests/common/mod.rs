@@ -106,3 +106,60 @@ pub fn spawn_child(test: &str, envs: &[(&str, String)]) -> std::process::Child {
     }
     cmd.spawn().expect("spawn child test process")
 }
+
+/// Asserts that array `name` of `s` has a current index that lists every live row once and
+/// whose exhaustive search (every list probed, one candidate per result) finds exactly
+/// what the exact engine finds: the same scores, unique live rows. A stale copy, a missing
+/// or doubled row would change the scores.
+pub fn check_index(s: &numpack::Store, name: &str, ctx: &str) {
+    use numpack::store::SearchOptions;
+    use numpack::vector::stream::Queries;
+    let info = s
+        .index_info(name)
+        .unwrap_or_else(|e| panic!("{ctx}: index_info: {e}"))
+        .unwrap_or_else(|| panic!("{ctx}: no index"));
+    assert!(info.current, "{ctx}: the index is stale");
+    let a = s.array_metadata(name).unwrap();
+    let snap = s.array(name).unwrap();
+    // Every live row, and rows deleted since the index was built (until compaction).
+    let listed = snap.logical_rows()..=a.shape[0];
+    assert!(
+        listed.contains(&info.listed),
+        "{ctx}: {} rows listed, not in {listed:?}",
+        info.listed
+    );
+    let bytes = snap.to_bytes().unwrap();
+    let data: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+    let dim = info.dim;
+    let n = data.len() / dim;
+    for qi in [0, n / 2, n.saturating_sub(1)] {
+        let q: Vec<f32> = data[qi * dim..(qi + 1) * dim]
+            .iter()
+            .map(|x| x + 0.25)
+            .collect();
+        let q = Queries::new(DataType::Float32, bytemuck::cast_slice(&q).to_vec(), 1, dim).unwrap();
+        let mut opts = SearchOptions {
+            k: 7,
+            nprobe: Some(info.nlist),
+            refine: Some(1),
+            exact: false,
+            metric: None,
+            batch: 1000,
+        };
+        let got = s.search(name, &q, &opts).unwrap();
+        assert!(got.indexed, "{ctx}: the index did not answer");
+        opts.exact = true;
+        let want = s.search(name, &q, &opts).unwrap();
+        let (rows, scores) = &got.results[0];
+        let mut uniq = rows.clone();
+        uniq.sort_unstable();
+        uniq.dedup();
+        assert_eq!(uniq.len(), rows.len(), "{ctx}: a row twice: {rows:?}");
+        assert!(rows.iter().all(|&r| (r as usize) < n), "{ctx}: {rows:?}");
+        assert_eq!(
+            scores, &want.results[0].1,
+            "{ctx}: query {qi}: {rows:?} vs {:?}",
+            want.results[0].0
+        );
+    }
+}

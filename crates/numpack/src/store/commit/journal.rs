@@ -34,7 +34,10 @@ pub enum Step {
 }
 
 fn is_store_file(name: &str) -> bool {
-    name == METADATA || names::is_safe_data_file(name) || names::is_bitmap_file(name)
+    name == METADATA
+        || names::is_safe_data_file(name)
+        || names::is_bitmap_file(name)
+        || names::is_index_file(name)
 }
 
 impl Step {
@@ -42,9 +45,7 @@ impl Step {
     fn check(&self) -> Result<(), String> {
         match self {
             Step::Rename(from, to) if is_tmp_name(from) && is_store_file(to) => Ok(()),
-            Step::Remove(name) if names::is_safe_data_file(name) || names::is_bitmap_file(name) => {
-                Ok(())
-            }
+            Step::Remove(name) if is_store_file(name) && name != METADATA => Ok(()),
             other => Err(format!("step {other:?} touches a file a commit never does")),
         }
     }

@@ -233,7 +233,8 @@ impl<'a> Txn<'a> {
                     Step::Rename(_, to) => to.as_str(),
                     Step::Remove(name) => name.as_str(),
                 }))
-                .filter(|n| *n != METADATA)
+                // Indexes are not versioned (a snapshot searches exactly).
+                .filter(|n| *n != METADATA && !crate::format::names::is_index_file(n))
                 .collect();
             crate::store::history::before_point(
                 &crate::store::history::Commit {

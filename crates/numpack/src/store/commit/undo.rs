@@ -12,7 +12,8 @@
 //!           per range: u64 offset | u64 length | old bytes
 //! ```
 //! Kind 2 (one file: `u32 row count | str name | rows`) is still read. A kind-3 entry may only
-//! name a data file; a kind-4 entry a data file (never with a length), a bitmap file or
+//! name a data file; a kind-4 entry a data file (never with a length), a bitmap file, an
+//! index's delta log (cut back to the length it had: the record a replace added to it) or
 //! `metadata.npkm`. Recovery checks every `offset + length` against the file's length before
 //! it writes anything, so a record can only write inside the file it belongs to.
 
@@ -144,7 +145,7 @@ fn any_file(r: &mut Cursor<'_>) -> Result<(String, Option<u64>), String> {
     let ok = if names::is_safe_data_file(&f) || f == super::METADATA {
         len.is_none()
     } else {
-        names::is_bitmap_file(&f)
+        names::is_bitmap_file(&f) || names::is_index_log_file(&f)
     };
     if !ok {
         return Err(format!("{f:?} is not a file an undo record may restore"));
@@ -225,7 +226,10 @@ pub fn replay(dir: &Path, source: &Path, bytes: &[u8], durable: bool) -> NpkResu
     for f in &files {
         // A bitmap or the metadata is bounded by its length alone: the metadata may be torn
         // (its old bytes are in this record), so it cannot say which bitmaps exist.
-        let committed = if f.file == super::METADATA || names::is_bitmap_file(&f.file) {
+        let committed = if f.file == super::METADATA
+            || names::is_bitmap_file(&f.file)
+            || names::is_index_log_file(&f.file)
+        {
             u64::MAX
         } else if let Some(&c) = sizes.get(&f.file) {
             c

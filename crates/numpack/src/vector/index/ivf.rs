@@ -147,7 +147,7 @@ impl Ivf {
             Metric::Cosine | Metric::Dot | Metric::L2 | Metric::L2Sq
         ) {
             return Err(NpkError::InvalidOperation(format!(
-                "an index ranks by cosine, dot or l2, not {}",
+                "an index ranks by the metric cosine, dot, l2 or l2sq, not {}",
                 metric.as_str()
             )));
         }
@@ -192,6 +192,11 @@ impl Ivf {
             .into_iter()
             .map(|(j, _)| j)
             .collect()
+    }
+
+    /// The copies the index keeps of `rows` (row-major): unit vectors for cosine.
+    pub fn copies(&self, rows: &[f32]) -> Vec<f32> {
+        prepared(self.metric, rows, self.dim).into_owned()
     }
 
     /// Lists the physical rows `ids` (read from `src`; deleted ones are skipped). A row must
