@@ -46,21 +46,12 @@ pub fn index(data: &[u8]) {
     use crate::format::index_log::{decode, Bounds, Record};
     if data.len() >= 16 {
         let crc = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
-        let b = Bounds {
-            dim: 2,
-            nlist: 4,
-            rows: 64,
-        };
+        let b = Bounds { nlist: 4, rows: 64 };
         if let Ok(Some(log)) = decode(data, crc, b) {
             assert!(log.valid as usize <= data.len());
             for r in &log.records {
-                if let Record::Added {
-                    rows, lists, vecs, ..
-                }
-                | Record::Moved { rows, lists, vecs } = r
-                {
+                if let Record::Added { rows, lists, .. } | Record::Moved { rows, lists } = r {
                     assert_eq!(rows.len(), lists.len());
-                    assert_eq!(vecs.len(), rows.len() * 2);
                     assert!(rows.iter().all(|&r| r < 64) && lists.iter().all(|&l| l < 4));
                 }
             }

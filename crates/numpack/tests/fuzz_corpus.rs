@@ -83,25 +83,17 @@ fn seed_index() {
     }
     use numpack::format::index_log::{encode, header, Record};
     let mut log = header(0x0102_0304);
-    log.extend(encode(
-        &Record::Added {
-            stamp: 9,
-            first: 3,
-            rows: vec![3, 4],
-            lists: vec![0, 3],
-            vecs: vec![1.0, 2.0, 3.0, 4.0],
-        },
-        2,
-    ));
-    log.extend(encode(
-        &Record::Moved {
-            rows: vec![1],
-            lists: vec![2],
-            vecs: vec![0.5, 0.5],
-        },
-        2,
-    ));
-    log.extend(encode(&Record::Stamp(10), 2));
+    log.extend(encode(&Record::Added {
+        stamp: 9,
+        first: 3,
+        rows: vec![3, 4],
+        lists: vec![0, 3],
+    }));
+    log.extend(encode(&Record::Moved {
+        rows: vec![1],
+        lists: vec![2],
+    }));
+    log.extend(encode(&Record::Stamp(10)));
     std::fs::write(d.join("seed-log"), log).unwrap();
 }
 

@@ -8,10 +8,13 @@
 //! record: u32 body length | body | u32 crc32 of the body
 //! body:   u8 kind
 //!   1 rows added:    u64 stamp | u64 first row | u64 n | n x u64 row | n x u32 list
-//!                    | n x dim f32 vector copy
-//!   2 rows moved:    u64 n | n x u64 row | n x u32 list | n x dim f32 vector copy
+//!   2 rows moved:    u64 n | n x u64 row | n x u32 list
 //!   3 stamp:         u64 stamp
 //! ```
+//!
+//! Records hold no vectors: a row's copy in the index is its vector in the array as
+//! committed, read from there when the record is applied (a later replace of the row has a
+//! later record, which places it again).
 //!
 //! A log follows one base file: a header naming another base's checksum makes the whole
 //! log void. Records are read up to the first that is torn or fails its checksum (the tail a
@@ -28,7 +31,7 @@ pub const HEADER: usize = 16;
 pub const ROWS_PER_RECORD: usize = 1 << 16;
 
 /// One commit's change to the index.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// Rows appended: every listed row at or past `first` is an uncommitted leftover and
     /// goes first; then `rows[i]` joins list `lists[i]`. `stamp` is the array's
@@ -42,17 +45,13 @@ pub enum Record {
         rows: Vec<u64>,
         /// Their lists.
         lists: Vec<u32>,
-        /// Their vector copies, `dim` each.
-        vecs: Vec<f32>,
     },
-    /// Rows replaced: each leaves its list and joins `lists[i]` with a new copy.
+    /// Rows replaced: each leaves its list and joins `lists[i]` with its new vector.
     Moved {
         /// Physical rows.
         rows: Vec<u64>,
         /// Their new lists.
         lists: Vec<u32>,
-        /// Their new copies.
-        vecs: Vec<f32>,
     },
     /// A commit that changed the array's `last_modified` and nothing the index holds (a
     /// drop of rows: liveness is the array's bitmap).
@@ -76,16 +75,19 @@ fn frame(body: Vec<u8>, out: &mut Vec<u8>) {
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
 }
 
-fn entries(body: &mut Vec<u8>, rows: &[u64], lists: &[u32], vecs: &[f32]) {
+fn entries(body: &mut Vec<u8>, rows: &[u64], lists: &[u32]) {
+    body.reserve(8 + rows.len() * 12);
     body.extend_from_slice(&(rows.len() as u64).to_le_bytes());
-    body.extend(rows.iter().flat_map(|r| r.to_le_bytes()));
-    body.extend(lists.iter().flat_map(|l| l.to_le_bytes()));
-    body.extend(vecs.iter().flat_map(|v| v.to_le_bytes()));
+    for r in rows {
+        body.extend_from_slice(&r.to_le_bytes());
+    }
+    for l in lists {
+        body.extend_from_slice(&l.to_le_bytes());
+    }
 }
 
-/// The bytes of `rec` (`dim`-wide copies), split into records of at most
-/// [`ROWS_PER_RECORD`] rows.
-pub fn encode(rec: &Record, dim: usize) -> Vec<u8> {
+/// The bytes of `rec`, split into records of at most [`ROWS_PER_RECORD`] rows.
+pub fn encode(rec: &Record) -> Vec<u8> {
     let mut out = Vec::new();
     match rec {
         Record::Stamp(s) => {
@@ -98,7 +100,6 @@ pub fn encode(rec: &Record, dim: usize) -> Vec<u8> {
             first,
             rows,
             lists,
-            vecs,
         } => {
             for (i, part) in rows.chunks(ROWS_PER_RECORD).enumerate() {
                 let at = i * ROWS_PER_RECORD;
@@ -107,19 +108,15 @@ pub fn encode(rec: &Record, dim: usize) -> Vec<u8> {
                 // Later parts start past the earlier ones: nothing of this commit goes.
                 let from = if i == 0 { *first } else { part[0].max(*first) };
                 body.extend_from_slice(&from.to_le_bytes());
-                let l = &lists[at..at + part.len()];
-                let v = &vecs[at * dim..(at + part.len()) * dim];
-                entries(&mut body, part, l, v);
+                entries(&mut body, part, &lists[at..at + part.len()]);
                 frame(body, &mut out);
             }
         }
-        Record::Moved { rows, lists, vecs } => {
+        Record::Moved { rows, lists } => {
             for (i, part) in rows.chunks(ROWS_PER_RECORD).enumerate() {
                 let at = i * ROWS_PER_RECORD;
                 let mut body = vec![2u8];
-                let l = &lists[at..at + part.len()];
-                let v = &vecs[at * dim..(at + part.len()) * dim];
-                entries(&mut body, part, l, v);
+                entries(&mut body, part, &lists[at..at + part.len()]);
                 frame(body, &mut out);
             }
         }
@@ -127,11 +124,9 @@ pub fn encode(rec: &Record, dim: usize) -> Vec<u8> {
     out
 }
 
-/// What bounds a log's records: the index's width and lists, and the array's physical rows.
+/// What bounds a log's records: the index's lists and the array's physical rows.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
-    /// Vector width.
-    pub dim: usize,
     /// Lists of the index.
     pub nlist: u32,
     /// Physical rows of the array.
@@ -205,18 +200,17 @@ fn record(body: &[u8], b: Bounds) -> Result<Record, String> {
         1 => {
             let stamp = c.u64()?;
             let first = c.u64()?;
-            let (rows, lists, vecs) = decode_entries(&mut c, b)?;
+            let (rows, lists) = decode_entries(&mut c, b)?;
             Record::Added {
                 stamp,
                 first,
                 rows,
                 lists,
-                vecs,
             }
         }
         2 => {
-            let (rows, lists, vecs) = decode_entries(&mut c, b)?;
-            Record::Moved { rows, lists, vecs }
+            let (rows, lists) = decode_entries(&mut c, b)?;
+            Record::Moved { rows, lists }
         }
         3 => Record::Stamp(c.u64()?),
         k => return Err(format!("unknown record kind {k}")),
@@ -225,12 +219,10 @@ fn record(body: &[u8], b: Bounds) -> Result<Record, String> {
     Ok(rec)
 }
 
-type Entries = (Vec<u64>, Vec<u32>, Vec<f32>);
-
-fn decode_entries(c: &mut Cursor<'_>, b: Bounds) -> Result<Entries, String> {
+fn decode_entries(c: &mut Cursor<'_>, b: Bounds) -> Result<(Vec<u64>, Vec<u32>), String> {
     let n = c.u64()?;
-    // Each entry takes 12 + 4 * dim bytes of what is left: bounded before sizing.
-    let each = 12 + 4 * b.dim as u64;
+    // Each entry takes 12 bytes of what is left: bounded before sizing.
+    let each = 12u64;
     if n.checked_mul(each) != Some(c.left() as u64) {
         return Err(format!(
             "{n} entries do not fill the {} bytes left",
@@ -254,45 +246,28 @@ fn decode_entries(c: &mut Cursor<'_>, b: Bounds) -> Result<Entries, String> {
         }
         lists.push(l);
     }
-    let vecs = c
-        .take(n * b.dim * 4)?
-        .chunks_exact(4)
-        .map(|x| f32::from_le_bytes(x.try_into().expect("4 bytes")))
-        .collect();
-    Ok((rows, lists, vecs))
+    Ok((rows, lists))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const B: Bounds = Bounds {
-        dim: 2,
-        nlist: 3,
-        rows: 10,
-    };
+    const B: Bounds = Bounds { nlist: 3, rows: 10 };
 
     fn sample() -> Vec<u8> {
         let mut log = header(7);
-        log.extend(encode(
-            &Record::Added {
-                stamp: 5,
-                first: 4,
-                rows: vec![4, 5],
-                lists: vec![0, 2],
-                vecs: vec![1.0, 2.0, 3.0, 4.0],
-            },
-            2,
-        ));
-        log.extend(encode(
-            &Record::Moved {
-                rows: vec![1],
-                lists: vec![1],
-                vecs: vec![0.5, 0.25],
-            },
-            2,
-        ));
-        log.extend(encode(&Record::Stamp(9), 2));
+        log.extend(encode(&Record::Added {
+            stamp: 5,
+            first: 4,
+            rows: vec![4, 5],
+            lists: vec![0, 2],
+        }));
+        log.extend(encode(&Record::Moved {
+            rows: vec![1],
+            lists: vec![1],
+        }));
+        log.extend(encode(&Record::Stamp(9)));
         log
     }
 
@@ -334,14 +309,7 @@ mod tests {
     fn checksummed_records_out_of_bounds_are_errors() {
         for (rows, lists) in [(vec![10u64], vec![0u32]), (vec![1], vec![3])] {
             let mut log = header(7);
-            log.extend(encode(
-                &Record::Moved {
-                    rows,
-                    lists,
-                    vecs: vec![0.0, 0.0],
-                },
-                2,
-            ));
+            log.extend(encode(&Record::Moved { rows, lists }));
             assert!(decode(&log, 7, B).is_err());
         }
         // A count that the body cannot hold, with a valid checksum.
@@ -361,12 +329,10 @@ mod tests {
             first: 100,
             rows: rows.clone(),
             lists: vec![0; n],
-            vecs: vec![0.0; n],
         };
         let mut log = header(1);
-        log.extend(encode(&rec, 1));
+        log.extend(encode(&rec));
         let b = Bounds {
-            dim: 1,
             nlist: 1,
             rows: 200 + n as u64,
         };

@@ -8,12 +8,14 @@
 //! the array's (a writer that ignores indexes changed the array, or a version was restored)
 //! is *stale*: searches go exact until `reindex`.
 
+use super::SnapRows;
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::index::IndexFile;
 use crate::format::index_log::{self, Bounds, Record};
 use crate::format::metadata::ArrayMetadata;
 use crate::format::names;
 use crate::io::fs;
+use crate::read::snapshot::ArraySnapshot;
 use crate::vector::index::Listed;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -92,9 +94,10 @@ pub fn width(a: &ArrayMetadata) -> NpkResult<usize> {
         })
 }
 
-/// The array's index, up to date with the log (call under the store lock): `None` when it
-/// has none. A damaged base file or log is [`NpkError::Corrupt`].
-pub fn load(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<Entry>> {
+/// The index of the array `snap` views, up to date with the log (call under the store
+/// lock): `None` when it has none. A damaged base file or log is [`NpkError::Corrupt`].
+pub fn load(dir: &Path, snap: &ArraySnapshot) -> NpkResult<Option<Entry>> {
+    let a = &snap.meta;
     let Some(base_name) = names::index_file(&a.data_file) else {
         return Ok(None);
     };
@@ -133,7 +136,8 @@ pub fn load(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<Entry>> {
     };
     let fresh = {
         let mut l = entry.write().unwrap_or_else(|e| e.into_inner());
-        catch_up(dir, a, &mut l)
+        let dim = l.listed.ivf.dim;
+        catch_up(dir, a, SnapRows::new(snap, dim).physical(), &mut l)
     };
     if let Err(e) = fresh {
         // Never keep a half-applied state.
@@ -183,8 +187,9 @@ fn read_base(path: &Path, a: &ArrayMetadata) -> NpkResult<Loaded> {
     })
 }
 
-/// Applies the log records committed since `l` was last brought up to date.
-fn catch_up(dir: &Path, a: &ArrayMetadata, l: &mut Loaded) -> NpkResult<()> {
+/// Applies the log records committed since `l` was last brought up to date (copies from
+/// `data`, the array's physical rows).
+fn catch_up(dir: &Path, a: &ArrayMetadata, data: &[f32], l: &mut Loaded) -> NpkResult<()> {
     let log_name = names::index_log_file(&a.data_file).expect("an index has a data file name");
     let path = dir.join(log_name);
     let Some(f) = fs::open_read_opt(&path)? else {
@@ -239,7 +244,6 @@ fn catch_up(dir: &Path, a: &ArrayMetadata, l: &mut Loaded) -> NpkResult<()> {
     // Rows are checked once a record is known to be committed: an uncommitted append's
     // rows lie past the array's end.
     let b = Bounds {
-        dim: l.listed.ivf.dim,
         nlist: l.listed.ivf.nlist() as u32,
         rows: u64::MAX,
     };
@@ -266,7 +270,7 @@ fn catch_up(dir: &Path, a: &ArrayMetadata, l: &mut Loaded) -> NpkResult<()> {
                 break;
             }
         }
-        l.listed.apply(&rec);
+        l.listed.apply(&rec, data);
         if let Some(s) = stamp {
             l.stamp = s;
         }

@@ -28,7 +28,6 @@ pub(crate) struct Upkeep {
     pub name: String,
     /// Where the next record goes.
     pub at: u64,
-    dim: usize,
 }
 
 /// The index of `a` to keep up in a mutation, `None` when it has none or a stale one (which
@@ -56,15 +55,22 @@ fn try_upkeep(
     a: &ArrayMetadata,
     durable: bool,
 ) -> NpkResult<Option<Option<Upkeep>>> {
-    let Some(entry) = cache::load(dir, a)? else {
+    // Only an array that has an index pays for a view of it.
+    let has = names::index_file(&a.data_file)
+        .is_some_and(|n| !matches!(fs::entry(&dir.join(n)), Ok(None)));
+    if !has {
+        return Ok(Some(None));
+    }
+    let snap = crate::read::snapshot::ArraySnapshot::open(dir, a.clone())?;
+    let Some(entry) = cache::load(dir, &snap)? else {
         return Ok(Some(None));
     };
-    let (at, dim, crc, has_log) = {
+    let (at, crc, has_log) = {
         let l = entry.read().unwrap_or_else(|e| e.into_inner());
         if !cache::is_current(&l, a) {
             return Ok(Some(None));
         }
-        (l.log_valid, l.listed.ivf.dim, l.base_crc, l.has_log())
+        (l.log_valid, l.base_crc, l.has_log())
     };
     let (_, name) = files(a);
     let path = dir.join(&name);
@@ -106,46 +112,41 @@ fn try_upkeep(
         path,
         name,
         at,
-        dim,
     })))
 }
 
 impl Upkeep {
-    /// The lists of `rows` (row-major float32 vectors) and their copies as the index keeps
-    /// them.
-    pub fn assign(&self, rows: &[f32]) -> (Vec<u32>, Vec<f32>) {
+    /// The lists of `rows` (row-major float32 vectors).
+    pub fn assign(&self, rows: &[f32]) -> Vec<u32> {
         let l = self.entry.read().unwrap_or_else(|e| e.into_inner());
-        let ivf = &l.listed.ivf;
-        (ivf.assign(rows), ivf.copies(rows))
+        l.listed.ivf.assign(rows)
     }
 
     /// Writes `rec` at the log's committed end (past which nothing is read until the
     /// mutation commits; see the module documentation of `store/index`).
     pub fn write(&self, rec: &Record) -> NpkResult<()> {
-        let bytes = index_log::encode(rec, self.dim);
+        let bytes = index_log::encode(rec);
         fs::write_at(&self.log, &self.path, &bytes, self.at)
     }
 
     /// Rows appended: `first` is the array's physical row count before, `data` the new
     /// rows' bytes (float32), `stamp` the array's `last_modified` after the commit.
     pub fn added(&self, stamp: u64, first: u64, data: &[u8]) -> Record {
-        let v: Vec<f32> = bytemuck::pod_collect_to_vec(data);
-        let (lists, vecs) = self.assign(&v);
+        let v = floats(data);
+        let lists = self.assign(&v);
         let rows = (first..first + lists.len() as u64).collect();
         Record::Added {
             stamp,
             first,
             rows,
             lists,
-            vecs,
         }
     }
 
     /// Rows replaced: `rows[i]` gets the vector `vals[i]` (row-major float32 bytes).
     pub fn moved(&self, rows: Vec<u64>, vals: &[u8]) -> Record {
-        let v: Vec<f32> = bytemuck::pod_collect_to_vec(vals);
-        let (lists, vecs) = self.assign(&v);
-        Record::Moved { rows, lists, vecs }
+        let lists = self.assign(&floats(vals));
+        Record::Moved { rows, lists }
     }
 
     /// In a compaction of the array (deleted rows go, the others are renumbered by
@@ -173,6 +174,14 @@ impl Upkeep {
         let tmp = txn.stage_file(&log);
         fs::write_new(&tmp, &index_log::header(crc), false)?;
         Ok(())
+    }
+}
+
+/// Float32 elements of `bytes`, borrowed when aligned (NumPy arrays are).
+fn floats(bytes: &[u8]) -> std::borrow::Cow<'_, [f32]> {
+    match bytemuck::try_cast_slice(bytes) {
+        Ok(v) => std::borrow::Cow::Borrowed(v),
+        Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
     }
 }
 

@@ -116,6 +116,13 @@ impl<'a> SnapRows<'a> {
     }
 }
 
+impl SnapRows<'_> {
+    /// Every physical row, deleted ones included (row-major).
+    pub(crate) fn physical(&self) -> &[f32] {
+        &self.data[..(self.rows as usize * self.dim).min(self.data.len())]
+    }
+}
+
 impl RowSource for SnapRows<'_> {
     fn row(&self, r: u64) -> Option<&[f32]> {
         if r >= self.rows || self.bitmap.is_some_and(|b| r < b.rows() && !b.is_active(r)) {
@@ -227,7 +234,7 @@ impl Store {
     pub fn index_info(&self, name: &str) -> NpkResult<Option<IndexInfo>> {
         self.read_locked(name, |snap| {
             let a = &snap.meta;
-            let Some(entry) = cache::load(self.dir(), a)? else {
+            let Some(entry) = cache::load(self.dir(), snap)? else {
                 return Ok(None);
             };
             let l = entry.read().unwrap_or_else(|e| e.into_inner());
@@ -282,7 +289,7 @@ fn search_indexed(
     opts: &SearchOptions,
 ) -> NpkResult<Option<Results>> {
     let a = &snap.meta;
-    let Some(entry) = cache::load(dir, a)? else {
+    let Some(entry) = cache::load(dir, snap)? else {
         return Ok(None);
     };
     let l = entry.read().unwrap_or_else(|e| e.into_inner());
@@ -337,7 +344,8 @@ pub(crate) fn check(dir: &Path, a: &ArrayMetadata) -> NpkResult<Option<String>> 
         return Ok(None);
     }
     width(a)?;
-    let entry = cache::load(dir, a)?.ok_or_else(|| no_index(&a.name))?;
+    let snap = ArraySnapshot::open(dir, a.clone())?;
+    let entry = cache::load(dir, &snap)?.ok_or_else(|| no_index(&a.name))?;
     let l = entry.read().unwrap_or_else(|e| e.into_inner());
     Ok((!cache::is_current(&l, a)).then(|| {
         "its index is stale (the array was changed by a writer that ignores indexes, or \

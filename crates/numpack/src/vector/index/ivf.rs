@@ -101,6 +101,17 @@ fn prepared(metric: Metric, rows: &[f32], dim: usize) -> Cow<'_, [f32]> {
     Cow::Owned(out)
 }
 
+/// The lists of the `nprobe` highest `(score, list)`, best first (ties to the lower list).
+fn best_lists(s: &mut Vec<(f32, usize)>, nprobe: usize) -> Vec<usize> {
+    let cmp = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if s.len() > nprobe {
+        s.select_nth_unstable_by(nprobe - 1, cmp);
+        s.truncate(nprobe);
+    }
+    s.sort_unstable_by(cmp);
+    s.iter().map(|&(_, j)| j).collect()
+}
+
 /// Queries from which a search goes list by list ([`Ivf::search`]).
 #[cfg(feature = "rayon")]
 const BATCHED: usize = 32;
@@ -221,6 +232,40 @@ impl Ivf {
         }
     }
 
+    /// [`Ivf::probe`] of many prepared queries: the centroid scores of a block of queries
+    /// are one matrix product.
+    #[cfg(feature = "rayon")]
+    fn probe_many(&self, pq: &[f32], nprobe: usize) -> Vec<Vec<usize>> {
+        use rayon::prelude::*;
+        let dim = self.dim;
+        let nlist = self.nlist();
+        let nprobe = nprobe.clamp(1, nlist.max(1));
+        let l2 = matches!(self.metric, Metric::L2 | Metric::L2Sq);
+        let cn = if l2 {
+            kmeans::norms(&self.centroids, dim)
+        } else {
+            Vec::new()
+        };
+        const BLOCK: usize = 64;
+        pq.par_chunks(BLOCK * dim)
+            .flat_map_iter(|block| {
+                let rows = block.len() / dim;
+                let mut s = vec![0f32; rows * nlist];
+                kmeans::dots(block, &self.centroids, dim, &mut s);
+                (0..rows)
+                    .map(|i| {
+                        let mut v: Vec<(f32, usize)> = s[i * nlist..(i + 1) * nlist]
+                            .iter()
+                            .enumerate()
+                            .map(|(j, &d)| (if l2 { 2.0 * d - cn[j] } else { d }, j))
+                            .collect();
+                        best_lists(&mut v, nprobe)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// The `nprobe` lists best for query `q` (prepared), best first.
     fn probe(&self, q: &[f32], nprobe: usize) -> Vec<usize> {
         let mut s: Vec<(f32, usize)> = self
@@ -236,13 +281,7 @@ impl Ivf {
             })
             .collect();
         let nprobe = nprobe.clamp(1, s.len().max(1));
-        let cmp = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        if s.len() > nprobe {
-            s.select_nth_unstable_by(nprobe - 1, cmp);
-            s.truncate(nprobe);
-        }
-        s.sort_unstable_by(cmp);
-        s.into_iter().map(|(_, j)| j).collect()
+        best_lists(&mut s, nprobe)
     }
 
     /// Per query (`q` row-major), the `k` best rows among the `nprobe` best lists, best first
@@ -290,10 +329,7 @@ impl Ivf {
         let cap = k.saturating_mul(refine.max(1));
         let pq = prepared(self.metric, q, dim);
         let qn = kmeans::norms(&pq, dim);
-        let probes: Vec<Vec<usize>> = (0..m)
-            .into_par_iter()
-            .map(|i| self.probe(&pq[i * dim..(i + 1) * dim], nprobe))
-            .collect();
+        let probes = self.probe_many(&pq, nprobe);
         let mut by_list: Vec<Vec<u32>> = vec![Vec::new(); self.nlist()];
         for (qi, ps) in probes.iter().enumerate() {
             for &j in ps {

@@ -100,14 +100,20 @@ pub fn assign(x: &[f32], c: &[f32], cn: &[f32], dim: usize) -> Vec<(u32, f32)> {
         dots(rows, c, dim, &mut d);
         for (i, slot) in chunk.iter_mut().enumerate() {
             let xn: f32 = rows[i * dim..(i + 1) * dim].iter().map(|v| v * v).sum();
-            let mut best = (0u32, f32::INFINITY);
-            for (j, &p) in d[i * k..(i + 1) * k].iter().enumerate() {
-                let dist = cn[j] - 2.0 * p;
-                if dist < best.1 {
-                    best = (j as u32, dist);
-                }
+            let row = &d[i * k..(i + 1) * k];
+            // The least distance first (a select the compiler vectorises), then its first
+            // centroid: ties go to the lower index.
+            let mut least = f32::INFINITY;
+            for (&c, &p) in cn.iter().zip(row) {
+                let dist = c - 2.0 * p;
+                least = if dist < least { dist } else { least };
             }
-            *slot = (best.0, (best.1 + xn).max(0.0));
+            let j = cn
+                .iter()
+                .zip(row)
+                .position(|(&c, &p)| c - 2.0 * p == least)
+                .unwrap_or(0);
+            *slot = (j as u32, (least + xn).max(0.0));
         }
     };
     #[cfg(feature = "rayon")]

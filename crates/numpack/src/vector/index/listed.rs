@@ -117,25 +117,33 @@ impl Listed {
         }
     }
 
-    /// Applies one record of the delta log (bounds already checked by its decoder).
-    pub fn apply(&mut self, rec: &Record) {
-        match rec {
+    /// Applies one record of the delta log (bounds already checked by its decoder). The
+    /// copies are the rows' vectors in `data`, the array's physical rows (row-major; rows
+    /// past it copy as zeros).
+    pub fn apply(&mut self, rec: &Record, data: &[f32]) {
+        let (rows, lists) = match rec {
             Record::Added {
-                first,
-                rows,
-                lists,
-                vecs,
-                ..
+                first, rows, lists, ..
             } => {
                 if self.end() > *first {
                     // Left by an append whose commit never happened.
                     self.unlist_from(*first);
                 }
-                self.place(rows, lists, vecs);
+                (rows, lists)
             }
-            Record::Moved { rows, lists, vecs } => self.place(rows, lists, vecs),
-            Record::Stamp(_) => {}
+            Record::Moved { rows, lists } => (rows, lists),
+            Record::Stamp(_) => return,
+        };
+        let dim = self.ivf.dim;
+        let mut v = Vec::with_capacity(rows.len() * dim);
+        for &r in rows {
+            match data.get(r as usize * dim..(r as usize + 1) * dim) {
+                Some(row) => v.extend_from_slice(row),
+                None => v.resize(v.len() + dim, 0.0),
+            }
         }
+        let copies = self.ivf.copies(&v);
+        self.place(rows, lists, &copies);
     }
 
     /// The index with rows renumbered by `map` (old physical row → new one, `None`:
