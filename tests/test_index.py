@@ -76,6 +76,42 @@ def test_create_search_info_drop(tmp_path: Path) -> None:
         assert not any(n.startswith("index_") for n in os.listdir(tmp_path / "s.npk"))
 
 
+def test_ivf_pq(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((30, 32)).astype(np.float32) * 3
+    x = (centres[rng.integers(0, 30, 8000)] + rng.standard_normal((8000, 32))).astype(np.float32)
+    with NumPack(tmp_path / "s.npk") as npk:
+        npk.save({"emb": x})
+        npk.create_index("emb", metric="cosine", kind="ivf_pq", nlist=16, m=8)
+        info = npk.index_info("emb")
+        assert info is not None and info["kind"] == "ivf_pq" and info["m"] == 8
+        # 8 bytes of row number and 8 of code per row, against 8 + 128 for ivf_flat.
+        assert info["base_bytes"] < 8000 * 17 + 16 * 32 * 4 + 256 * 32 * 4 + 1000
+        q = x[:50] + 0.1
+        ex_i, _ = npk.search("emb", q, k=10, exact=True)
+        idx, sc = npk.search("emb", q, k=10, nprobe=8, refine=20)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, ex_i, strict=True)])
+        assert recall >= 0.9, recall
+        np.testing.assert_allclose(
+            sc, np.take_along_axis(exact_scores(x, q, "cosine"), idx.astype(np.int64), 1)
+        )
+        # Kept up like ivf_flat, and kept as ivf_pq by reindex and compaction.
+        npk.append({"emb": q})
+        npk.replace({"emb": -x[:5]}, [10, 11, 12, 13, 14])
+        npk.drop("emb", [0, 1])
+        got, _ = npk.search("emb", q, k=1, nprobe=16, refine=100)
+        assert [int(r[0]) for r in got] == list(range(7998, 8048))
+        npk.update("emb")
+        npk.reindex("emb")
+        assert npk.index_info("emb")["kind"] == "ivf_pq"  # type: ignore[index]
+        with pytest.raises(ValueError, match="cosine or dot"):
+            npk.create_index("emb", metric="l2", kind="ivf_pq")
+        with pytest.raises(ValueError, match="divide"):
+            npk.create_index("emb", kind="ivf_pq", m=5)
+        with pytest.raises(ValueError, match="ivf_pq"):
+            npk.create_index("emb", m=4)
+
+
 def test_what_cannot_be_indexed(tmp_path: Path) -> None:
     with NumPack(tmp_path / "s.npk") as npk:
         npk.save({"i": np.zeros((10, 4), np.int64), "one": np.zeros(10, np.float32)})
@@ -257,12 +293,18 @@ class IndexMachine(RuleBasedStateMachine):
         k = np.arange(DIM, dtype=np.float32)[None, :]
         return ((i * (k + 3)) % 23 - 11 + k).astype(np.float32)
 
-    @initialize(metric=st.sampled_from(["l2", "dot", "cosine", "l2sq"]), n=st.integers(1, 60))
-    def start(self, metric: str, n: int) -> None:
+    @initialize(
+        metric=st.sampled_from(["l2", "dot", "cosine", "l2sq"]),
+        pq=st.sampled_from([None, 1, 2, 3, 6]),
+        n=st.integers(1, 60),
+    )
+    def start(self, metric: str, pq: int | None, n: int) -> None:
         self.metric = metric
+        self.pq = pq if metric in ("dot", "cosine") else None
         self.model = self.fresh(n)
         self.npk.save({"v": self.model})
-        self.npk.create_index("v", metric=metric, nlist=min(5, n))
+        kind = "ivf_flat" if self.pq is None else "ivf_pq"
+        self.npk.create_index("v", metric=metric, kind=kind, nlist=min(5, n), m=self.pq)
 
     @rule(n=st.integers(1, 30))
     def append(self, n: int) -> None:
@@ -309,10 +351,11 @@ class IndexMachine(RuleBasedStateMachine):
         k = 4
         want = exact_scores(self.model, q, self.metric)
         similarity = self.metric in ("dot", "cosine")
-        # Exhaustive: the exact engine's scores.
-        idx, sc = self.npk.search("v", q, k=k, nprobe=info["nlist"], refine=1)
+        # Exhaustive: the exact engine's scores (PQ codes approximate: every row rescored).
+        refine = 1 if self.pq is None else 10**6
+        idx, sc = self.npk.search("v", q, k=k, nprobe=info["nlist"], refine=refine)
         _ex_i, ex_s = self.npk.search("v", q, k=k, exact=True)
-        np.testing.assert_allclose(sc, ex_s, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(sc, ex_s, rtol=1e-9, atol=1e-9)
         ordered = np.sort(want, axis=1)
         best = ordered[:, ::-1] if similarity else ordered
         np.testing.assert_allclose(ex_s, best[:, : ex_s.shape[1]], rtol=1e-6, atol=1e-6)

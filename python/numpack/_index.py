@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IndexMixin"]
 
-IndexKind = Literal["ivf_flat"]
+IndexKind = Literal["ivf_flat", "ivf_pq"]
 
 
 class IndexMixin:
@@ -37,6 +37,7 @@ class IndexMixin:
         kind: IndexKind = "ivf_flat",
         nlist: int | None = None,
         *,
+        m: int | None = None,
         train_rows: int | None = None,
         iters: int | None = None,
         seed: int | None = None,
@@ -53,18 +54,23 @@ class IndexMixin:
             The array (2-d float32).
         metric : {"cosine", "dot", "l2", "l2sq"}
             What the index ranks by.
-        kind : {"ivf_flat"}
-            Inverted lists with float32 copies of the vectors.
+        kind : {"ivf_flat", "ivf_pq"}
+            Inverted lists with float32 copies of the vectors (``ivf_flat``), or with ``m``
+            bytes per row: product-quantised codes of each vector's residual to its list's
+            centroid (``ivf_pq``; cosine or dot), for an index about ``4 * dim / m`` times
+            smaller. Either way the best candidates are rescored exactly from the array.
         nlist : int, optional
             Lists (k-means centroids); default about ``sqrt(rows)``.
+        m : int, optional
+            PQ sub-spaces (must divide the vectors' width); default ``dim // 8``.
         train_rows, iters, seed : int, optional
             k-means sample size (default 262144), Lloyd iterations (10) and seed (fixed).
         """
-        if kind != "ivf_flat":
-            raise ValueError(f"unknown index kind {kind!r}; numpack builds 'ivf_flat'")
         store = self._writer()
         self._settle([array_name])
-        _core.index_create(store, array_name, _metric(metric), nlist, train_rows, iters, seed)
+        _core.index_create(
+            store, array_name, _metric(metric), kind, nlist, m, train_rows, iters, seed
+        )
 
     def reindex(
         self,
@@ -112,9 +118,9 @@ class IndexMixin:
         Through the array's index when it has a current one (``metric`` left out, or its
         own), else, and with ``exact=True``, by the exact engine (``metric`` default
         cosine). ``nprobe`` lists are scanned (default ``max(8, nlist // 64)``) and
-        ``k * refine`` candidates rescored exactly (default ``refine=2``). An index searches
-        in float32: queries of another dtype are converted. On a handle opened at a version
-        the search is exact, at that version.
+        ``k * refine`` candidates rescored exactly (default ``refine=2``; 10 for
+        ``ivf_pq``). An index searches in float32: queries of another dtype are converted.
+        On a handle opened at a version the search is exact, at that version.
         """
         q = _array(queries)
         if q.ndim == 1:

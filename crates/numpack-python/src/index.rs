@@ -48,27 +48,48 @@ fn build_options(
         train_rows: positive("train_rows", train_rows)?.unwrap_or(d.train_rows),
         iters: iters.unwrap_or(d.iters),
         seed: seed.unwrap_or(d.seed),
+        pq: None,
     })
+}
+
+/// The PQ sub-spaces of an index kind: `None` for `"ivf_flat"`, `Some(m)` (0: the default)
+/// for `"ivf_pq"`.
+fn kind_of(kind: &str, m: Option<usize>) -> PyResult<Option<usize>> {
+    match (kind, m) {
+        ("ivf_flat", None) => Ok(None),
+        ("ivf_flat", Some(_)) => Err(PyValueError::new_err(
+            "m (PQ sub-spaces) is for kind='ivf_pq'",
+        )),
+        ("ivf_pq", m) => Ok(Some(positive("m", m)?.unwrap_or(0))),
+        (other, _) => Err(PyValueError::new_err(format!(
+            "unknown index kind {other:?}: 'ivf_flat' or 'ivf_pq'"
+        ))),
+    }
 }
 
 /// Builds an index of array `name` (replacing any it has).
 #[pyfunction]
-#[pyo3(signature = (store, name, metric_name, nlist=None, train_rows=None, iters=None, seed=None))]
+#[pyo3(signature = (store, name, metric_name, kind="ivf_flat", nlist=None, m=None, train_rows=None, iters=None, seed=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn index_create(
     py: Python<'_>,
     store: PyRef<'_, PyStore>,
     name: &str,
     metric_name: &str,
+    kind: &str,
     nlist: Option<usize>,
+    m: Option<usize>,
     train_rows: Option<usize>,
     iters: Option<usize>,
     seed: Option<u64>,
 ) -> PyResult<()> {
-    let m = metric(metric_name)?;
-    let opts = build_options(nlist, train_rows, iters, seed)?;
+    let metric_ = metric(metric_name)?;
+    let opts = BuildOptions {
+        pq: kind_of(kind, m)?,
+        ..build_options(nlist, train_rows, iters, seed)?
+    };
     let s = store.get()?;
-    py.detach(|| s.create_index(name, m, &opts))
+    py.detach(|| s.create_index(name, metric_, &opts))
         .map_err(|e| crate::errors::to_py_in(e, Some(name)))
 }
 
@@ -114,6 +135,7 @@ pub fn index_info<'py>(
     };
     let d = PyDict::new(py);
     d.set_item("kind", i.kind)?;
+    d.set_item("m", i.m)?;
     d.set_item("metric", i.metric.as_str())?;
     d.set_item("nlist", i.nlist)?;
     d.set_item("dim", i.dim)?;

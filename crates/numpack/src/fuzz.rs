@@ -37,8 +37,13 @@ pub fn index(data: &[u8]) {
         assert_eq!(f.encode().as_deref(), Some(data));
         let ivf = &f.ivf;
         assert_eq!(ivf.centroids.len(), ivf.nlist() * ivf.dim);
-        for (l, v) in ivf.lists.iter().zip(&ivf.vecs) {
-            assert_eq!(v.len(), l.len() * ivf.dim);
+        let m = ivf.pq.as_ref().map_or(0, |p| p.m);
+        for ((l, v), c) in ivf.lists.iter().zip(&ivf.vecs).zip(&ivf.codes) {
+            if m == 0 {
+                assert_eq!(v.len(), l.len() * ivf.dim);
+            } else {
+                assert_eq!(c.len(), l.len() * m);
+            }
             assert!(l.iter().all(|&r| r < f.rows));
         }
     }

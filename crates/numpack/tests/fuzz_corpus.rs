@@ -81,6 +81,17 @@ fn seed_index() {
         };
         std::fs::write(d.join(format!("seed-{name}")), f.encode().unwrap()).unwrap();
     }
+    let opts = BuildOptions {
+        nlist: Some(3),
+        pq: Some(3),
+        ..BuildOptions::default()
+    };
+    let f = IndexFile {
+        stamp: 4,
+        rows: 40,
+        ivf: Ivf::build(Metric::Cosine, &src, 40, 3, &opts).unwrap(),
+    };
+    std::fs::write(d.join("seed-pq"), f.encode().unwrap()).unwrap();
     use numpack::format::index_log::{encode, header, Record};
     let mut log = header(0x0102_0304);
     log.extend(encode(&Record::Added {

@@ -2,14 +2,16 @@
 //! package ignores it). All integers little-endian; the crc32 covers every byte before it.
 //!
 //! ```text
-//! magic "NPKI" | u32 format 1 | u8 metric (0 dot, 1 cosine, 2 l2, 3 l2sq) | u8 kind (0 flat)
-//! | u16 0 | u32 dim | u32 nlist | u64 stamp (the array's `last_modified` it
-//! describes)
+//! magic "NPKI" | u32 format 1 | u8 metric (0 dot, 1 cosine, 2 l2, 3 l2sq)
+//! | u8 kind (0 IVF-Flat, 2 IVF-PQ) | u16 m (PQ sub-spaces; 0 for IVF-Flat)
+//! | u32 dim | u32 nlist | u64 stamp (the array's `last_modified` it describes)
 //! | u64 rows (the array's physical rows then)
 //! nlist x dim f32 centroids
+//! IVF-PQ only: m x 256 x (dim / m) f32 codewords, sub-space by sub-space
 //! nlist x u64 list lengths
 //! sum(lengths) x u64 physical rows, list by list
-//! sum(lengths) x dim f32 vector copies, in the same order
+//! IVF-Flat: sum(lengths) x dim f32 vector copies, in the same order
+//! IVF-PQ:   sum(lengths) x m u8 codes of the residuals, in the same order
 //! u32 crc32
 //! ```
 //!
@@ -18,6 +20,7 @@
 //! actually there before making it.
 
 use super::cursor::Cursor;
+use crate::vector::index::pq::{Pq, KSUB};
 use crate::vector::index::Ivf;
 use crate::vector::metric::Metric;
 
@@ -65,26 +68,44 @@ impl IndexFile {
     pub fn encode(&self) -> Option<Vec<u8>> {
         let ivf = &self.ivf;
         let total: usize = ivf.lists.iter().map(Vec::len).sum();
+        let books = ivf.pq.as_ref().map_or(0, |p| p.codebooks.len());
         let mut out = Vec::with_capacity(
-            HEAD + ivf.centroids.len() * 4 + ivf.lists.len() * 8 + total * (8 + 4 * ivf.dim) + 4,
+            HEAD + (ivf.centroids.len() + books) * 4
+                + ivf.lists.len() * 8
+                + total * (8 + ivf.row_bytes())
+                + 4,
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT.to_le_bytes());
         out.push(metric_code(ivf.metric)?);
-        out.push(0);
-        out.extend_from_slice(&0u16.to_le_bytes());
+        let m = ivf.pq.as_ref().map_or(0, |p| p.m);
+        out.push(if ivf.pq.is_some() { 2 } else { 0 });
+        out.extend_from_slice(&u16::try_from(m).ok()?.to_le_bytes());
         out.extend_from_slice(&(ivf.dim as u32).to_le_bytes());
         out.extend_from_slice(&(ivf.nlist() as u32).to_le_bytes());
         out.extend_from_slice(&self.stamp.to_le_bytes());
         out.extend_from_slice(&self.rows.to_le_bytes());
         out.extend(ivf.centroids.iter().flat_map(|v| v.to_le_bytes()));
+        if let Some(pq) = &ivf.pq {
+            out.extend(pq.codebooks.iter().flat_map(|v| v.to_le_bytes()));
+        }
         out.extend(
             ivf.lists
                 .iter()
                 .flat_map(|l| (l.len() as u64).to_le_bytes()),
         );
         out.extend(ivf.lists.iter().flatten().flat_map(|r| r.to_le_bytes()));
-        out.extend(ivf.vecs.iter().flatten().flat_map(|v| v.to_le_bytes()));
+        if ivf.pq.is_some() {
+            for c in &ivf.codes {
+                out.extend_from_slice(c);
+            }
+        } else {
+            for v in &ivf.vecs {
+                for x in v {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         Some(out)
@@ -114,11 +135,13 @@ impl IndexFile {
             return Err("checksum mismatch".into());
         }
         let metric = metric_of(c.u8()?).ok_or("unknown metric code")?;
-        if c.u8()? != 0 {
-            return Err("unknown index kind".into());
-        }
-        if c.take(2)? != [0u8, 0] {
-            return Err("reserved bytes are not zero".into());
+        let kind = c.u8()?;
+        let m = usize::from(u16::from_le_bytes(c.take(2)?.try_into().expect("2 bytes")));
+        match (kind, m) {
+            (0, 0) => {}
+            (2, m) if m > 0 && matches!(metric, Metric::Dot | Metric::Cosine) => {}
+            (0 | 2, _) => return Err(format!("kind {kind} with {m} sub-spaces")),
+            _ => return Err(format!("unknown index kind {kind}")),
         }
         let dim = c.u32()?;
         let nlist = c.u32()?;
@@ -128,6 +151,9 @@ impl IndexFile {
             ));
         }
         let (dim, nlist) = (dim as usize, nlist as usize);
+        if m > 0 && !dim.is_multiple_of(m) {
+            return Err(format!("{m} sub-spaces do not divide {dim} dimensions"));
+        }
         let stamp = c.u64()?;
         let rows = c.u64()?;
         let floats = |c: &mut Cursor<'_>, n: usize| -> Result<Vec<f32>, String> {
@@ -138,6 +164,16 @@ impl IndexFile {
                 .collect())
         };
         let centroids = floats(&mut c, nlist * dim)?;
+        let pq = if m > 0 {
+            let codebooks = floats(&mut c, KSUB * dim)?;
+            Some(Pq {
+                m,
+                dsub: dim / m,
+                codebooks,
+            })
+        } else {
+            None
+        };
         let mut lens = Vec::with_capacity(nlist);
         let mut total = 0u64;
         for _ in 0..nlist {
@@ -145,8 +181,9 @@ impl IndexFile {
             total = total.checked_add(n).ok_or("size overflow")?;
             lens.push(n);
         }
-        // Each listed row takes 8 + 4 * dim bytes of what is left: bounded before sizing.
-        let each = 8 + 4 * dim as u64;
+        // Each listed row takes 8 bytes and its copy or code of what is left: bounded
+        // before sizing.
+        let each = 8 + if m > 0 { m as u64 } else { 4 * dim as u64 };
         if total.checked_mul(each) != Some(c.left() as u64) {
             return Err(format!(
                 "{total} listed rows need {} bytes, the file has {}",
@@ -166,9 +203,15 @@ impl IndexFile {
             }
             lists.push(l);
         }
-        let mut vecs = Vec::with_capacity(nlist);
+        let (mut vecs, mut codes) = (Vec::with_capacity(nlist), Vec::with_capacity(nlist));
         for &n in &lens {
-            vecs.push(floats(&mut c, n as usize * dim)?);
+            if m > 0 {
+                vecs.push(Vec::new());
+                codes.push(c.take(n as usize * m)?.to_vec());
+            } else {
+                vecs.push(floats(&mut c, n as usize * dim)?);
+                codes.push(Vec::new());
+            }
         }
         c.finish()?;
         Ok(IndexFile {
@@ -180,6 +223,8 @@ impl IndexFile {
                 centroids,
                 lists,
                 vecs,
+                pq,
+                codes,
             },
         })
     }
@@ -217,6 +262,35 @@ mod tests {
         let f = sample();
         let bytes = f.encode().unwrap();
         assert_eq!(IndexFile::decode(&bytes).unwrap(), f);
+        let pq = sample_pq();
+        let bytes = pq.encode().unwrap();
+        assert_eq!(bytes[9], 2);
+        assert_eq!(IndexFile::decode(&bytes).unwrap(), pq);
+        for cut in 0..bytes.len() {
+            assert!(IndexFile::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    fn sample_pq() -> IndexFile {
+        let (n, dim) = (300, 4);
+        let data: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 37) % 101) as f32 / 10.0)
+            .collect();
+        let src = SliceRows {
+            data: &data,
+            dim,
+            deleted: None,
+        };
+        let opts = BuildOptions {
+            nlist: Some(5),
+            pq: Some(2),
+            ..BuildOptions::default()
+        };
+        IndexFile {
+            stamp: 7,
+            rows: n as u64,
+            ivf: Ivf::build(Metric::Dot, &src, n as u64, dim, &opts).unwrap(),
+        }
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn base_bound(a: &ArrayMetadata, dim: u64) -> u64 {
     let lists = u64::from(crate::format::index::MAX_LISTS);
     (64u64)
         .saturating_add(lists.saturating_mul(8 + 4 * dim))
+        .saturating_add(256 * 4 * dim)
         .saturating_add(a.rows().saturating_mul(8 + 4 * dim))
 }
 

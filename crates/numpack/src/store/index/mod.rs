@@ -42,8 +42,10 @@ pub use cache::width;
 pub struct IndexInfo {
     /// The metric it ranks by.
     pub metric: Metric,
-    /// `"ivf_flat"`.
+    /// `"ivf_flat"` or `"ivf_pq"`.
     pub kind: &'static str,
+    /// PQ sub-spaces (bytes per row) of an IVF-PQ index.
+    pub m: Option<usize>,
     /// Lists.
     pub nlist: usize,
     /// Vector width.
@@ -68,7 +70,7 @@ pub struct SearchOptions {
     pub k: usize,
     /// Lists probed (default: `max(8, nlist / 64)`).
     pub nprobe: Option<usize>,
-    /// Candidates rescored exactly per result (default 2).
+    /// Candidates rescored exactly per result (default 2 for IVF-Flat, 10 for IVF-PQ).
     pub refine: Option<usize>,
     /// Search every row exactly (the exact engine), index or not.
     pub exact: bool,
@@ -205,6 +207,7 @@ impl Store {
         let info = self.index_info(name)?.ok_or_else(|| no_index(name))?;
         let opts = BuildOptions {
             nlist: Some(opts.nlist.unwrap_or(info.nlist)),
+            pq: info.m,
             ..*opts
         };
         self.create_index(name, info.metric, &opts)
@@ -242,7 +245,12 @@ impl Store {
             let len = |n: &str| fs::file_len(&self.dir().join(n)).map(Option::unwrap_or_default);
             Ok(Some(IndexInfo {
                 metric: l.listed.ivf.metric,
-                kind: "ivf_flat",
+                kind: if l.listed.ivf.pq.is_some() {
+                    "ivf_pq"
+                } else {
+                    "ivf_flat"
+                },
+                m: l.listed.ivf.pq.as_ref().map(|p| p.m),
                 nlist: l.listed.ivf.nlist(),
                 dim: l.listed.ivf.dim,
                 listed: l.listed.len() as u64,
@@ -308,7 +316,10 @@ fn search_indexed(
     let src = SnapRows::new(snap, ivf.dim);
     let nlist = ivf.nlist();
     let nprobe = opts.nprobe.unwrap_or((nlist / 64).max(8)).clamp(1, nlist);
-    let refine = opts.refine.unwrap_or(2).max(1);
+    let refine = opts
+        .refine
+        .unwrap_or(if ivf.pq.is_some() { 10 } else { 2 })
+        .max(1);
     let want = opts
         .k
         .min(usize::try_from(snap.logical_rows()).unwrap_or(usize::MAX));

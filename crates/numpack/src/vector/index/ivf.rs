@@ -13,10 +13,9 @@
 //! returned score is exact; only which rows are found is approximate.
 
 use super::kmeans;
+use super::pq::Pq;
 use crate::error::{NpkError, NpkResult};
-use crate::vector::kernels::{scan, Element};
 use crate::vector::metric::Metric;
-use crate::vector::topk::{best_k, Candidates};
 use std::borrow::Cow;
 
 /// Where an index reads the vectors it scores.
@@ -57,6 +56,9 @@ pub struct BuildOptions {
     pub iters: usize,
     /// Seed of the sample and the start.
     pub seed: u64,
+    /// IVF-PQ with this many sub-spaces (bytes per row; 0: `dim / 8`, or the nearest
+    /// divisor of `dim` below it); `None`: IVF-Flat.
+    pub pq: Option<usize>,
 }
 
 impl Default for BuildOptions {
@@ -66,11 +68,21 @@ impl Default for BuildOptions {
             train_rows: 256 * 1024,
             iters: 10,
             seed: 0x6e75_6d70_6163_6b21,
+            pq: None,
         }
     }
 }
 
-/// An IVF-Flat index of one array's vectors.
+/// What a list keeps of some rows, in list order: float32 copies (IVF-Flat) or PQ codes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// `dim` floats per row.
+    Flat(Vec<f32>),
+    /// `m` bytes per row.
+    Pq(Vec<u8>),
+}
+
+/// An IVF index (IVF-Flat, or IVF-PQ) of one array's vectors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ivf {
     /// The metric it ranks by.
@@ -82,12 +94,26 @@ pub struct Ivf {
     /// Per centroid, its physical rows (in the order they were added).
     pub lists: Vec<Vec<u64>>,
     /// Per centroid, the float32 copies of its rows' vectors, in list order (unit vectors
-    /// for cosine).
+    /// for cosine); empty lists for IVF-PQ.
     pub vecs: Vec<Vec<f32>>,
+    /// The product quantiser of an IVF-PQ index.
+    pub pq: Option<Pq>,
+    /// Per centroid, the PQ codes of its rows (`m` bytes each), in list order; empty lists
+    /// for IVF-Flat.
+    pub codes: Vec<Vec<u8>>,
+}
+
+/// The default sub-spaces of an IVF-PQ index of `dim`-wide vectors: `dim / 8` (two bytes
+/// per 16 floats), or the nearest divisor of `dim` below it.
+pub fn default_pq_m(dim: usize) -> usize {
+    (1..=(dim / 8).max(1))
+        .rev()
+        .find(|m| dim.is_multiple_of(*m))
+        .unwrap_or(1)
 }
 
 /// Unit rows for cosine (zero rows stay zero); the rows themselves otherwise.
-fn prepared(metric: Metric, rows: &[f32], dim: usize) -> Cow<'_, [f32]> {
+pub(super) fn prepared(metric: Metric, rows: &[f32], dim: usize) -> Cow<'_, [f32]> {
     if metric != Metric::Cosine {
         return Cow::Borrowed(rows);
     }
@@ -99,48 +125,6 @@ fn prepared(metric: Metric, rows: &[f32], dim: usize) -> Cow<'_, [f32]> {
         }
     }
     Cow::Owned(out)
-}
-
-/// The lists of the `nprobe` highest `(score, list)`, best first (ties to the lower list).
-fn best_lists(s: &mut Vec<(f32, usize)>, nprobe: usize) -> Vec<usize> {
-    let cmp = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if s.len() > nprobe {
-        s.select_nth_unstable_by(nprobe - 1, cmp);
-        s.truncate(nprobe);
-    }
-    s.sort_unstable_by(cmp);
-    s.iter().map(|&(_, j)| j).collect()
-}
-
-/// Queries from which a search goes list by list ([`Ivf::search`]).
-#[cfg(feature = "rayon")]
-const BATCHED: usize = 32;
-
-fn dot32(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent sums: the compiler keeps them in vector registers.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for ((s, a), b) in acc.iter_mut().zip(x).zip(y) {
-            *s += a * b;
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-fn l2sq32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for ((s, a), b) in acc.iter_mut().zip(x).zip(y) {
-            *s += (a - b) * (a - b);
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 impl Ivf {
@@ -162,11 +146,26 @@ impl Ivf {
                 metric.as_str()
             )));
         }
+        let m = opts.pq.map(|m| if m == 0 { default_pq_m(dim) } else { m });
+        if let Some(m) = m {
+            if !matches!(metric, Metric::Cosine | Metric::Dot) {
+                return Err(NpkError::InvalidOperation(format!(
+                    "an ivf_pq index ranks by cosine or dot, not {} (use ivf_flat)",
+                    metric.as_str()
+                )));
+            }
+            if !dim.is_multiple_of(m) || m > 4096 {
+                return Err(NpkError::InvalidOperation(format!(
+                    "ivf_pq needs sub-spaces (m) that divide the vectors' {dim} elements, \
+                     not {m}"
+                )));
+            }
+        }
         let live: Vec<u64> = (0..rows).filter(|&r| src.row(r).is_some()).collect();
         let n = live.len();
         let nlist = opts
             .nlist
-            .unwrap_or_else(|| ((n as f64).sqrt() * 4.0) as usize)
+            .unwrap_or_else(|| (n as f64).sqrt().round() as usize)
             .clamp(1, n.max(1));
         let mut rng = kmeans::Rng::new(opts.seed);
         let picked = kmeans::sample(n, opts.train_rows.max(nlist).min(n), &mut rng);
@@ -182,9 +181,20 @@ impl Ivf {
             centroids: prepared(metric, &centroids, dim).into_owned(),
             lists: Vec::new(),
             vecs: Vec::new(),
+            pq: None,
+            codes: Vec::new(),
         };
         ivf.lists = vec![Vec::new(); ivf.nlist()];
         ivf.vecs = vec![Vec::new(); ivf.nlist()];
+        ivf.codes = vec![Vec::new(); ivf.nlist()];
+        if let Some(m) = m {
+            // Sub-quantisers of the residuals of (up to 64k of) the training rows.
+            let take = train.len().min(65_536 * dim);
+            let sample = &train[..take];
+            let lists = ivf.assign(sample);
+            let r = ivf.residuals(sample, &lists);
+            ivf.pq = Some(Pq::train(&r, dim, m, opts.iters, opts.seed)?);
+        }
         ivf.add(src, &live);
         Ok(ivf)
     }
@@ -205,9 +215,30 @@ impl Ivf {
             .collect()
     }
 
-    /// The copies the index keeps of `rows` (row-major): unit vectors for cosine.
-    pub fn copies(&self, rows: &[f32]) -> Vec<f32> {
-        prepared(self.metric, rows, self.dim).into_owned()
+    /// Rows (prepared) minus the centroids of their lists.
+    fn residuals(&self, prepared_rows: &[f32], lists: &[u32]) -> Vec<f32> {
+        let dim = self.dim;
+        let mut r = prepared_rows.to_vec();
+        for (row, &j) in r.chunks_exact_mut(dim).zip(lists) {
+            let c = &self.centroids[j as usize * dim..(j as usize + 1) * dim];
+            row.iter_mut().zip(c).for_each(|(x, c)| *x -= c);
+        }
+        r
+    }
+
+    /// What the index keeps of `rows` (row-major) in lists `lists`: their copies (unit
+    /// vectors for cosine), or the PQ codes of their residuals.
+    pub fn payload(&self, rows: &[f32], lists: &[u32]) -> Payload {
+        let x = prepared(self.metric, rows, self.dim);
+        match &self.pq {
+            None => Payload::Flat(x.into_owned()),
+            Some(pq) => Payload::Pq(pq.encode(&self.residuals(&x, lists))),
+        }
+    }
+
+    /// Bytes each listed row takes in a list (its copy or its code).
+    pub fn row_bytes(&self) -> usize {
+        self.pq.as_ref().map_or(4 * self.dim, |p| p.m)
     }
 
     /// Lists the physical rows `ids` (read from `src`; deleted ones are skipped). A row must
@@ -224,235 +255,26 @@ impl Ivf {
                     kept.push(r);
                 }
             }
-            let x = prepared(self.metric, &rows, dim);
-            for (i, (r, j)) in kept.into_iter().zip(self.assign(&rows)).enumerate() {
-                self.lists[j as usize].push(r);
-                self.vecs[j as usize].extend_from_slice(&x[i * dim..(i + 1) * dim]);
+            let lists = self.assign(&rows);
+            let payload = self.payload(&rows, &lists);
+            for (i, (r, j)) in kept.into_iter().zip(lists).enumerate() {
+                self.push(j as usize, r, &payload, i);
             }
         }
     }
 
-    /// [`Ivf::probe`] of many prepared queries: the centroid scores of a block of queries
-    /// are one matrix product.
-    #[cfg(feature = "rayon")]
-    fn probe_many(&self, pq: &[f32], nprobe: usize) -> Vec<Vec<usize>> {
-        use rayon::prelude::*;
-        let dim = self.dim;
-        let nlist = self.nlist();
-        let nprobe = nprobe.clamp(1, nlist.max(1));
-        let l2 = matches!(self.metric, Metric::L2 | Metric::L2Sq);
-        let cn = if l2 {
-            kmeans::norms(&self.centroids, dim)
-        } else {
-            Vec::new()
-        };
-        const BLOCK: usize = 64;
-        pq.par_chunks(BLOCK * dim)
-            .flat_map_iter(|block| {
-                let rows = block.len() / dim;
-                let mut s = vec![0f32; rows * nlist];
-                kmeans::dots(block, &self.centroids, dim, &mut s);
-                (0..rows)
-                    .map(|i| {
-                        let mut v: Vec<(f32, usize)> = s[i * nlist..(i + 1) * nlist]
-                            .iter()
-                            .enumerate()
-                            .map(|(j, &d)| (if l2 { 2.0 * d - cn[j] } else { d }, j))
-                            .collect();
-                        best_lists(&mut v, nprobe)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    /// The `nprobe` lists best for query `q` (prepared), best first.
-    fn probe(&self, q: &[f32], nprobe: usize) -> Vec<usize> {
-        let mut s: Vec<(f32, usize)> = self
-            .centroids
-            .chunks_exact(self.dim)
-            .enumerate()
-            .map(|(j, c)| {
-                let v = match self.metric {
-                    Metric::L2 | Metric::L2Sq => -l2sq32(q, c),
-                    _ => dot32(q, c),
-                };
-                (v, j)
-            })
-            .collect();
-        let nprobe = nprobe.clamp(1, s.len().max(1));
-        best_lists(&mut s, nprobe)
-    }
-
-    /// Per query (`q` row-major), the `k` best rows among the `nprobe` best lists, best first
-    /// (ties by lower row), with exact scores: the `k × refine` best by a float32 scan are
-    /// rescored exactly.
-    pub fn search(
-        &self,
-        src: &dyn RowSource,
-        q: &[f32],
-        k: usize,
-        nprobe: usize,
-        refine: usize,
-    ) -> Vec<(Vec<u64>, Vec<f64>)> {
-        #[cfg(feature = "rayon")]
-        if q.len() / self.dim.max(1) >= BATCHED && k > 0 && !self.lists.is_empty() {
-            return self.search_batched(src, q, k, nprobe, refine);
-        }
-        let one = |qv: &[f32]| self.search_one(src, qv, k, nprobe, refine);
-        let queries: Vec<&[f32]> = q.chunks_exact(self.dim.max(1)).collect();
-        #[cfg(feature = "rayon")]
-        {
-            use rayon::prelude::*;
-            queries.into_par_iter().map(one).collect()
-        }
-        #[cfg(not(feature = "rayon"))]
-        queries.into_iter().map(one).collect()
-    }
-
-    /// Many queries at once, list by list: each probed list is read once for all the queries
-    /// that probe it (one matrix product of those queries against its copies), and every
-    /// query keeps the best `k × refine` of each of its lists; the lists' candidates are
-    /// merged and rescored exactly per query.
-    #[cfg(feature = "rayon")]
-    fn search_batched(
-        &self,
-        src: &dyn RowSource,
-        q: &[f32],
-        k: usize,
-        nprobe: usize,
-        refine: usize,
-    ) -> Vec<(Vec<u64>, Vec<f64>)> {
-        use rayon::prelude::*;
-        let dim = self.dim;
-        let m = q.len() / dim;
-        let cap = k.saturating_mul(refine.max(1));
-        let pq = prepared(self.metric, q, dim);
-        let qn = kmeans::norms(&pq, dim);
-        let probes = self.probe_many(&pq, nprobe);
-        let mut by_list: Vec<Vec<u32>> = vec![Vec::new(); self.nlist()];
-        for (qi, ps) in probes.iter().enumerate() {
-            for &j in ps {
-                by_list[j].push(qi as u32);
+    /// Appends row `r` to list `j` with entry `i` of `payload`.
+    pub(super) fn push(&mut self, j: usize, r: u64, payload: &Payload, i: usize) {
+        self.lists[j].push(r);
+        match payload {
+            Payload::Flat(v) => {
+                self.vecs[j].extend_from_slice(&v[i * self.dim..(i + 1) * self.dim]);
+            }
+            Payload::Pq(c) => {
+                let m = self.pq.as_ref().map_or(0, |p| p.m);
+                self.codes[j].extend_from_slice(&c[i * m..(i + 1) * m]);
             }
         }
-        let l2 = matches!(self.metric, Metric::L2 | Metric::L2Sq);
-        // Per probed list: (query, its best rows of the list as (key, row)).
-        type Part = Vec<(u32, Vec<(f64, u64)>)>;
-        let parts: Vec<Part> = by_list
-            .par_iter()
-            .enumerate()
-            .filter(|(j, qs)| !qs.is_empty() && !self.lists[*j].is_empty())
-            .map(|(j, qs)| {
-                let (ids, vecs) = (&self.lists[j], &self.vecs[j]);
-                let n = ids.len();
-                let vn = if l2 {
-                    kmeans::norms(vecs, dim)
-                } else {
-                    Vec::new()
-                };
-                let mut out = Vec::with_capacity(qs.len());
-                // Queries in groups, so the products stay a few MiB.
-                for group in qs.chunks((1 << 20) / n.max(1) + 1) {
-                    let qm: Vec<f32> = group
-                        .iter()
-                        .flat_map(|&qi| pq[qi as usize * dim..(qi as usize + 1) * dim].iter())
-                        .copied()
-                        .collect();
-                    let mut s = vec![0f32; group.len() * n];
-                    kmeans::dots(&qm, vecs, dim, &mut s);
-                    for (g, &qi) in group.iter().enumerate() {
-                        let mut set = Candidates::new(cap);
-                        for (r, &id) in ids.iter().enumerate() {
-                            let d = s[g * n + r];
-                            let approx = if l2 {
-                                -(qn[qi as usize] - 2.0 * d + vn[r])
-                            } else {
-                                d
-                            };
-                            let key = f64::from(approx);
-                            if key >= set.threshold() && src.row(id).is_some() {
-                                set.push_exact(key, id);
-                            }
-                        }
-                        let best = set.into_entries().into_iter().map(|e| (e.hi, e.index));
-                        out.push((qi, best.collect()));
-                    }
-                }
-                out
-            })
-            .collect();
-        let mut per_query: Vec<Vec<(f64, u64)>> = vec![Vec::new(); m];
-        for part in parts {
-            for (qi, best) in part {
-                per_query[qi as usize].extend(best);
-            }
-        }
-        per_query
-            .into_par_iter()
-            .enumerate()
-            .map(|(qi, cands)| {
-                let mut set = Candidates::new(cap);
-                for (key, id) in cands {
-                    set.push_exact(key, id);
-                }
-                self.rescore(src, &q[qi * dim..(qi + 1) * dim], set, k)
-            })
-            .collect()
-    }
-
-    /// The best `k` of the candidates `set` for query `qv`, scored exactly from `src`.
-    fn rescore(
-        &self,
-        src: &dyn RowSource,
-        qv: &[f32],
-        set: Candidates,
-        k: usize,
-    ) -> (Vec<u64>, Vec<f64>) {
-        let score = <f32 as Element>::scorer(self.metric).expect("float metrics");
-        let query = <f32 as Element>::query(self.metric, qv);
-        let exact: Vec<(u64, f64)> = set
-            .into_entries()
-            .into_iter()
-            .filter_map(|e| src.row(e.index).map(|v| (e.index, score(&query, v))))
-            .collect();
-        best_k(exact, k, self.metric.is_similarity())
-    }
-
-    fn search_one(
-        &self,
-        src: &dyn RowSource,
-        qv: &[f32],
-        k: usize,
-        nprobe: usize,
-        refine: usize,
-    ) -> (Vec<u64>, Vec<f64>) {
-        if k == 0 || self.lists.is_empty() {
-            return (Vec::new(), Vec::new());
-        }
-        let pq = prepared(self.metric, qv, self.dim);
-        let qn = dot32(&pq, &pq);
-        let mut set = Candidates::new(k.saturating_mul(refine.max(1)));
-        let (mut dots, mut norms) = (Vec::new(), Vec::new());
-        for j in self.probe(&pq, nprobe) {
-            let (ids, vecs) = (&self.lists[j], &self.vecs[j]);
-            dots.resize(ids.len(), 0.0);
-            norms.resize(ids.len(), 0.0);
-            scan::dot_norm_rows(&pq, vecs, &mut dots, &mut norms);
-            for (i, &r) in ids.iter().enumerate() {
-                // Copies of cosine rows are unit vectors: the dot is the cosine.
-                let approx = match self.metric {
-                    Metric::Cosine | Metric::Dot => dots[i],
-                    _ => -(qn - 2.0 * dots[i] + norms[i]),
-                };
-                let key = f64::from(approx);
-                // Liveness is asked only of rows that would enter the set.
-                if key >= set.threshold() && src.row(r).is_some() {
-                    set.push_exact(key, r);
-                }
-            }
-        }
-        self.rescore(src, qv, set, k)
     }
 
     /// Mean list size over the largest: 1.0 when balanced (the drift `reindex` reports).
@@ -527,6 +349,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pq_codes_with_exact_rescoring_find_the_neighbours() {
+        let (n, dim) = (20_000, 16);
+        let data = mixture(n, dim, 50, 11);
+        let src = SliceRows {
+            data: &data,
+            dim,
+            deleted: None,
+        };
+        let q = mixture(40, dim, 50, 12);
+        for metric in [Metric::Cosine, Metric::Dot] {
+            let opts = BuildOptions {
+                pq: Some(8),
+                ..BuildOptions::default()
+            };
+            let ivf = Ivf::build(metric, &src, n as u64, dim, &opts).unwrap();
+            assert_eq!(ivf.codes.iter().map(Vec::len).sum::<usize>(), n * 8);
+            assert!(ivf.vecs.iter().all(Vec::is_empty));
+            let got = ivf.search(&src, &q, 10, 16, 10);
+            let want = top_k(metric, Vectors::F32(&q), Vectors::F32(&data), dim, 10, 0).unwrap();
+            let r = recall(&got, &want);
+            assert!(r >= 0.9, "{metric:?}: recall {r}");
+        }
+        let l2 = BuildOptions {
+            pq: Some(4),
+            ..BuildOptions::default()
+        };
+        assert!(Ivf::build(Metric::L2, &src, n as u64, dim, &l2).is_err());
+        assert_eq!(default_pq_m(128), 16);
+        assert_eq!(default_pq_m(100), 10);
+        assert_eq!(default_pq_m(7), 1);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (rows added, rows moved to another list) apply in constant time per row, and so a row is
 //! never listed twice (a decoded file that lists one twice is refused).
 
+use super::ivf::Payload;
 use super::Ivf;
 use crate::format::index_log::Record;
 
@@ -75,17 +76,19 @@ impl Listed {
             ((slot - 1) >> 32) as usize,
             ((slot - 1) & 0xffff_ffff) as usize,
         );
-        let dim = self.ivf.dim;
+        // The bytes of one entry's payload: its copy (floats) or its code (bytes).
+        let (w, payload): (usize, &mut dyn Entries) = match self.ivf.pq.as_ref() {
+            None => (self.ivf.dim, &mut self.ivf.vecs[j]),
+            Some(pq) => (pq.m, &mut self.ivf.codes[j]),
+        };
         let list = &mut self.ivf.lists[j];
-        let vecs = &mut self.ivf.vecs[j];
         let last = list.len() - 1;
         list.swap_remove(p);
+        // The last entry moves into the hole: its payload and its position follow.
+        payload.swap_out(p, last, w);
         if p != last {
-            // The last entry moved into the hole: its copy and its position follow.
-            vecs.copy_within(last * dim..(last + 1) * dim, p * dim);
             self.at[list[p] as usize] = pack(j, p);
         }
-        vecs.truncate(last * dim);
         self.at[row as usize] = 0;
     }
 
@@ -101,15 +104,14 @@ impl Listed {
         }
     }
 
-    /// Lists `rows[i]` in `lists[i]` with copy `vecs[i]` (moving it if it is listed).
-    pub fn place(&mut self, rows: &[u64], lists: &[u32], vecs: &[f32]) {
-        let dim = self.ivf.dim;
+    /// Lists `rows[i]` in `lists[i]` with entry `i` of `payload` (moving it if it is
+    /// listed).
+    pub fn place(&mut self, rows: &[u64], lists: &[u32], payload: &Payload) {
         for (i, (&r, &j)) in rows.iter().zip(lists).enumerate() {
             self.unlist(r);
             let j = j as usize;
             let p = self.ivf.lists[j].len();
-            self.ivf.lists[j].push(r);
-            self.ivf.vecs[j].extend_from_slice(&vecs[i * dim..(i + 1) * dim]);
+            self.ivf.push(j, r, payload, i);
             if self.at.len() <= r as usize {
                 self.at.resize(r as usize + 1, 0);
             }
@@ -142,33 +144,57 @@ impl Listed {
                 None => v.resize(v.len() + dim, 0.0),
             }
         }
-        let copies = self.ivf.copies(&v);
-        self.place(rows, lists, &copies);
+        let payload = self.ivf.payload(&v, lists);
+        self.place(rows, lists, &payload);
     }
 
     /// The index with rows renumbered by `map` (old physical row → new one, `None`:
     /// dropped), as compaction renumbers the array's rows.
     pub fn remapped(&self, map: impl Fn(u64) -> Option<u64>) -> Ivf {
         let dim = self.ivf.dim;
+        let m = self.ivf.pq.as_ref().map_or(0, |p| p.m);
+        let nlist = self.ivf.lists.len();
         let mut ivf = Ivf {
             metric: self.ivf.metric,
             dim,
             centroids: self.ivf.centroids.clone(),
-            lists: Vec::with_capacity(self.ivf.lists.len()),
-            vecs: Vec::with_capacity(self.ivf.lists.len()),
+            lists: Vec::with_capacity(nlist),
+            vecs: Vec::with_capacity(nlist),
+            pq: self.ivf.pq.clone(),
+            codes: Vec::with_capacity(nlist),
         };
-        for (list, vecs) in self.ivf.lists.iter().zip(&self.ivf.vecs) {
-            let (mut l, mut v) = (Vec::new(), Vec::new());
+        for (j, list) in self.ivf.lists.iter().enumerate() {
+            let (mut l, mut v, mut c) = (Vec::new(), Vec::new(), Vec::new());
             for (p, &r) in list.iter().enumerate() {
                 if let Some(n) = map(r) {
                     l.push(n);
-                    v.extend_from_slice(&vecs[p * dim..(p + 1) * dim]);
+                    if m == 0 {
+                        v.extend_from_slice(&self.ivf.vecs[j][p * dim..(p + 1) * dim]);
+                    } else {
+                        c.extend_from_slice(&self.ivf.codes[j][p * m..(p + 1) * m]);
+                    }
                 }
             }
             ivf.lists.push(l);
             ivf.vecs.push(v);
+            ivf.codes.push(c);
         }
         ivf
+    }
+}
+
+/// A list's payload storage, `w` elements per entry.
+trait Entries {
+    /// Moves entry `last` over entry `p` and drops the last entry.
+    fn swap_out(&mut self, p: usize, last: usize, w: usize);
+}
+
+impl<T: Copy> Entries for Vec<T> {
+    fn swap_out(&mut self, p: usize, last: usize, w: usize) {
+        if p != last {
+            self.copy_within(last * w..(last + 1) * w, p * w);
+        }
+        self.truncate(last * w);
     }
 }
 
@@ -185,6 +211,8 @@ mod tests {
             centroids: vec![0.0; nlist * dim],
             lists: vec![Vec::new(); nlist],
             vecs: vec![Vec::new(); nlist],
+            pq: None,
+            codes: vec![Vec::new(); nlist],
         };
         Listed::new(ivf, 0).unwrap()
     }
@@ -212,7 +240,7 @@ mod tests {
             for (op, r, j) in ops {
                 match op {
                     0 | 1 => {
-                        l.place(&[r], &[j], &[r as f32]);
+                        l.place(&[r], &[j], &Payload::Flat(vec![r as f32]));
                         want.insert(r, j);
                     }
                     _ => {

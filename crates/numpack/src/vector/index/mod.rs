@@ -6,6 +6,8 @@
 pub mod ivf;
 pub mod kmeans;
 pub mod listed;
+pub mod pq;
+mod search;
 
 pub use ivf::{BuildOptions, Ivf, RowSource, SliceRows};
 pub use listed::Listed;

@@ -38,7 +38,11 @@ impl Pq {
         let mut codebooks = Vec::with_capacity(m * KSUB * dsub);
         for s in 0..m {
             let sub: Vec<f32> = (0..n)
-                .flat_map(|i| r[i * dim + s * dsub..i * dim + (s + 1) * dsub].iter().copied())
+                .flat_map(|i| {
+                    r[i * dim + s * dsub..i * dim + (s + 1) * dsub]
+                        .iter()
+                        .copied()
+                })
                 .collect();
             let mut c = kmeans::train(&sub, dsub, KSUB, iters, seed ^ s as u64)?;
             // Fewer rows than codewords: the missing ones repeat the first (never nearer).
@@ -132,7 +136,12 @@ mod tests {
         let codes = pq.encode(&x);
         assert_eq!(codes.len(), n * m);
         let back = pq.decode(&codes);
-        let err: f32 = x.iter().zip(&back).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / n as f32;
+        let err: f32 = x
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f32>()
+            / n as f32;
         let var: f32 = x.iter().map(|a| a * a).sum::<f32>() / n as f32;
         assert!(err < var * 0.5, "quantisation error {err} vs energy {var}");
         // The table's scores are the dot products with the decoded rows.
