@@ -78,3 +78,39 @@ fn ivf_against_exact_on_a_million_vectors() {
         );
     }
 }
+
+/// Where a build's time goes: k-means training and listing every row, at 100k x 128.
+#[test]
+#[ignore = "a benchmark: cargo test --release -p numpack --test index -- --ignored build_phases"]
+fn build_phases() {
+    use numpack::vector::index::kmeans;
+    let (n, dim, nlist) = (100_000, 128, 256);
+    let data = mixture(n, dim, 100, 1, 2);
+    let train = &data[..65_536 * dim];
+    let t = Instant::now();
+    let c = kmeans::train(train, dim, nlist, 10, 1).unwrap();
+    let tt = t.elapsed().as_secs_f64();
+    let cn = kmeans::norms(&c, dim);
+    let t = Instant::now();
+    let a = kmeans::assign(&data, &c, &cn, dim);
+    let ta = t.elapsed().as_secs_f64();
+    let src = SliceRows {
+        data: &data,
+        dim,
+        deleted: None,
+    };
+    let opts = BuildOptions {
+        nlist: Some(nlist),
+        train_rows: 65_536,
+        ..BuildOptions::default()
+    };
+    let t = Instant::now();
+    let ivf = Ivf::build(Metric::Cosine, &src, n as u64, dim, &opts).unwrap();
+    let tb = t.elapsed().as_secs_f64();
+    println!(
+        "train {tt:.3} s ({:.0} GFLOP/s), assign all {ta:.3} s, whole build {tb:.3} s, {} lists, {}",
+        (65_536 * nlist * dim * 2 * 10) as f64 / tt / 1e9,
+        ivf.nlist(),
+        a.len()
+    );
+}

@@ -63,6 +63,52 @@ fn metric_of(code: u8) -> Option<Metric> {
     })
 }
 
+/// Little-endian bytes of `v` onto `out` (one copy on little-endian machines).
+fn put<T: bytemuck::Pod + ToLe>(out: &mut Vec<u8>, v: &[T]) {
+    if cfg!(target_endian = "little") {
+        out.extend_from_slice(bytemuck::cast_slice(v));
+    } else {
+        for x in v {
+            x.put_le(out);
+        }
+    }
+}
+
+/// Values from their little-endian bytes (one copy on little-endian machines).
+fn take<T: bytemuck::Pod + ToLe>(b: &[u8]) -> Vec<T> {
+    if cfg!(target_endian = "little") {
+        bytemuck::pod_collect_to_vec(b)
+    } else {
+        b.chunks_exact(std::mem::size_of::<T>())
+            .map(T::from_le)
+            .collect()
+    }
+}
+
+/// The element types of the file.
+trait ToLe: Sized {
+    fn put_le(&self, out: &mut Vec<u8>);
+    fn from_le(b: &[u8]) -> Self;
+}
+
+impl ToLe for f32 {
+    fn put_le(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn from_le(b: &[u8]) -> Self {
+        f32::from_le_bytes(b.try_into().expect("4 bytes"))
+    }
+}
+
+impl ToLe for u64 {
+    fn put_le(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn from_le(b: &[u8]) -> Self {
+        u64::from_le_bytes(b.try_into().expect("8 bytes"))
+    }
+}
+
 impl IndexFile {
     /// The file's bytes. `None` for an index of a metric the format has no code for.
     pub fn encode(&self) -> Option<Vec<u8>> {
@@ -85,25 +131,22 @@ impl IndexFile {
         out.extend_from_slice(&(ivf.nlist() as u32).to_le_bytes());
         out.extend_from_slice(&self.stamp.to_le_bytes());
         out.extend_from_slice(&self.rows.to_le_bytes());
-        out.extend(ivf.centroids.iter().flat_map(|v| v.to_le_bytes()));
+        put(&mut out, &ivf.centroids);
         if let Some(pq) = &ivf.pq {
-            out.extend(pq.codebooks.iter().flat_map(|v| v.to_le_bytes()));
+            put(&mut out, &pq.codebooks);
         }
-        out.extend(
-            ivf.lists
-                .iter()
-                .flat_map(|l| (l.len() as u64).to_le_bytes()),
-        );
-        out.extend(ivf.lists.iter().flatten().flat_map(|r| r.to_le_bytes()));
+        let lens: Vec<u64> = ivf.lists.iter().map(|l| l.len() as u64).collect();
+        put(&mut out, &lens);
+        for l in &ivf.lists {
+            put(&mut out, l);
+        }
         if ivf.pq.is_some() {
             for c in &ivf.codes {
                 out.extend_from_slice(c);
             }
         } else {
             for v in &ivf.vecs {
-                for x in v {
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
+                put(&mut out, v);
             }
         }
         let crc = crc32fast::hash(&out);
@@ -158,10 +201,7 @@ impl IndexFile {
         let rows = c.u64()?;
         let floats = |c: &mut Cursor<'_>, n: usize| -> Result<Vec<f32>, String> {
             let len = n.checked_mul(4).ok_or("size overflow")?;
-            Ok(c.take(len)?
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect())
+            Ok(take::<f32>(c.take(len)?))
         };
         let centroids = floats(&mut c, nlist * dim)?;
         let pq = if m > 0 {
@@ -193,13 +233,9 @@ impl IndexFile {
         }
         let mut lists = Vec::with_capacity(nlist);
         for &n in &lens {
-            let mut l = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                let r = c.u64()?;
-                if r >= rows {
-                    return Err(format!("row {r} is past the {rows} rows indexed"));
-                }
-                l.push(r);
+            let l: Vec<u64> = take(c.take(n as usize * 8)?);
+            if let Some(r) = l.iter().find(|&&r| r >= rows) {
+                return Err(format!("row {r} is past the {rows} rows indexed"));
             }
             lists.push(l);
         }

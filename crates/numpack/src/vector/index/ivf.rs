@@ -207,9 +207,12 @@ impl Ivf {
     /// The list each vector of `rows` (row-major) belongs to: the nearest centroid (by l2
     /// of unit vectors for cosine, which is the best cosine; by l2 for dot and l2).
     pub fn assign(&self, rows: &[f32]) -> Vec<u32> {
-        let x = prepared(self.metric, rows, self.dim);
+        self.assign_prepared(&prepared(self.metric, rows, self.dim))
+    }
+
+    fn assign_prepared(&self, x: &[f32]) -> Vec<u32> {
         let cn = kmeans::norms(&self.centroids, self.dim);
-        kmeans::assign(&x, &self.centroids, &cn, self.dim)
+        kmeans::assign(x, &self.centroids, &cn, self.dim)
             .into_iter()
             .map(|(j, _)| j)
             .collect()
@@ -229,7 +232,10 @@ impl Ivf {
     /// What the index keeps of `rows` (row-major) in lists `lists`: their copies (unit
     /// vectors for cosine), or the PQ codes of their residuals.
     pub fn payload(&self, rows: &[f32], lists: &[u32]) -> Payload {
-        let x = prepared(self.metric, rows, self.dim);
+        self.payload_prepared(prepared(self.metric, rows, self.dim), lists)
+    }
+
+    fn payload_prepared(&self, x: Cow<'_, [f32]>, lists: &[u32]) -> Payload {
         match &self.pq {
             None => Payload::Flat(x.into_owned()),
             Some(pq) => Payload::Pq(pq.encode(&self.residuals(&x, lists))),
@@ -255,8 +261,9 @@ impl Ivf {
                     kept.push(r);
                 }
             }
-            let lists = self.assign(&rows);
-            let payload = self.payload(&rows, &lists);
+            let x = prepared(self.metric, &rows, dim);
+            let lists = self.assign_prepared(&x);
+            let payload = self.payload_prepared(x, &lists);
             for (i, (r, j)) in kept.into_iter().zip(lists).enumerate() {
                 self.push(j as usize, r, &payload, i);
             }

@@ -6,8 +6,8 @@
 
 use crate::error::{NpkError, NpkResult};
 
-/// Rows assigned per matrix product (a block's products with 4,096 centroids are 64 MiB).
-const BLOCK: usize = 4096;
+/// Rows assigned per matrix product (a block's distances to 256 centroids are 1 MiB, in cache).
+const BLOCK: usize = 1024;
 
 /// A small, fast, seeded generator (splitmix64): the sample and the start depend only on
 /// the seed.
@@ -88,6 +88,70 @@ pub fn dots(x: &[f32], c: &[f32], dim: usize, out: &mut [f32]) {
     }
 }
 
+/// The first index of the least value of `v` and that value (`(0, inf)` when every value is
+/// NaN or `v` is empty): 16 lanes of branch-free selects, which the compiler vectorises.
+fn argmin(v: &[f32]) -> (u32, f32) {
+    const L: usize = 16;
+    let mut best = [f32::INFINITY; L];
+    let mut at = [0u32; L];
+    let chunks = v.chunks_exact(L);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        for l in 0..L {
+            let better = chunk[l] < best[l];
+            best[l] = if better { chunk[l] } else { best[l] };
+            at[l] = if better { (c * L + l) as u32 } else { at[l] };
+        }
+    }
+    let (mut j, mut least) = (0u32, f32::INFINITY);
+    for l in 0..L {
+        if best[l] < least || (best[l] == least && at[l] < j) {
+            least = best[l];
+            j = at[l];
+        }
+    }
+    let base = v.len() - tail.len();
+    for (t, &x) in tail.iter().enumerate() {
+        if x < least {
+            least = x;
+            j = (base + t) as u32;
+        }
+    }
+    (j, least)
+}
+
+/// `out[i * k + j] = ‖c_j‖² - 2 x_i · c_j` (the squared distance less ‖x_i‖²): one matrix
+/// product onto the norms.
+fn partial_dists(x: &[f32], c: &[f32], cn: &[f32], dim: usize, out: &mut [f32]) {
+    let n = x.len() / dim;
+    let k = cn.len();
+    for row in out[..n * k].chunks_exact_mut(k.max(1)) {
+        row.copy_from_slice(cn);
+    }
+    if n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: as in `dots`; beta = 1 adds the product onto the norms already in `out`.
+    unsafe {
+        matrixmultiply::sgemm(
+            n,
+            dim,
+            k,
+            -2.0,
+            x.as_ptr(),
+            dim as isize,
+            1,
+            c.as_ptr(),
+            1,
+            dim as isize,
+            1.0,
+            out.as_mut_ptr(),
+            k as isize,
+            1,
+        );
+    }
+}
+
 /// For each row of `x`, the nearest centroid by squared l2 (ties to the lower index), and the
 /// squared distance. `cn` holds the centroids' ‖c‖².
 pub fn assign(x: &[f32], c: &[f32], cn: &[f32], dim: usize) -> Vec<(u32, f32)> {
@@ -97,23 +161,12 @@ pub fn assign(x: &[f32], c: &[f32], cn: &[f32], dim: usize) -> Vec<(u32, f32)> {
     let work = |(bi, chunk): (usize, &mut [(u32, f32)])| {
         let rows = &x[bi * BLOCK * dim..(bi * BLOCK + chunk.len()) * dim];
         let mut d = vec![0f32; chunk.len() * k];
-        dots(rows, c, dim, &mut d);
+        partial_dists(rows, c, cn, dim, &mut d);
         for (i, slot) in chunk.iter_mut().enumerate() {
             let xn: f32 = rows[i * dim..(i + 1) * dim].iter().map(|v| v * v).sum();
-            let row = &d[i * k..(i + 1) * k];
-            // The least distance first (a select the compiler vectorises), then its first
-            // centroid: ties go to the lower index.
-            let mut least = f32::INFINITY;
-            for (&c, &p) in cn.iter().zip(row) {
-                let dist = c - 2.0 * p;
-                least = if dist < least { dist } else { least };
-            }
-            let j = cn
-                .iter()
-                .zip(row)
-                .position(|(&c, &p)| c - 2.0 * p == least)
-                .unwrap_or(0);
-            *slot = (j as u32, (least + xn).max(0.0));
+            // Ties go to the lower index; NaN distances never win.
+            let (j, least) = argmin(&d[i * k..(i + 1) * k]);
+            *slot = (j, (least + xn).max(0.0));
         }
     };
     #[cfg(feature = "rayon")]
@@ -149,15 +202,7 @@ pub fn train(x: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> NpkRes
     for _ in 0..iters {
         let cn = norms(&c, dim);
         let a = assign(x, &c, &cn, dim);
-        let mut sums = vec![0f64; k * dim];
-        let mut counts = vec![0usize; k];
-        for (i, &(j, _)) in a.iter().enumerate() {
-            let j = j as usize;
-            counts[j] += 1;
-            for (s, v) in sums[j * dim..(j + 1) * dim].iter_mut().zip(&x[i * dim..]) {
-                *s += f64::from(*v);
-            }
-        }
+        let (sums, mut counts) = cluster_sums(x, &a, k, dim);
         for j in 0..k {
             if counts[j] > 0 {
                 for (cv, s) in c[j * dim..(j + 1) * dim]
@@ -171,6 +216,43 @@ pub fn train(x: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> NpkRes
         split_empty(&mut c, &mut counts, dim);
     }
     Ok(c)
+}
+
+/// Per cluster, the sum of its rows (float64) and their count: float32 sums per block of
+/// rows, blocks in parallel, added up in float64.
+fn cluster_sums(x: &[f32], a: &[(u32, f32)], k: usize, dim: usize) -> (Vec<f64>, Vec<usize>) {
+    let block = |rows: std::ops::Range<usize>| {
+        let mut s = vec![0f32; k * dim];
+        let mut n = vec![0usize; k];
+        for i in rows {
+            let j = a[i].0 as usize;
+            n[j] += 1;
+            for (s, v) in s[j * dim..(j + 1) * dim].iter_mut().zip(&x[i * dim..]) {
+                *s += *v;
+            }
+        }
+        (s, n)
+    };
+    let starts: Vec<usize> = (0..a.len()).step_by(BLOCK).collect();
+    let part = |&s: &usize| block(s..(s + BLOCK).min(a.len()));
+    #[cfg(feature = "rayon")]
+    let parts: Vec<(Vec<f32>, Vec<usize>)> = {
+        use rayon::prelude::*;
+        starts.par_iter().map(part).collect()
+    };
+    #[cfg(not(feature = "rayon"))]
+    let parts: Vec<(Vec<f32>, Vec<usize>)> = starts.iter().map(part).collect();
+    let mut sums = vec![0f64; k * dim];
+    let mut counts = vec![0usize; k];
+    for (s, n) in parts {
+        for (t, v) in sums.iter_mut().zip(&s) {
+            *t += f64::from(*v);
+        }
+        for (t, v) in counts.iter_mut().zip(&n) {
+            *t += v;
+        }
+    }
+    (sums, counts)
 }
 
 /// Re-seeds each empty cluster with the centroid of the largest one, the two moved apart a
@@ -197,5 +279,25 @@ fn split_empty(c: &mut [f32], counts: &mut [usize], dim: usize) {
         let half = counts[big] / 2;
         counts[j] = half;
         counts[big] -= half;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argmin;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn argmin_is_the_first_least(v in proptest::collection::vec(-4i8..4, 0..80)) {
+            let v: Vec<f32> = v.into_iter().map(f32::from).collect();
+            let mut want = (0u32, f32::INFINITY);
+            for (i, &x) in v.iter().enumerate() {
+                if x < want.1 {
+                    want = (i as u32, x);
+                }
+            }
+            prop_assert_eq!(argmin(&v), want);
+        }
     }
 }
