@@ -110,48 +110,81 @@ impl ToLe for u64 {
 }
 
 impl IndexFile {
+    /// The metric a file's first bytes name (not checked further: for choosing a default).
+    pub fn peek_metric(head: &[u8]) -> Option<Metric> {
+        (head.len() >= HEAD && &head[..4] == MAGIC)
+            .then(|| metric_of(head[8]))
+            .flatten()
+    }
+
     /// The file's bytes. `None` for an index of a metric the format has no code for.
     pub fn encode(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encode_with(usize::MAX, |b| {
+            out.extend_from_slice(b);
+            Ok::<(), ()>(())
+        })
+        .ok()??;
+        Some(out)
+    }
+
+    /// The file's bytes in pieces of about `chunk` bytes, each handed to `put` in order (so
+    /// a large index is written without a second copy of it in memory); the crc32 last.
+    /// `Ok(None)` for an index of a metric the format has no code for.
+    pub fn encode_with<E>(
+        &self,
+        chunk: usize,
+        mut put_out: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Option<()>, E> {
         let ivf = &self.ivf;
-        let total: usize = ivf.lists.iter().map(Vec::len).sum();
-        let books = ivf.pq.as_ref().map_or(0, |p| p.codebooks.len());
-        let mut out = Vec::with_capacity(
-            HEAD + (ivf.centroids.len() + books) * 4
-                + ivf.lists.len() * 8
-                + total * (8 + ivf.row_bytes())
-                + 4,
-        );
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT.to_le_bytes());
-        out.push(metric_code(ivf.metric)?);
+        let Some(metric) = metric_code(ivf.metric) else {
+            return Ok(None);
+        };
         let m = ivf.pq.as_ref().map_or(0, |p| p.m);
-        out.push(if ivf.pq.is_some() { 2 } else { 0 });
-        out.extend_from_slice(&u16::try_from(m).ok()?.to_le_bytes());
-        out.extend_from_slice(&(ivf.dim as u32).to_le_bytes());
-        out.extend_from_slice(&(ivf.nlist() as u32).to_le_bytes());
-        out.extend_from_slice(&self.stamp.to_le_bytes());
-        out.extend_from_slice(&self.rows.to_le_bytes());
-        put(&mut out, &ivf.centroids);
+        let Ok(m16) = u16::try_from(m) else {
+            return Ok(None);
+        };
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = Vec::with_capacity(chunk.min(8 << 20));
+        let mut flush = |buf: &mut Vec<u8>, force: bool| -> Result<(), E> {
+            if !buf.is_empty() && (force || buf.len() >= chunk) {
+                crc.update(buf);
+                put_out(buf)?;
+                buf.clear();
+            }
+            Ok(())
+        };
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&FORMAT.to_le_bytes());
+        buf.push(metric);
+        buf.push(if ivf.pq.is_some() { 2 } else { 0 });
+        buf.extend_from_slice(&m16.to_le_bytes());
+        buf.extend_from_slice(&(ivf.dim as u32).to_le_bytes());
+        buf.extend_from_slice(&(ivf.nlist() as u32).to_le_bytes());
+        buf.extend_from_slice(&self.stamp.to_le_bytes());
+        buf.extend_from_slice(&self.rows.to_le_bytes());
+        put(&mut buf, &ivf.centroids);
         if let Some(pq) = &ivf.pq {
-            put(&mut out, &pq.codebooks);
+            put(&mut buf, &pq.codebooks);
         }
         let lens: Vec<u64> = ivf.lists.iter().map(|l| l.len() as u64).collect();
-        put(&mut out, &lens);
+        put(&mut buf, &lens);
+        flush(&mut buf, false)?;
         for l in &ivf.lists {
-            put(&mut out, l);
+            put(&mut buf, l);
+            flush(&mut buf, false)?;
         }
-        if ivf.pq.is_some() {
-            for c in &ivf.codes {
-                out.extend_from_slice(c);
+        for j in 0..ivf.lists.len() {
+            if m > 0 {
+                buf.extend_from_slice(ivf.codes.get(j).map_or(&[][..], Vec::as_slice));
+            } else {
+                put(&mut buf, ivf.vecs.get(j).map_or(&[][..], Vec::as_slice));
             }
-        } else {
-            for v in &ivf.vecs {
-                put(&mut out, v);
-            }
+            flush(&mut buf, false)?;
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        Some(out)
+        flush(&mut buf, true)?;
+        put_out(&crc.finalize().to_le_bytes())?;
+        Ok(Some(()))
     }
 
     /// Decodes a whole file (see the module documentation for what is checked).

@@ -164,13 +164,9 @@ impl Upkeep {
             l.listed.remapped(renumber)
         };
         let file = IndexFile { stamp, rows, ivf };
-        let bytes = file
-            .encode()
-            .ok_or_else(|| NpkError::InvalidOperation("unstorable index metric".into()))?;
-        let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
         let (base, log) = files(a);
         let tmp = txn.stage_file(&base);
-        fs::write_new(&tmp, &bytes, false)?;
+        let crc = super::write_base(&tmp, &file, false)?;
         let tmp = txn.stage_file(&log);
         fs::write_new(&tmp, &index_log::header(crc), false)?;
         Ok(())

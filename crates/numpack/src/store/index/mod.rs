@@ -153,13 +153,24 @@ fn files(a: &ArrayMetadata) -> (String, String) {
 /// old base and so is void.
 fn install(dir: &Path, a: &ArrayMetadata, file: &IndexFile, durable: bool) -> NpkResult<()> {
     let (base, log) = files(a);
-    let bytes = file.encode().ok_or_else(|| {
-        NpkError::InvalidOperation("this metric cannot be stored in an index".into())
-    })?;
-    let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
-    for (name, body) in [(&base, bytes), (&log, index_log::header(crc))] {
-        let tmp = super::commit::tmp_path(dir, name);
-        let done = fs::write_new(&tmp, &body, durable).and_then(|_| {
+    let tmp = super::commit::tmp_path(dir, &base);
+    let crc = match write_base(&tmp, file, durable) {
+        Ok(crc) => crc,
+        Err(e) => {
+            let _ = fs::remove(&tmp);
+            return Err(e);
+        }
+    };
+    for (name, body) in [(&base, None), (&log, Some(index_log::header(crc)))] {
+        let tmp = match body {
+            None => tmp.clone(),
+            Some(_) => super::commit::tmp_path(dir, name),
+        };
+        let written = match &body {
+            Some(b) => fs::write_new(&tmp, b, durable).map(|_| ()),
+            None => Ok(()),
+        };
+        let done = written.and_then(|_| {
             let to = dir.join(name);
             cache::forget(&to);
             fs::rename(&tmp, &to).map_err(|e| NpkError::io(&to, e))
@@ -175,6 +186,31 @@ fn install(dir: &Path, a: &ArrayMetadata, file: &IndexFile, durable: bool) -> Np
         }
     }
     Ok(())
+}
+
+/// Writes `file` to the new file `path` in pieces (never a second copy of a large index in
+/// memory), synced when `durable`; its crc32.
+pub(crate) fn write_base(path: &Path, file: &IndexFile, durable: bool) -> NpkResult<u32> {
+    let f = fs::create_new(path)?;
+    let mut at = 0u64;
+    let mut last = [0u8; 4];
+    let wrote = file.encode_with(8 << 20, |piece| {
+        fs::write_at(&f, path, piece, at)?;
+        at += piece.len() as u64;
+        if piece.len() >= 4 {
+            last.copy_from_slice(&piece[piece.len() - 4..]);
+        }
+        Ok::<(), NpkError>(())
+    })?;
+    if wrote.is_none() {
+        return Err(NpkError::InvalidOperation(
+            "this metric cannot be stored in an index".into(),
+        ));
+    }
+    if durable {
+        fs::sync(&f, path)?;
+    }
+    Ok(u32::from_le_bytes(last))
 }
 
 impl Store {
@@ -262,6 +298,18 @@ impl Store {
         })
     }
 
+    /// The metric of the index of `name`, from its header alone (`None` without one).
+    fn index_metric(&self, name: &str) -> NpkResult<Option<Metric>> {
+        let a = self.array_metadata(name)?;
+        let path = self.dir().join(files(&a).0);
+        let Some(f) = fs::open_read_opt(&path)? else {
+            return Ok(None);
+        };
+        let mut head = [0u8; 64];
+        let n = fs::read_upto(&f, &mut head, 0).map_err(|e| NpkError::io(&path, e))?;
+        Ok(IndexFile::peek_metric(&head[..n]))
+    }
+
     /// The `k` best rows of array `name` for each query: through its index when it has a
     /// current one of the asked metric (exact scores of approximately found rows), else, or
     /// with `exact`, by the exact engine.
@@ -279,7 +327,7 @@ impl Store {
         }
         let metric = match opts.metric {
             Some(m) => m,
-            None => self.index_info(name)?.map_or(Metric::Cosine, |i| i.metric),
+            None => self.index_metric(name)?.unwrap_or(Metric::Cosine),
         };
         Ok(Searched {
             results: stream_top_k(self, name, metric, q, opts.k, opts.batch)?,

@@ -19,6 +19,10 @@ fn best_lists(s: &mut Vec<(f32, usize)>, nprobe: usize) -> Vec<usize> {
     s.iter().map(|&(_, j)| j).collect()
 }
 
+/// Queries of one list below which it is scanned row by row, not by a matrix product.
+#[cfg(feature = "rayon")]
+const FEW: usize = 8;
+
 /// Queries from which a search goes list by list ([`Ivf::search`]).
 #[cfg(feature = "rayon")]
 const BATCHED: usize = 32;
@@ -167,12 +171,39 @@ impl Ivf {
             .map(|(j, qs)| {
                 let (ids, vecs) = (&self.lists[j], &self.vecs[j]);
                 let n = ids.len();
-                let vn = if l2 {
+                let mut out = Vec::with_capacity(qs.len());
+                let best_of = |qi: u32, dots: &[f32], norms: &[f32]| {
+                    let mut set = Candidates::new(cap);
+                    for (r, &id) in ids.iter().enumerate() {
+                        let approx = if l2 {
+                            -(qn[qi as usize] - 2.0 * dots[r] + norms[r])
+                        } else {
+                            dots[r]
+                        };
+                        let key = f64::from(approx);
+                        if key >= set.threshold() && src.row(id).is_some() {
+                            set.push_exact(key, id);
+                        }
+                    }
+                    let best = set.into_entries().into_iter().map(|e| (e.hi, e.index));
+                    (qi, best.collect::<Vec<_>>())
+                };
+                if qs.len() < FEW {
+                    let (mut dots, mut norms) = (vec![0f32; n], vec![0f32; n]);
+                    // A few queries: the row scan reads the copies in place (a matrix
+                    // product would first copy the whole list into its panels).
+                    for &qi in qs {
+                        let qv = &pq[qi as usize * dim..(qi as usize + 1) * dim];
+                        scan::dot_norm_rows(qv, vecs, &mut dots, &mut norms);
+                        out.push(best_of(qi, &dots, &norms));
+                    }
+                    return out;
+                }
+                let norms = if l2 {
                     kmeans::norms(vecs, dim)
                 } else {
                     Vec::new()
                 };
-                let mut out = Vec::with_capacity(qs.len());
                 // Queries in groups, so the products stay a few MiB.
                 for group in qs.chunks((1 << 20) / n.max(1) + 1) {
                     let qm: Vec<f32> = group
@@ -183,21 +214,7 @@ impl Ivf {
                     let mut s = vec![0f32; group.len() * n];
                     kmeans::dots(&qm, vecs, dim, &mut s);
                     for (g, &qi) in group.iter().enumerate() {
-                        let mut set = Candidates::new(cap);
-                        for (r, &id) in ids.iter().enumerate() {
-                            let d = s[g * n + r];
-                            let approx = if l2 {
-                                -(qn[qi as usize] - 2.0 * d + vn[r])
-                            } else {
-                                d
-                            };
-                            let key = f64::from(approx);
-                            if key >= set.threshold() && src.row(id).is_some() {
-                                set.push_exact(key, id);
-                            }
-                        }
-                        let best = set.into_entries().into_iter().map(|e| (e.hi, e.index));
-                        out.push((qi, best.collect()));
+                        out.push(best_of(qi, &s[g * n..(g + 1) * n], &norms));
                     }
                 }
                 out
