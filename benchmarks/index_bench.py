@@ -103,8 +103,21 @@ class Run:
         return max(ok) if ok else None
 
 
+def replot(files: list[str]) -> None:
+    """One plot of the curves of several result files (a later file's library replaces an
+    earlier one's; the exact engine's line is the last file's)."""
+    curves: dict[str, list[tuple[float, float, str]]] = {}
+    for f in files:
+        data = json.loads(Path(f).read_text())
+        curves.update(data["curves"])
+    exact = next(r["value"] for r in data["measures"] if r["measure"].startswith("exact engine"))
+    plot(curves, exact, data["rows"], data["dim"], data["uniform"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--plot", nargs="+", metavar="JSON", help="only plot these result files")
+    p.add_argument("--label", default="", help="suffix of the results file's name")
     p.add_argument("--quick", action="store_true", help="100,000 rows, 100 clusters")
     p.add_argument("--rows", type=int)
     p.add_argument("--dim", type=int, default=128)
@@ -115,6 +128,9 @@ def main() -> None:
         help="comma list of what to leave out: faiss, faiss_hnsw, hnswlib, lance",
     )
     args = p.parse_args()
+    if args.plot:
+        replot(args.plot)
+        return
     n = args.rows or (100_000 if args.quick else 1_000_000)
     clusters = 100 if args.quick else 1000
     nlist = 256 if args.quick else 1024
@@ -195,7 +211,8 @@ def main() -> None:
             t, _ = once(lambda: (index.train(sample), index.add(xs)))
             run.row(f"faiss {label} build", t, "s")
             path = run.tmp / f"{label}.faiss"
-            faiss.write_index(index, str(path))
+            tw, _ = once(lambda: faiss.write_index(index, str(path)))
+            run.row(f"faiss {label} build + write_index", t + tw, "s")
             run.row(f"faiss {label} size", path.stat().st_size, "bytes")
             for nprobe in probes:
                 index.nprobe = nprobe
@@ -370,7 +387,10 @@ def report(run: Run, n: int, dim: int, nlist: int, args: argparse.Namespace) -> 
         ROOT
         / "benchmarks"
         / "results"
-        / (f"index-{n}x{dim}{'-uniform' if args.uniform else ''}.json")
+        / (
+            f"index-{n}x{dim}{'-uniform' if args.uniform else ''}"
+            f"{'-' + args.label if args.label else ''}.json"
+        )
     )
     out.write_text(
         json.dumps(
@@ -386,6 +406,17 @@ def report(run: Run, n: int, dim: int, nlist: int, args: argparse.Namespace) -> 
             indent=2,
         )
     )
+    exact = next(r["value"] for r in run.rows if r["measure"].startswith("exact engine"))
+    plot(run.curves, exact, n, dim, args.uniform)
+
+
+def plot(
+    curves: dict[str, list[tuple[float, float, str]]],
+    exact: float,
+    n: int,
+    dim: int,
+    uniform: bool,
+) -> None:
     try:
         import matplotlib
 
@@ -395,23 +426,22 @@ def report(run: Run, n: int, dim: int, nlist: int, args: argparse.Namespace) -> 
         print("matplotlib not installed: no plot")
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for lib, pts in run.curves.items():
+    for lib, pts in curves.items():
         pts = sorted(pts)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=lib)
-    exact = next(r["value"] for r in run.rows if r["measure"].startswith("exact engine"))
     ax.axhline(exact, color="grey", linestyle=":", label="numpack exact")
     ax.axvline(0.95, color="grey", linestyle="--", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("recall@10")
     ax.set_ylabel("queries / s (1,000 at once, 2 cores)")
-    kind = "uniform random" if args.uniform else "Gaussian mixture, 1,000 clusters"
+    kind = "uniform random" if uniform else "Gaussian mixture, 1,000 clusters"
     ax.set_title(f"{n:,} x {dim} float32, {kind}, cosine")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     name = (
         "index-recall-qps"
-        + ("-uniform" if args.uniform else "")
+        + ("-uniform" if uniform else "")
         + ("-quick" if n < 1_000_000 else "")
         + ".png"
     )

@@ -158,10 +158,12 @@ pub fn assign(x: &[f32], c: &[f32], cn: &[f32], dim: usize) -> Vec<(u32, f32)> {
     let n = x.len() / dim.max(1);
     let k = cn.len();
     let mut out = vec![(0u32, 0f32); n];
-    let work = |(bi, chunk): (usize, &mut [(u32, f32)])| {
+    // One distance buffer per worker, reused block after block: a fresh one per block would
+    // be fresh pages for the kernel to zero (most of a build's system time).
+    let work = |d: &mut Vec<f32>, (bi, chunk): (usize, &mut [(u32, f32)])| {
         let rows = &x[bi * BLOCK * dim..(bi * BLOCK + chunk.len()) * dim];
-        let mut d = vec![0f32; chunk.len() * k];
-        partial_dists(rows, c, cn, dim, &mut d);
+        d.resize(chunk.len() * k, 0.0);
+        partial_dists(rows, c, cn, dim, d);
         for (i, slot) in chunk.iter_mut().enumerate() {
             let xn: f32 = rows[i * dim..(i + 1) * dim].iter().map(|v| v * v).sum();
             // Ties go to the lower index; NaN distances never win.
@@ -172,10 +174,17 @@ pub fn assign(x: &[f32], c: &[f32], cn: &[f32], dim: usize) -> Vec<(u32, f32)> {
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        out.par_chunks_mut(BLOCK).enumerate().for_each(work);
+        out.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each_init(Vec::new, work);
     }
     #[cfg(not(feature = "rayon"))]
-    out.chunks_mut(BLOCK).enumerate().for_each(work);
+    {
+        let mut d = Vec::new();
+        out.chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|b| work(&mut d, b));
+    }
     out
 }
 
@@ -218,41 +227,36 @@ pub fn train(x: &[f32], dim: usize, k: usize, iters: usize, seed: u64) -> NpkRes
     Ok(c)
 }
 
-/// Per cluster, the sum of its rows (float64) and their count: float32 sums per block of
-/// rows, blocks in parallel, added up in float64.
+/// Per cluster, the sum of its rows (float64) and their count, blocks of rows in parallel.
 fn cluster_sums(x: &[f32], a: &[(u32, f32)], k: usize, dim: usize) -> (Vec<f64>, Vec<usize>) {
-    let block = |rows: std::ops::Range<usize>| {
-        let mut s = vec![0f32; k * dim];
-        let mut n = vec![0usize; k];
-        for i in rows {
-            let j = a[i].0 as usize;
-            n[j] += 1;
-            for (s, v) in s[j * dim..(j + 1) * dim].iter_mut().zip(&x[i * dim..]) {
-                *s += *v;
+    type Acc = (Vec<f64>, Vec<usize>);
+    let zero = || (vec![0f64; k * dim], vec![0usize; k]);
+    // Each worker sums its blocks into its own float64 accumulator.
+    let block = |mut acc: Acc, (bi, rows): (usize, &[(u32, f32)])| -> Acc {
+        for (t, &(j, _)) in rows.iter().enumerate() {
+            let (j, i) = (j as usize, bi * BLOCK + t);
+            acc.1[j] += 1;
+            for (s, v) in acc.0[j * dim..(j + 1) * dim].iter_mut().zip(&x[i * dim..]) {
+                *s += f64::from(*v);
             }
         }
-        (s, n)
+        acc
     };
-    let starts: Vec<usize> = (0..a.len()).step_by(BLOCK).collect();
-    let part = |&s: &usize| block(s..(s + BLOCK).min(a.len()));
+    let add = |mut a: Acc, b: Acc| -> Acc {
+        a.0.iter_mut().zip(&b.0).for_each(|(t, v)| *t += v);
+        a.1.iter_mut().zip(&b.1).for_each(|(t, v)| *t += v);
+        a
+    };
     #[cfg(feature = "rayon")]
-    let parts: Vec<(Vec<f32>, Vec<usize>)> = {
+    {
         use rayon::prelude::*;
-        starts.par_iter().map(part).collect()
-    };
-    #[cfg(not(feature = "rayon"))]
-    let parts: Vec<(Vec<f32>, Vec<usize>)> = starts.iter().map(part).collect();
-    let mut sums = vec![0f64; k * dim];
-    let mut counts = vec![0usize; k];
-    for (s, n) in parts {
-        for (t, v) in sums.iter_mut().zip(&s) {
-            *t += f64::from(*v);
-        }
-        for (t, v) in counts.iter_mut().zip(&n) {
-            *t += v;
-        }
+        a.par_chunks(BLOCK)
+            .enumerate()
+            .fold(zero, block)
+            .reduce(zero, add)
     }
-    (sums, counts)
+    #[cfg(not(feature = "rayon"))]
+    a.chunks(BLOCK).enumerate().fold(zero(), block)
 }
 
 /// Re-seeds each empty cluster with the centroid of the largest one, the two moved apart a
