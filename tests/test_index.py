@@ -41,10 +41,15 @@ def exact_scores(x: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
     return d if metric == "l2sq" else np.sqrt(d)
 
 
+def clustered(seed: int, centres: int, rows: int, dim: int, spread: float) -> np.ndarray:
+    """``rows`` float32 vectors around ``centres`` Gaussian centres (seeded)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, dim)).astype(np.float32) * spread
+    return (c[rng.integers(0, centres, rows)] + rng.standard_normal((rows, dim))).astype(np.float32)
+
+
 def test_create_search_info_drop(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    centres = rng.standard_normal((20, 16)).astype(np.float32) * 4
-    x = (centres[rng.integers(0, 20, 5000)] + rng.standard_normal((5000, 16))).astype(np.float32)
+    x = clustered(1, 20, 5000, 16, 4.0)
     with NumPack(tmp_path / "s.npk") as npk:
         npk.save({"emb": x})
         assert npk.index_info("emb") is None
@@ -77,9 +82,7 @@ def test_create_search_info_drop(tmp_path: Path) -> None:
 
 
 def test_ivf_pq(tmp_path: Path) -> None:
-    rng = np.random.default_rng(4)
-    centres = rng.standard_normal((30, 32)).astype(np.float32) * 3
-    x = (centres[rng.integers(0, 30, 8000)] + rng.standard_normal((8000, 32))).astype(np.float32)
+    x = clustered(4, 30, 8000, 32, 3.0)
     with NumPack(tmp_path / "s.npk") as npk:
         npk.save({"emb": x})
         npk.create_index("emb", metric="cosine", kind="ivf_pq", nlist=16, m=8)

@@ -304,8 +304,10 @@ mod tests {
     use super::*;
     use crate::vector::index::{BuildOptions, SliceRows};
 
-    fn sample() -> IndexFile {
-        let (n, dim) = (300, 5);
+    /// A small index of `dim`-wide rows: IVF-Flat (l2), or IVF-PQ with `pq` sub-spaces
+    /// (dot).
+    fn built(dim: usize, nlist: usize, pq: Option<usize>, stamp: u64) -> IndexFile {
+        let n = 300;
         let data: Vec<f32> = (0..n * dim)
             .map(|i| ((i * 37) % 101) as f32 / 10.0)
             .collect();
@@ -315,15 +317,28 @@ mod tests {
             deleted: None,
         };
         let opts = BuildOptions {
-            nlist: Some(7),
+            nlist: Some(nlist),
+            pq,
             ..BuildOptions::default()
         };
-        let ivf = Ivf::build(Metric::L2, &src, n as u64, dim, &opts).unwrap();
+        let metric = if pq.is_some() {
+            Metric::Dot
+        } else {
+            Metric::L2
+        };
         IndexFile {
-            stamp: 42,
+            stamp,
             rows: n as u64,
-            ivf,
+            ivf: Ivf::build(metric, &src, n as u64, dim, &opts).unwrap(),
         }
+    }
+
+    fn sample() -> IndexFile {
+        built(5, 7, None, 42)
+    }
+
+    fn sample_pq() -> IndexFile {
+        built(4, 5, Some(2), 7)
     }
 
     #[test]
@@ -337,28 +352,6 @@ mod tests {
         assert_eq!(IndexFile::decode(&bytes).unwrap(), pq);
         for cut in 0..bytes.len() {
             assert!(IndexFile::decode(&bytes[..cut]).is_err(), "cut at {cut}");
-        }
-    }
-
-    fn sample_pq() -> IndexFile {
-        let (n, dim) = (300, 4);
-        let data: Vec<f32> = (0..n * dim)
-            .map(|i| ((i * 37) % 101) as f32 / 10.0)
-            .collect();
-        let src = SliceRows {
-            data: &data,
-            dim,
-            deleted: None,
-        };
-        let opts = BuildOptions {
-            nlist: Some(5),
-            pq: Some(2),
-            ..BuildOptions::default()
-        };
-        IndexFile {
-            stamp: 7,
-            rows: n as u64,
-            ivf: Ivf::build(Metric::Dot, &src, n as u64, dim, &opts).unwrap(),
         }
     }
 
