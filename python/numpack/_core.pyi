@@ -119,7 +119,8 @@ class Store:
     def info(self, name: str) -> dict[str, Any]:
         """``{'shape': [physical dims], 'logical_shape': [...], 'data_file': str,
         'last_modified': int (µs), 'size_bytes': int, 'dtype': 'Float32', 'dtype_code': int,
-        'deleted_rows': int, 'file_bytes': int}``."""
+        'deleted_rows': int, 'file_bytes': int,
+        'segments': int (0: one data file)}``."""
     def modify_time(self, name: str) -> int | None: ...
     def total_size(self) -> int: ...
     # --- streaming imports (numpack.io) ----------------------------------------------------

@@ -1,6 +1,5 @@
 //! rust-numpy glue: dtype mapping, input bytes, new arrays, mmap-backed views.
 
-use memmap2::MmapMut;
 use numpack::{ArraySnapshot, DataType};
 use numpy::ndarray::{ArrayViewD, IxDyn};
 use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
@@ -158,7 +157,7 @@ pub struct MappedFile {
 enum Mapping {
     Empty,
     Read(Arc<ArraySnapshot>),
-    Write(MmapMut),
+    Write(numpack::WritableMap),
 }
 
 #[pymethods]
@@ -280,5 +279,5 @@ pub enum MappingKind {
     /// The read-only mapping of an array snapshot.
     Read(Arc<ArraySnapshot>),
     /// A writable shared mapping.
-    Write(MmapMut),
+    Write(numpack::WritableMap),
 }

@@ -318,6 +318,9 @@ impl PyStore {
     }
 
     fn writable_view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {
+        // A shared mapping needs one data file (a segmented array becomes one).
+        let store = self.get()?;
+        py.detach(|| store.to_single_files(&[name])).py_err()?;
         let snap = self.opened(py, name)?;
         let map = py.detach(|| snap.map_writable()).py_err()?;
         let (arr, owner) = mapped_array(
@@ -367,10 +370,7 @@ impl PyStore {
 
     fn info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
         let snap = self.opened(py, name)?;
-        let file_bytes = numpack::io::fs::file_len(snap.path())
-            .ok()
-            .flatten()
-            .unwrap_or(0);
+        let file_bytes = snap.file_bytes();
         let m = &snap.meta;
         let d = PyDict::new(py);
         d.set_item("shape", m.shape.clone())?;
@@ -382,6 +382,7 @@ impl PyStore {
         d.set_item("dtype_code", m.dtype.code())?;
         d.set_item("deleted_rows", snap.bitmap().map_or(0, |b| b.deleted()))?;
         d.set_item("file_bytes", file_bytes)?;
+        d.set_item("segments", snap.segment_count())?;
         Ok(d)
     }
 

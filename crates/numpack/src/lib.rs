@@ -20,7 +20,7 @@ pub use format::metadata::ArrayMetadata;
 pub use ndarray;
 pub use parallel_io::{ArrayView, ParallelIO};
 pub use read::select::RowSelection;
-pub use read::snapshot::{AccessHint, ArraySnapshot, Selected};
+pub use read::snapshot::{AccessHint, ArraySnapshot, Selected, WritableMap};
 pub use read::stream::StreamIterator;
 pub use store::{
     AppendItem, GcReport, ReplaceItem, SaveItem, Snapshot, StageMode, Store, VersionInfo,

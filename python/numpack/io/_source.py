@@ -153,7 +153,7 @@ class Source:
         """The data file of ``name`` when it holds exactly the array's C-order bytes from
         offset 0 (no deleted rows), else ``None``."""
         info = self.store.info(name)
-        if int(info.get("deleted_rows", 0)):
+        if int(info.get("deleted_rows", 0)) or int(info.get("segments", 0)):
             return None
         dtype, shape = self.describe(name)
         need = dtype.itemsize * int(np.prod(shape, dtype=np.int64))

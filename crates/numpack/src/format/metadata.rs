@@ -200,7 +200,11 @@ impl MetadataFile {
             if arrays.contains_key(&a.name) {
                 return Err(format!("record {i}: duplicate array name '{}'", a.name));
             }
-            if let Some(other) = files.insert(a.data_file.clone(), a.name.clone()) {
+            // One stem per array: the bitmap and index names derive from it.
+            let stem = names::data_stem(&a.data_file)
+                .unwrap_or(&a.data_file)
+                .to_owned();
+            if let Some(other) = files.insert(stem, a.name.clone()) {
                 return Err(format!(
                     "record {i}: arrays '{other}' and '{}' both name the data file {}",
                     a.name, a.data_file

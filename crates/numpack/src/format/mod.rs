@@ -7,3 +7,4 @@ pub mod index;
 pub mod index_log;
 pub mod metadata;
 pub mod names;
+pub mod segments;

@@ -65,22 +65,63 @@ pub fn data_file(stem: &str) -> String {
     format!("data_{stem}.npkd")
 }
 
-/// `deleted_<stem>.npkb` for the data file `data_<stem>.npkd`.
+/// `data_<stem>.npkseg`: the manifest of an array kept in segments (the published 0.7
+/// layout for large arrays; FORMAT.md, "Segmented arrays").
+pub fn manifest_file(stem: &str) -> String {
+    format!("data_{stem}.npkseg")
+}
+
+/// The stem of a data file name: `data_<stem>.npkd` or `data_<stem>.npkseg`.
+pub fn data_stem(data_file: &str) -> Option<&str> {
+    let rest = data_file.strip_prefix("data_")?;
+    rest.strip_suffix(".npkd")
+        .or_else(|| rest.strip_suffix(".npkseg"))
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether a data file name is a segment manifest (`data_<stem>.npkseg`).
+pub fn is_manifest(data_file: &str) -> bool {
+    data_file.ends_with(".npkseg") && data_stem(data_file).is_some()
+}
+
+/// `data_<stem>_segments`: the folder of a segmented array's segment files.
+pub fn segment_dir(stem: &str) -> String {
+    format!("data_{stem}_segments")
+}
+
+/// `data_<stem>_segments/seg_<i, 6 digits>.npkd`: segment `i` of a segmented array.
+pub fn segment_file(stem: &str, i: usize) -> String {
+    format!("{}/seg_{i:06}.npkd", segment_dir(stem))
+}
+
+/// The segment number of `file` when it is exactly `data_<stem>_segments/seg_<digits>.npkd`
+/// for this stem (at least 6 digits, no other path component): the only paths a manifest
+/// may name, so a crafted one cannot reach outside its folder.
+pub fn segment_number(stem: &str, file: &str) -> Option<usize> {
+    let (dir, base) = file.split_once('/')?;
+    if dir != segment_dir(stem) {
+        return None;
+    }
+    let digits = base.strip_prefix("seg_")?.strip_suffix(".npkd")?;
+    if digits.len() < 6 || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `deleted_<stem>.npkb` for the data file `data_<stem>.npkd` (or `.npkseg`).
 pub fn bitmap_file(data_file: &str) -> Option<String> {
-    let stem = data_file.strip_prefix("data_")?.strip_suffix(".npkd")?;
-    Some(format!("deleted_{stem}.npkb"))
+    Some(format!("deleted_{}.npkb", data_stem(data_file)?))
 }
 
 /// `index_<stem>.npki` (a vector index's base file) for the data file `data_<stem>.npkd`.
 pub fn index_file(data_file: &str) -> Option<String> {
-    let stem = data_file.strip_prefix("data_")?.strip_suffix(".npkd")?;
-    Some(format!("index_{stem}.npki"))
+    Some(format!("index_{}.npki", data_stem(data_file)?))
 }
 
 /// `index_<stem>.npkx` (a vector index's delta log) for the data file `data_<stem>.npkd`.
 pub fn index_log_file(data_file: &str) -> Option<String> {
-    let stem = data_file.strip_prefix("data_")?.strip_suffix(".npkd")?;
-    Some(format!("index_{stem}.npkx"))
+    Some(format!("index_{}.npkx", data_stem(data_file)?))
 }
 
 /// Whether `file` is a vector index file name (`index_*.npki` or `index_*.npkx`, bare).
@@ -97,12 +138,10 @@ pub fn is_index_log_file(file: &str) -> bool {
 }
 
 /// Whether a data file name read from metadata is a bare file name of the `data_*.npkd`
-/// family: no separator or NUL, so joined to the store directory it stays inside it.
+/// family (or a `data_*.npkseg` manifest): no separator or NUL, so joined to the store
+/// directory it stays inside it.
 pub fn is_safe_data_file(file: &str) -> bool {
-    file.starts_with("data_")
-        && file.ends_with(".npkd")
-        && file.len() > "data_.npkd".len()
-        && super::cursor::is_bare_name(file)
+    data_stem(file).is_some() && super::cursor::is_bare_name(file)
 }
 
 /// Whether `file` is a bitmap file name (`deleted_*.npkb`, bare).
@@ -149,5 +188,32 @@ mod tests {
         assert!(!is_safe_data_file("data_../../x.npkd"));
         assert!(is_safe_data_file("data_a..b.npkd"));
         assert!(!is_safe_data_file("data_a/b.npkd"));
+        assert!(is_safe_data_file("data_a.npkseg") && is_manifest("data_a.npkseg"));
+        assert!(!is_safe_data_file("data_.npkseg") && !is_manifest("data_a.npkd"));
+    }
+
+    #[test]
+    fn segment_paths_stay_in_their_folder() {
+        assert_eq!(segment_file("emb", 3), "data_emb_segments/seg_000003.npkd");
+        assert_eq!(
+            segment_number("emb", "data_emb_segments/seg_000003.npkd"),
+            Some(3)
+        );
+        assert_eq!(
+            segment_number("emb", "data_emb_segments/seg_1234567.npkd"),
+            Some(1234567)
+        );
+        for bad in [
+            "data_emb_segments/../x.npkd",
+            "data_emb_segments/seg_000003.npkd/x",
+            "data_other_segments/seg_000003.npkd",
+            "/data_emb_segments/seg_000003.npkd",
+            "data_emb_segments/seg_00003.npkd",
+            "data_emb_segments/seg_+00003.npkd",
+            "data_emb_segments//seg_000003.npkd",
+            "data_emb_segments/seg_000003.npkd\0",
+        ] {
+            assert_eq!(segment_number("emb", bad), None, "{bad}");
+        }
     }
 }

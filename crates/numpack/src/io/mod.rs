@@ -1,6 +1,7 @@
 //! File I/O shared by writers and readers: positional writes, kernel copies, background
 //! writeback, and (in [`fs`]) every open, rename and sync of a store's files.
 
+pub mod composite;
 pub mod fs;
 pub mod trace;
 

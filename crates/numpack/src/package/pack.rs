@@ -53,6 +53,32 @@ struct Member {
     path: PathBuf,
     size: u64,
     item: u8,
+    /// Where the bytes come from when not `path` whole: a segmented array's segments in
+    /// order, or bytes built here (the metadata naming one file per array).
+    from: From,
+}
+
+enum From {
+    File,
+    Parts(Vec<(PathBuf, u64)>),
+    Bytes(Vec<u8>),
+}
+
+impl Member {
+    /// The member's bytes, front to back.
+    fn reader(&self) -> NpkResult<Box<dyn Read + '_>> {
+        Ok(match &self.from {
+            From::File => Box::new(crate::io::fs::open_read(&self.path)?.take(self.size)),
+            From::Bytes(b) => Box::new(&b[..]),
+            From::Parts(parts) => {
+                let mut r: Box<dyn Read> = Box::new(std::io::empty());
+                for (p, len) in parts {
+                    r = Box::new(r.chain(crate::io::fs::open_read(p)?.take(*len)));
+                }
+                r
+            }
+        })
+    }
 }
 
 /// The members of a consistent snapshot: the metadata, each array's committed data bytes and
@@ -66,14 +92,10 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no metadata.npkm"),
             )
         })?;
-    let meta = MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(&meta_path, r))?;
-    let mut out = vec![Member {
-        name: METADATA.to_owned(),
-        path: meta_path,
-        size: bytes.len() as u64,
-        item: 0,
-    }];
-    for a in meta.arrays.values() {
+    let mut meta = MetadataFile::decode(&bytes).map_err(|r| NpkError::corrupt(&meta_path, r))?;
+    let mut out = Vec::new();
+    let mut single = false;
+    for a in meta.arrays.values_mut() {
         if !names::is_safe_data_file(&a.data_file) {
             return Err(NpkError::corrupt(
                 dir.join(METADATA),
@@ -81,12 +103,22 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
             ));
         }
         let path = dir.join(&a.data_file);
-        crate::read::deleted::check_data_len(dir, a)?;
+        let from = if names::is_manifest(&a.data_file) {
+            // A package holds one file per array: the segments, end to end.
+            let segs = crate::read::segments::open(dir, &path, a)?;
+            a.data_file = names::data_file(names::data_stem(&a.data_file).expect("stem"));
+            single = true;
+            From::Parts(segs.open.into_iter().map(|s| (s.path, s.bytes)).collect())
+        } else {
+            crate::read::deleted::check_data_len(dir, a)?;
+            From::File
+        };
         out.push(Member {
             name: a.data_file.clone(),
             path,
             size: a.size_bytes,
             item: a.dtype.size_bytes() as u8,
+            from,
         });
         if let Some(b) = names::bitmap_file(&a.data_file) {
             let path = dir.join(&b);
@@ -96,10 +128,27 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
                     path,
                     size,
                     item: 0,
+                    from: From::File,
                 });
             }
         }
     }
+    let from = if single {
+        From::Bytes(meta.encode())
+    } else {
+        From::File
+    };
+    let size = match &from {
+        From::Bytes(b) => b.len() as u64,
+        _ => bytes.len() as u64,
+    };
+    out.push(Member {
+        name: METADATA.to_owned(),
+        path: meta_path,
+        size,
+        item: 0,
+        from,
+    });
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
@@ -203,12 +252,12 @@ pub fn pack(
                 w(&mut out, &(BLOCK as u32).to_le_bytes())?;
             }
             let start = out.stream_position().at(&tmp)?;
-            let mut src = crate::io::fs::open_read(&m.path)?.take(m.size);
+            let mut src = m.reader()?;
             let mut crc = crc32fast::Hasher::new();
             let mut mapped_crc: Option<u32> = None;
             let mut stored = 0u64;
             if opts.compress && m.size > 0 {
-                let level = if opts.exact_level {
+                let level = if opts.exact_level || !matches!(m.from, From::File) {
                     opts.level
                 } else {
                     super::level::choose(&m.path, m.size, item, opts.level)?
@@ -224,7 +273,7 @@ pub fn pack(
                     enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(MT_JOB_SIZE))
                         .at(&tmp)?;
                 }
-                if item <= 1 && m.size >= MAPPED_BYTES {
+                if item <= 1 && m.size >= MAPPED_BYTES && matches!(m.from, From::File) {
                     // Straight from a mapping of the member, in large slices (no copy through
                     // a read buffer), with its checksum computed on another thread meanwhile:
                     // zstd's workers are never starved by this thread's serial work.
@@ -277,7 +326,7 @@ pub fn pack(
                 mapped_crc = None;
                 // Raw is smaller (or compression is off): store the bytes as they are.
                 out.seek(SeekFrom::Start(start)).at(&tmp)?;
-                let mut src = crate::io::fs::open_read(&m.path)?.take(m.size);
+                let mut src = m.reader()?;
                 crc = crc32fast::Hasher::new();
                 let compressed_before = stored > 0;
                 loop {

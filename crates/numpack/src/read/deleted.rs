@@ -41,6 +41,9 @@ pub fn check_file_len(path: &Path, len: u64, a: &ArrayMetadata) -> NpkResult<()>
 /// promises. Call it before building anything sized by the record's row count.
 pub fn check_data_len(dir: &Path, a: &ArrayMetadata) -> NpkResult<()> {
     let path = dir.join(&a.data_file);
+    if names::is_manifest(&a.data_file) {
+        return super::segments::open(dir, &path, a).map(drop);
+    }
     match fs::file_len(&path)? {
         Some(len) => check_file_len(&path, len, a),
         None => Err(NpkError::io(
@@ -59,15 +62,23 @@ const ROW_STATE_SLACK: u64 = 64 << 20;
 /// with no blocks must not make numpack build a 16 GiB bitmap. Call it before anything is
 /// sized by the record's row count.
 pub fn check_row_state(dir: &Path, a: &ArrayMetadata) -> NpkResult<()> {
-    check_data_len(dir, a)?;
     let path = dir.join(&a.data_file);
+    let segments = if names::is_manifest(&a.data_file) {
+        Some(super::segments::open(dir, &path, a)?)
+    } else {
+        check_data_len(dir, a)?;
+        None
+    };
     let need = a.rows().div_ceil(64) * 16;
     if need <= ROW_STATE_SLACK {
         return Ok(());
     }
-    let present = fs::entry(&path)?.map_or(0, |m| {
-        std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512)
-    });
+    let present = match segments {
+        Some(s) => s.blocks_bytes(),
+        None => fs::entry(&path)?.map_or(0, |m| {
+            std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512)
+        }),
+    };
     if need > ROW_STATE_SLACK.saturating_add(present.saturating_mul(4)) {
         return Err(NpkError::corrupt(
             &path,

@@ -1,10 +1,12 @@
 //! A consistent, mmap-backed view of one array: its record, its data and its bitmap.
 
 use super::deleted::{check_file_len, fold_zero_width, is_zero_width, read_bitmap};
+use super::segments::Segments;
 use super::select::{physical, RowSelection};
 use crate::error::{IoContext, NpkError, NpkResult};
 use crate::format::bitmap::Bitmap;
 use crate::format::metadata::ArrayMetadata;
+use crate::io::composite::Composite;
 use crate::io::{copy_parallel, fs};
 use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
 
@@ -39,6 +41,59 @@ pub enum Selected {
     Empty(u64),
 }
 
+/// The mapped bytes of an array: its data file, or its segments laid end to end.
+#[derive(Debug)]
+enum View {
+    File(Mmap),
+    Segments(Composite),
+}
+
+/// Where an array's bytes are.
+#[derive(Debug)]
+enum Source {
+    File(File),
+    Segments(Segments),
+}
+
+/// A writable mapping of an array's rows: shared with its data file (writes reach it), or
+/// a private view of rows of its segments (writes never reach them).
+#[derive(Debug)]
+pub enum WritableMap {
+    /// A mapping of the data file (shared, or private when asked for).
+    File(MmapMut),
+    /// A private view of a segmented array's rows.
+    Private(Composite),
+}
+
+impl std::ops::Deref for WritableMap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            WritableMap::File(m) => m,
+            WritableMap::Private(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WritableMap {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            WritableMap::File(m) => m,
+            WritableMap::Private(c) => c,
+        }
+    }
+}
+
+impl WritableMap {
+    /// Writes a shared mapping's dirty pages to the file (a no-op for private ones).
+    pub fn flush(&self) -> std::io::Result<()> {
+        match self {
+            WritableMap::File(m) => m.flush(),
+            WritableMap::Private(c) => c.flush(),
+        }
+    }
+}
+
 /// An opened array. Reads never go past the committed bytes, and the mapping stays valid
 /// whatever later writers do: numpack never truncates committed bytes of a data file (it
 /// replaces files by rename and only trims uncommitted bytes past `size_bytes`).
@@ -47,9 +102,9 @@ pub struct ArraySnapshot {
     /// The array's record.
     pub meta: ArrayMetadata,
     path: PathBuf,
-    /// The data file the mapping was made from (for private mappings of row ranges).
-    file: File,
-    map: Option<Mmap>,
+    /// The data file or segments the mapping was made from (for private mappings of rows).
+    source: Source,
+    map: Option<View>,
     bitmap: Option<Bitmap>,
 }
 
@@ -87,6 +142,9 @@ impl ArraySnapshot {
                 meta.name, meta.compression
             )));
         }
+        if crate::format::names::is_manifest(&meta.data_file) {
+            return Self::open_segments(path, meta, bitmap);
+        }
         let file = fs::open_read(&path)?;
         check_file_len(&path, file.metadata().at(&path)?.len(), &meta)?;
         let map = if meta.size_bytes == 0 {
@@ -99,15 +157,66 @@ impl ArraySnapshot {
             // shrinks committed bytes of a data file in place (files are replaced by rename,
             // only uncommitted bytes past `size_bytes` are trimmed). A foreign process
             // truncating the file could still fault; that is outside the store's contract.
-            Some(unsafe { MmapOptions::new().len(size).map(&file) }.at(&path)?)
+            Some(View::File(
+                unsafe { MmapOptions::new().len(size).map(&file) }.at(&path)?,
+            ))
         };
         Ok(ArraySnapshot {
             meta,
             path,
-            file,
+            source: Source::File(file),
             map,
             bitmap,
         })
+    }
+
+    /// Opens a segmented array from its manifest at `path`.
+    fn open_segments(
+        path: PathBuf,
+        meta: ArrayMetadata,
+        bitmap: Option<Bitmap>,
+    ) -> NpkResult<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let segs = super::segments::open(dir, &path, &meta)?;
+        let map = if meta.size_bytes == 0 {
+            None
+        } else {
+            Some(View::Segments(segs.view(
+                0,
+                meta.size_bytes,
+                false,
+                &path,
+            )?))
+        };
+        Ok(ArraySnapshot {
+            meta,
+            path,
+            source: Source::Segments(segs),
+            map,
+            bitmap,
+        })
+    }
+
+    /// Whether the array is kept in segments (the published 0.7 layout).
+    pub fn is_segmented(&self) -> bool {
+        matches!(self.source, Source::Segments(_))
+    }
+
+    /// How many segments hold the array (0: one data file).
+    pub fn segment_count(&self) -> usize {
+        match &self.source {
+            Source::File(_) => 0,
+            Source::Segments(s) => s.open.len(),
+        }
+    }
+
+    /// Bytes of the files holding the array now (its data file, or its segments).
+    pub fn file_bytes(&self) -> u64 {
+        let len = |f: &File| f.metadata().map_or(0, |m| m.len());
+        match &self.source {
+            Source::File(f) => len(f),
+            Source::Segments(s) => s.open.iter().map(|o| len(&o.file)).sum(),
+        }
     }
 
     /// Tells the kernel how the mapping will be read (prefetch or not).
@@ -115,12 +224,24 @@ impl ArraySnapshot {
         let Some(map) = &self.map else {
             return Ok(());
         };
-        let advice = match hint {
-            AccessHint::Sequential => Advice::Sequential,
-            AccessHint::Random => Advice::Random,
-            AccessHint::WillNeed => Advice::WillNeed,
-        };
-        map.advise(advice).at(&self.path)
+        match map {
+            View::File(m) => {
+                let advice = match hint {
+                    AccessHint::Sequential => Advice::Sequential,
+                    AccessHint::Random => Advice::Random,
+                    AccessHint::WillNeed => Advice::WillNeed,
+                };
+                m.advise(advice).at(&self.path)
+            }
+            View::Segments(c) => {
+                c.advise(match hint {
+                    AccessHint::Sequential => libc::MADV_SEQUENTIAL,
+                    AccessHint::Random => libc::MADV_RANDOM,
+                    AccessHint::WillNeed => libc::MADV_WILLNEED,
+                });
+                Ok(())
+            }
+        }
     }
 
     /// A private, writable, copy-on-write mapping of physical rows `start..stop`, and the
@@ -128,7 +249,7 @@ impl ArraySnapshot {
     /// up front: pages are shared with the page cache until written, and a written page
     /// becomes the mapping's own. Pages not yet written may show later in-place writes to
     /// the file (`replace`), as any view of the file does.
-    pub fn map_rows_private(&self, start: u64, stop: u64) -> NpkResult<(MmapMut, usize)> {
+    pub fn map_rows_private(&self, start: u64, stop: u64) -> NpkResult<(WritableMap, usize)> {
         let row = self.meta.row_bytes();
         if stop < start || stop > self.meta.rows() || row == 0 {
             return Err(NpkError::InvalidOperation(format!(
@@ -137,6 +258,15 @@ impl ArraySnapshot {
             )));
         }
         let (first, end) = (start * row, stop * row);
+        let file = match &self.source {
+            Source::File(f) => f,
+            Source::Segments(s) => {
+                return Ok((
+                    WritableMap::Private(s.view(first, end, true, &self.path)?),
+                    0,
+                ));
+            }
+        };
         let page = page_size();
         let at = first - first % page;
         let len = usize::try_from(end - at)
@@ -144,9 +274,8 @@ impl ArraySnapshot {
         // SAFETY: `at..end` lies within the committed bytes (`stop <= rows`, checked against
         // the file's length when the snapshot was opened), which numpack never shrinks in
         // place; the mapping is private, so writes through it never reach the file.
-        let map =
-            unsafe { MmapOptions::new().offset(at).len(len).map_copy(&self.file) }.at(&self.path)?;
-        Ok((map, (first - at) as usize))
+        let map = unsafe { MmapOptions::new().offset(at).len(len).map_copy(file) }.at(&self.path)?;
+        Ok((WritableMap::File(map), (first - at) as usize))
     }
 
     /// Path of the data file.
@@ -192,7 +321,11 @@ impl ArraySnapshot {
 
     /// The physical data (every row, deleted ones included).
     pub fn physical(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        match &self.map {
+            None => &[],
+            Some(View::File(m)) => m,
+            Some(View::Segments(c)) => c,
+        }
     }
 
     /// Physical row numbers of the logical rows, when some rows are deleted.
@@ -268,7 +401,14 @@ impl ArraySnapshot {
 
     /// A shared writable mapping of the data file (for the writable batch mode; `None` for
     /// an array of 0 bytes). Refused when rows are deleted: the mapping shows physical rows.
-    pub fn map_writable(&self) -> NpkResult<Option<MmapMut>> {
+    pub fn map_writable(&self) -> NpkResult<Option<WritableMap>> {
+        if self.is_segmented() {
+            return Err(NpkError::InvalidOperation(format!(
+                "array '{}' is kept in segments (the 0.7 layout) and cannot be mapped writable; \
+                 the store turns it into one file first",
+                self.meta.name
+            )));
+        }
         if self.bitmap.as_ref().is_some_and(|b| b.deleted() > 0) {
             return Err(NpkError::InvalidOperation(format!(
                 "array '{}' has deleted rows; compact it (update) before mapping it writable",
@@ -293,7 +433,7 @@ impl ArraySnapshot {
         // SAFETY: the file holds at least `size` committed bytes (checked above) and numpack
         // never shrinks committed bytes in place.
         let m = unsafe { MmapOptions::new().len(size).map_mut(&file) }.at(&self.path)?;
-        Ok(Some(m))
+        Ok(Some(WritableMap::File(m)))
     }
 
     /// Copies the rows `indices` (logical, negative from the end, any order, duplicates)

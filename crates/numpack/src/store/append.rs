@@ -92,7 +92,17 @@ impl Store {
                 // Strictly later than the record's stamp: an index tells its commits apart
                 // by it.
                 let stamp = now.max(a.last_modified.saturating_add(1));
-                if a.row_bytes() > 0 {
+                if a.row_bytes() > 0 && super::segmented::is_segmented(&a) {
+                    super::segmented::append(self, txn, &a, it.data)?;
+                    if let Some(up) = super::index::upkeep(txn.dir(), &a, txn.durable())? {
+                        up.write(&up.added(stamp, a.rows(), it.data))?;
+                        self.mark_dirty(up.path.clone());
+                        txn.wrote_in_place(up.log, up.path);
+                    }
+                    if self.has_bitmap(&a) {
+                        extend_bitmap(txn, &a, a.rows() + new_rows)?;
+                    }
+                } else if a.row_bytes() > 0 {
                     let path = txn.dir().join(&a.data_file);
                     let (f, _) = self.write_handle(&a, false)?;
                     let len = f.metadata().at(&path)?.len();

@@ -9,6 +9,8 @@ use crate::read::snapshot::ArraySnapshot;
 impl Store {
     /// Physically removes deleted rows. No-op without deletions.
     pub fn compact(&self, name: &str) -> NpkResult<()> {
+        // A segmented array is rewritten as one file (0.7 reads both).
+        self.to_single_files(&[name])?;
         self.mutate(|txn| {
             txn.op = crate::format::history::Op::Compact;
             let a = txn

@@ -32,6 +32,7 @@ mod reaper;
 mod replace;
 mod restore;
 mod save;
+mod segmented;
 mod snapshot;
 mod staged;
 mod state;
@@ -388,6 +389,9 @@ pub(crate) fn remove_array(txn: &mut Txn, name: &str) -> bool {
         txn.stage_remove(&b);
     }
     index::forget_files(txn, &a.data_file);
+    if let Some(stem) = names::data_stem(&a.data_file).filter(|_| segmented::is_segmented(&a)) {
+        txn.remove_folder_after(names::segment_dir(stem), a.data_file.clone());
+    }
     true
 }
 

@@ -119,6 +119,8 @@ impl Store {
     /// all, so a crash leaves every row of every array old or every row new.
     pub fn replace_many(&self, items: &[ReplaceItem<'_>]) -> NpkResult<()> {
         check_unique(items.iter().map(|it| it.name))?;
+        // Rows are written in place into one data file (a segmented array becomes one).
+        self.to_single_files(&items.iter().map(|it| it.name).collect::<Vec<_>>())?;
         self.locked(|meta| {
             // Index errors name the array when the call names several.
             let several = items.len() > 1;

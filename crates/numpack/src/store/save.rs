@@ -45,16 +45,19 @@ impl SaveItem<'_> {
 /// name before the commit point, so it must not replace a file that a record being removed
 /// in the same commit still names.
 pub(crate) fn fresh_data_file(txn: &Txn, name: &str) -> String {
+    // By stem: a manifest `data_<stem>.npkseg` takes `data_<stem>.npkd` too.
     let taken: HashSet<&str> = txn
         .meta
         .arrays
         .values()
         .map(|a| a.data_file.as_str())
         .chain(txn.committed_files())
+        .map(|f| names::data_stem(f).unwrap_or(f))
         .collect();
     (0u32..)
-        .map(|salt| names::data_file(&names::stem(name, salt)))
-        .find(|f| !taken.contains(f.as_str()))
+        .map(|salt| names::stem(name, salt))
+        .find(|s| !taken.contains(s.as_str()))
+        .map(|s| names::data_file(&s))
         .expect("some salt is free")
 }
 
@@ -62,6 +65,19 @@ pub(crate) fn fresh_data_file(txn: &Txn, name: &str) -> String {
 /// fresh name. Stages the removal of the bitmap that would otherwise apply to it.
 pub(crate) fn final_data_file(txn: &mut Txn, name: &str) -> String {
     match txn.meta.arrays.get(name).map(|a| a.data_file.clone()) {
+        Some(manifest) if names::is_manifest(&manifest) => {
+            // numpack writes one file: the manifest goes, and its segments after the commit.
+            let stem = names::data_stem(&manifest)
+                .expect("a manifest has a stem")
+                .to_owned();
+            if let Some(bitmap) = names::bitmap_file(&manifest) {
+                txn.stage_remove(&bitmap);
+            }
+            super::index::forget_files(txn, &manifest);
+            txn.stage_remove(&manifest);
+            txn.remove_folder_after(names::segment_dir(&stem), manifest);
+            names::data_file(&stem)
+        }
         Some(file) => {
             if let Some(bitmap) = names::bitmap_file(&file) {
                 txn.stage_remove(&bitmap);
@@ -84,10 +100,19 @@ pub(crate) fn final_data_file(txn: &mut Txn, name: &str) -> String {
     }
 }
 
+/// Whether saving `name` renames over a data file of its own (not when it is new, nor when
+/// it is kept in segments: its one-file name is then unreferenced).
+fn replaces_file(txn: &Txn, name: &str) -> bool {
+    txn.meta
+        .arrays
+        .get(name)
+        .is_some_and(|a| !names::is_manifest(&a.data_file))
+}
+
 /// Where the bytes of an array saved in `txn` go: a new temporary file, renamed at commit
 /// onto the array's data file (over the old one under the journal, or onto a fresh name).
 pub(crate) fn target_file(txn: &mut Txn, name: &str) -> (String, PathBuf) {
-    let exists = txn.meta.arrays.contains_key(name);
+    let exists = replaces_file(txn, name);
     let file = final_data_file(txn, name);
     let path = if exists {
         txn.stage_file(&file)
@@ -99,7 +124,7 @@ pub(crate) fn target_file(txn: &mut Txn, name: &str) -> (String, PathBuf) {
 
 /// [`target_file`] for a temporary that already exists (a streaming import's).
 pub(crate) fn adopt_file(txn: &mut Txn, name: &str, tmp: &std::path::Path) -> String {
-    let exists = txn.meta.arrays.contains_key(name);
+    let exists = replaces_file(txn, name);
     let file = final_data_file(txn, name);
     if exists {
         txn.adopt(tmp, &file);

@@ -91,21 +91,44 @@ pub fn verify_dir(dir: &Path) -> Report {
     for a in meta.arrays.values() {
         known.insert(a.data_file.clone());
         let path = dir.join(&a.data_file);
-        match fs::file_len(&path) {
-            Err(e) => r.problems.push(format!("array '{}': {e}", a.name)),
-            Ok(None) => r
-                .problems
-                .push(format!("array '{}': {} is missing", a.name, a.data_file)),
-            Ok(Some(len)) if len < a.size_bytes => r.problems.push(format!(
-                "array '{}': {} is {len} bytes, metadata says {}",
-                a.name, a.data_file, a.size_bytes
-            )),
-            Ok(Some(len)) if len > a.size_bytes => r.notes.push(format!(
-                "array '{}': {} uncommitted bytes past the end (trimmed by the next append)",
-                a.name,
-                len - a.size_bytes
-            )),
-            Ok(Some(_)) => {}
+        if names::is_manifest(&a.data_file) {
+            // The manifest, each segment's name, rows and length.
+            match crate::read::segments::open(dir, &path, a) {
+                Ok(s) => {
+                    let extra: u64 = s
+                        .open
+                        .iter()
+                        .filter_map(|o| Some(o.file.metadata().ok()?.len().saturating_sub(o.bytes)))
+                        .sum();
+                    if extra > 0 {
+                        r.notes.push(format!(
+                            "array '{}': {extra} uncommitted bytes past the ends of its segments \
+                             (trimmed by the next append)",
+                            a.name
+                        ));
+                    }
+                }
+                Err(e) => r
+                    .problems
+                    .push(format!("array '{}': {}", a.name, reason(e))),
+            }
+        } else {
+            match fs::file_len(&path) {
+                Err(e) => r.problems.push(format!("array '{}': {e}", a.name)),
+                Ok(None) => r
+                    .problems
+                    .push(format!("array '{}': {} is missing", a.name, a.data_file)),
+                Ok(Some(len)) if len < a.size_bytes => r.problems.push(format!(
+                    "array '{}': {} is {len} bytes, metadata says {}",
+                    a.name, a.data_file, a.size_bytes
+                )),
+                Ok(Some(len)) if len > a.size_bytes => r.notes.push(format!(
+                    "array '{}': {} uncommitted bytes past the end (trimmed by the next append)",
+                    a.name,
+                    len - a.size_bytes
+                )),
+                Ok(Some(_)) => {}
+            }
         }
         if a.compression != 0 {
             r.problems.push(format!(

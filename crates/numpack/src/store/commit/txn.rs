@@ -72,6 +72,8 @@ pub struct Txn<'a> {
     pub(crate) committed_crc: Option<u32>,
     /// Files to write in place at commit (bitmaps), under one undo record with the metadata.
     patches: Vec<Patch>,
+    /// Segment folders (and their manifests) to remove once the commit is done.
+    folders: Vec<(String, String)>,
 }
 
 mod patch;
@@ -111,6 +113,7 @@ impl<'a> Txn<'a> {
             op: crate::format::history::Op::Other,
             committed_crc: None,
             patches: Vec::new(),
+            folders: Vec::new(),
         }
     }
 
@@ -196,6 +199,12 @@ impl<'a> Txn<'a> {
             old_len,
             writes,
         });
+    }
+
+    /// Removes the segment folder `folder` after the commit, unless a version kept by
+    /// history still names its manifest `manifest` (which the commit removes).
+    pub fn remove_folder_after(&mut self, folder: String, manifest: String) {
+        self.folders.push((folder, manifest));
     }
 
     /// Notes a file written in place (rows appended past its committed end), synced before
@@ -321,6 +330,9 @@ impl<'a> Txn<'a> {
             fs::sync_dir(&self.dir)?;
         }
         self.tmp_files.clear();
+        for (folder, manifest) in &self.folders {
+            crate::store::segmented::remove_folder(&self.dir, folder, manifest);
+        }
         let meta = std::mem::take(&mut self.meta);
         Ok((meta, written))
     }
