@@ -18,9 +18,27 @@ import numpack
 from numpack import NumPack, _core
 from numpack.exceptions import CorruptStoreError
 
-CODES = {np.dtype(t): c for c, t in enumerate(
-    ["bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
-     "float16", "float32", "float64", "complex64", "complex128"])}
+CODES = {
+    np.dtype(t): c
+    for c, t in enumerate(
+        [
+            "bool",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "float16",
+            "float32",
+            "float64",
+            "complex64",
+            "complex128",
+        ]
+    )
+}
 
 
 def metadata_bytes(records) -> bytes:
@@ -47,7 +65,7 @@ def build_07_store(path: Path, arrays: dict[str, tuple[np.ndarray, list[int]]]) 
         segments, at = [], 0
         for i, n in enumerate(splits):
             file = f"data_{name}_segments/seg_{i:06d}.npkd"
-            (path / file).write_bytes(np.ascontiguousarray(arr[at:at + n]).tobytes())
+            (path / file).write_bytes(np.ascontiguousarray(arr[at : at + n]).tobytes())
             segments.append({"file": file, "rows": n, "bytes": n * row})
             at += n
         manifest = {"version": 1, "segments": segments}
@@ -79,8 +97,9 @@ def stores(draw):
     return arr, splits_of(draw, rows)
 
 
-SETTINGS = settings(max_examples=30, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @SETTINGS
@@ -120,7 +139,9 @@ def test_every_read_sees_the_rows_across_segments(tmp_path_factory, case, data):
 
 @SETTINGS
 @given(case=stores(), data=st.data())
-def test_appends_fill_the_last_segment_then_start_new_ones(tmp_path_factory, monkeypatch, case, data):
+def test_appends_fill_the_last_segment_then_start_new_ones(
+    tmp_path_factory, monkeypatch, case, data
+):
     arr, splits = case
     if arr.ndim == 0:
         return
@@ -133,7 +154,9 @@ def test_appends_fill_the_last_segment_then_start_new_ones(tmp_path_factory, mon
     with NumPack(path) as npk:
         for _ in range(data.draw(st.integers(1, 3))):
             n = data.draw(st.integers(1, 30))
-            new = (np.arange(n * int(np.prod(arr.shape[1:]))).reshape(n, *arr.shape[1:]) % 100).astype(arr.dtype)
+            new = (
+                np.arange(n * int(np.prod(arr.shape[1:]))).reshape(n, *arr.shape[1:]) % 100
+            ).astype(arr.dtype)
             npk.append({"a": new})
             want = np.concatenate([want, new])
             np.testing.assert_array_equal(npk.load("a"), want)
@@ -151,7 +174,7 @@ def test_appends_fill_the_last_segment_then_start_new_ones(tmp_path_factory, mon
         if i < old - 1:
             assert s["rows"] == splits[i]
         elif i < len(segs) - 1:
-            assert s["rows"] >= per or i == old - 1 and s["rows"] >= max(per, splits[i])
+            assert s["rows"] >= per or (i == old - 1 and s["rows"] >= max(per, splits[i]))
     with NumPack(path) as npk:
         np.testing.assert_array_equal(npk.load("a"), want)
     # A reader of the layout alone (what 0.7 does) sees the same rows.
@@ -224,13 +247,18 @@ def test_search_pack_and_conversions_read_segments(tmp_path):
     q = arr[[3, 40]]
     with NumPack(path) as npk:
         idx, _ = npk.search("emb", q, k=1, exact=True, metric="dot")
-        assert np.asarray(idx)[:, 0].tolist() == [int(np.argmax(arr @ q[0])), int(np.argmax(arr @ q[1]))]
+        assert np.asarray(idx)[:, 0].tolist() == [
+            int(np.argmax(arr @ q[0])),
+            int(np.argmax(arr @ q[1])),
+        ]
         npk.create_index("emb", nlist=4)
         idx2, _ = npk.search("emb", q, k=3)
         assert np.asarray(idx2).shape == (2, 3)
     from numpack.vector_engine import StreamingVectorEngine
 
-    top, _ = StreamingVectorEngine().streaming_top_k_from_file(q[0], path, "emb", "l2", 1, exact=True)
+    top, _ = StreamingVectorEngine().streaming_top_k_from_file(
+        q[0], path, "emb", "l2", 1, exact=True
+    )
     assert int(top[0]) == 3
     numpack.pack(path, tmp_path / "p.npkg")
     numpack.unpack(tmp_path / "p.npkg", tmp_path / "u.npk")
@@ -267,6 +295,7 @@ def _segs(**change):
         m = manifest(p, "a")
         m["segments"][1].update(change)
         (p / "data_a.npkseg").write_text(json.dumps(m))
+
     return edit
 
 
@@ -318,9 +347,12 @@ def test_hostile_manifests_are_corrupt_store_errors(tmp_path, case):
     _hostile(path, HOSTILE[case])
     before = sorted(p.name for p in tmp_path.iterdir())
     with NumPack(path) as npk:
-        for call in (lambda: npk.load("a"), lambda: npk.load("a", lazy=True),
-                     lambda: npk.append({"a": np.zeros((1, 4), np.int32)}),
-                     lambda: npk.getitem("a", [0])):
+        for call in (
+            lambda: npk.load("a"),
+            lambda: npk.load("a", lazy=True),
+            lambda: npk.append({"a": np.zeros((1, 4), np.int32)}),
+            lambda: npk.getitem("a", [0]),
+        ):
             with pytest.raises((CorruptStoreError, FileNotFoundError)) as e:
                 call()
             assert "a" in str(e.value) or "seg" in str(e.value)
@@ -338,7 +370,9 @@ def test_large_segments_mapped_or_copied_read_alike(tmp_path, row_floats):
     with NumPack(tmp_path / "s") as npk:
         lazy = npk.load("a", lazy=True)
         np.testing.assert_array_equal(np.asarray(lazy), arr)
-        np.testing.assert_array_equal(lazy[n // 2 - 3: n // 2 + 40], arr[n // 2 - 3: n // 2 + 40])
-        np.testing.assert_array_equal(npk.getitem("a", [n - 1, 0, n // 2 + 36]), arr[[n - 1, 0, n // 2 + 36]])
+        np.testing.assert_array_equal(lazy[n // 2 - 3 : n // 2 + 40], arr[n // 2 - 3 : n // 2 + 40])
+        np.testing.assert_array_equal(
+            npk.getitem("a", [n - 1, 0, n // 2 + 36]), arr[[n - 1, 0, n // 2 + 36]]
+        )
         for i, batch in enumerate(npk.stream_load("a", buffer_size=64)):
-            np.testing.assert_array_equal(batch, arr[i * 64:(i + 1) * 64])
+            np.testing.assert_array_equal(batch, arr[i * 64 : (i + 1) * 64])

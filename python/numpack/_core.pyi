@@ -121,6 +121,11 @@ class Store:
         'last_modified': int (µs), 'size_bytes': int, 'dtype': 'Float32', 'dtype_code': int,
         'deleted_rows': int, 'file_bytes': int,
         'segments': int (0: one data file)}``."""
+    def attrs(self, name: str) -> str:
+        """The attributes of array ``name`` as JSON text of an object."""
+    def update_attrs(self, name: str, set: str, remove: list[str], replace: bool) -> None:
+        """Sets the keys of ``set`` (JSON object text), removes ``remove``; or with
+        ``replace`` makes the attributes exactly ``set``. One commit."""
     def modify_time(self, name: str) -> int | None: ...
     def total_size(self) -> int: ...
     # --- streaming imports (numpack.io) ----------------------------------------------------
@@ -196,6 +201,8 @@ class ArrayWriter:
     def copy_from(self, path: str, offset: int, length: int) -> None:
         """Append ``length`` bytes of the file at ``path`` from ``offset`` (a kernel copy;
         ``length`` must be whole elements)."""
+    def set_attrs(self, json: str) -> None:
+        """Attributes (JSON object text) the array gets at its commit, replacing its old ones."""
     def abort(self) -> None:
         """Abandon the array and remove its temporary file.  Idempotent."""
 

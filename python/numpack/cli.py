@@ -102,6 +102,8 @@ def _store_rows(path: Path) -> list[dict[str, Any]]:
                     "shape": list(info["logical_shape"]),
                     "deleted_rows": info["deleted_rows"],
                     "bytes_on_disk": info["file_bytes"],
+                    "segments": info["segments"],
+                    "attrs": json.loads(store.attrs(name)),
                     "last_modified": _dt.datetime.fromtimestamp(
                         info["last_modified"] / 1e6, tz=_dt.timezone.utc
                     ).isoformat(timespec="seconds"),
@@ -155,6 +157,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             r["bytes_on_disk"] = _human(r["bytes_on_disk"])
         columns = ["name", "dtype", "shape", "deleted_rows", "bytes_on_disk", "last_modified"]
         print(_table(rows, columns) if rows else f"{target}: no arrays")
+        for r in rows:
+            if r["attrs"]:
+                print(f"{r['name']} attrs: {json.dumps(r['attrs'], ensure_ascii=False)}")
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._attrs import StoreAttrs
 from ._index import IndexMixin
 from ._indexing import (
     RowSpec,
@@ -212,6 +213,14 @@ class NumPack(ReadsMixin, VersionsMixin, IndexMixin):
     def path(self) -> Path:
         """The store directory."""
         return self._path
+
+    @property
+    def attrs(self) -> StoreAttrs:
+        """Attributes of the arrays: ``npk.attrs["emb"]["model"] = "e5-base"`` persists (one
+        commit); ``npk.attrs["emb"]`` is a live dict of JSON values, at most 1 MiB of JSON
+        per array, kept by ``update``, ``clone``, ``pack`` and the conversions to formats
+        with metadata, removed with the array. Values read are copies."""
+        return StoreAttrs(self)
 
     def _open_store(self) -> _core.Store:
         """The open ``numpack._core.Store`` (no strict-mode check: for internal callers)."""

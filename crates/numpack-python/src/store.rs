@@ -386,6 +386,28 @@ impl PyStore {
         Ok(d)
     }
 
+    /// The attributes of array `name` as JSON text of an object.
+    fn attrs(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+        let store = self.get()?;
+        py.detach(|| store.attrs(name)).py_err()
+    }
+
+    /// Sets the keys of `set` (JSON text of an object) and removes those of `remove`, or
+    /// with `replace` makes the attributes exactly `set`; one commit.
+    #[pyo3(signature = (name, set, remove, replace))]
+    fn update_attrs(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        set: &str,
+        remove: Vec<String>,
+        replace: bool,
+    ) -> PyResult<()> {
+        let store = self.get()?;
+        py.detach(|| store.update_attrs(name, set, &remove, replace))
+            .py_err()
+    }
+
     fn modify_time(&self, py: Python<'_>, name: &str) -> PyResult<Option<u64>> {
         let store = self.get()?;
         Ok(py

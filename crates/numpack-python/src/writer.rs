@@ -90,6 +90,13 @@ impl PyArrayWriter {
         .py_err()
     }
 
+    /// Attributes (JSON text of an object) the array gets in the commit that makes it
+    /// appear, replacing any it had.
+    fn set_attrs(&self, json: &str) -> PyResult<()> {
+        let mut g = self.lock();
+        g.as_mut().ok_or_else(finished)?.set_attrs(json).py_err()
+    }
+
     /// Abandons the array: its temporary file is removed. Idempotent.
     fn abort(&self) {
         self.lock().take();

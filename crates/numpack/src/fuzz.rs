@@ -64,6 +64,25 @@ pub fn index(data: &[u8]) {
     }
 }
 
+/// `data_<name>.npkseg` (a 0.7 segment manifest of the stem `e`): the first byte picks the
+/// row size, the second the row count; what decodes names only files of its folder, adds up
+/// and re-encodes to an equal manifest.
+pub fn manifest(data: &[u8]) {
+    use crate::format::segments::Manifest;
+    let [rb, rows, rest @ ..] = data else {
+        return;
+    };
+    let (rb, rows) = (u64::from(*rb % 17), u64::from(*rows));
+    if let Ok(m) = Manifest::decode(rest, "e", rows, rb) {
+        assert_eq!(m.rows(), rows);
+        for s in &m.segments {
+            assert!(crate::format::names::segment_number("e", &s.file).is_some());
+            assert_eq!(s.bytes, s.rows * rb);
+        }
+        assert_eq!(Manifest::decode(&m.encode(), "e", rows, rb), Ok(m));
+    }
+}
+
 /// `deleted_<name>.npkb`: the first 8 bytes pick the array's row count (bounded, as the data
 /// file bounds it in a store), the rest is the file.
 pub fn bitmap(data: &[u8]) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// A fuzz body: any bytes in, a panic on a violated property.
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 7] = [
+const TARGETS: [(&str, Body); 8] = [
     ("metadata", fuzz::metadata),
     ("bitmap", fuzz::bitmap),
     ("lock_and_undo", fuzz::lock_and_undo),
@@ -19,6 +19,7 @@ const TARGETS: [(&str, Body); 7] = [
     ("package", fuzz::package),
     ("csv", fuzz::csv),
     ("index", fuzz::index),
+    ("manifest", fuzz::manifest),
 ];
 
 fn corpus(target: &str) -> PathBuf {

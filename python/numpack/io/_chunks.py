@@ -20,7 +20,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._attrs import attrs_json
 from .._indexing import le_dtype
 from ..numpack import NumPack
 from ._progress import Progress, slices
@@ -144,6 +145,10 @@ class ArraySink:
         self.rows = 0
         self._zero_d_written = False
 
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """The array's attributes once imported (replacing any the store had for it)."""
+        self._writer.set_attrs(attrs_json(attrs))
+
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape of the array as written so far."""
@@ -244,6 +249,10 @@ class Import:
         sink = ArraySink(writer, name, dt, row_shape)
         self._sinks[name] = sink
         return sink
+
+    def sink(self, name: str) -> ArraySink:
+        """The sink of array ``name``, imported in this block."""
+        return self._sinks[name]
 
     def discard(self, name: str) -> None:
         """Forget array ``name`` (its written rows are removed; the name can be imported

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ class _SnapshotStore:
 
     def __init__(self, snap: Snapshot) -> None:
         self._core = snap._core
+        self._path = snap.path
 
     def names(self) -> list[str]:
         return list(self._core.names())
@@ -48,6 +50,16 @@ class _SnapshotStore:
     def info(self, name: str) -> dict[str, Any]:
         # No payload file: exporters then copy rows, as for an array with deleted rows.
         return {"deleted_rows": 1, "data_file": ""}
+
+    def attrs(self, name: str) -> str:
+        # Attributes are not versioned: the array's current ones, if it still exists.
+        store = _core.Store(os.fspath(self._path))
+        try:
+            return str(store.attrs(name))
+        except KeyError:
+            return "{}"
+        finally:
+            store.close()
 
 
 class Source:
@@ -114,6 +126,11 @@ class Source:
             what = "no arrays" if not have else f"multiple arrays {have}"
             raise ValueError(f"NumPack contains {what}; please provide the array_name argument.")
         return have[0]
+
+    def attrs(self, name: str) -> dict[str, Any]:
+        """The attributes of array ``name`` (a new dict)."""
+        out: dict[str, Any] = json.loads(self.store.attrs(name))
+        return out
 
     def describe(self, name: str) -> tuple[np.dtype[Any], tuple[int, ...]]:
         """``(dtype, logical shape)`` of array ``name``."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json
 from .._deps import require
 from ..numpack import NumPack
 from ._chunks import ArraySink, Import, naming
@@ -110,8 +111,25 @@ def import_batches(
 ) -> None:
     """Import record ``batches`` (holding the ``columns`` of ``schema``, in that order, or
     all of them) as array ``name``; the shape numpack saved in the schema metadata is
-    restored when all columns are read. ``bar`` counts the bytes of the values converted;
-    its total is set from ``num_rows``, the table's row count, when that is known."""
+    restored when all columns are read, and the attributes it saved always. ``bar`` counts
+    the bytes of the values converted; its total is set from ``num_rows``, the table's row
+    count, when that is known."""
+    _import_batches(imp, name, schema, batches, where, columns, bar, num_rows)
+    attrs = attrs_from_json((schema.metadata or {}).get(ATTRS_KEY.encode()))
+    if attrs is not None:
+        imp.sink(name).set_attrs(attrs)
+
+
+def _import_batches(
+    imp: Import,
+    name: str,
+    schema: Any,
+    batches: Iterable[Any],
+    where: str,
+    columns: list[str] | None,
+    bar: Progress | None,
+    num_rows: int | None,
+) -> None:
     if columns is not None:
         missing = [c for c in columns if c not in schema.names]
         if missing:
@@ -171,9 +189,13 @@ def _values(col: Any, name: str, dtype: np.dtype[Any], where: str) -> npt.NDArra
 
 
 def arrow_schema(
-    dtype: np.dtype[Any], shape: tuple[int, ...], column_names: list[str] | None = None
+    dtype: np.dtype[Any],
+    shape: tuple[int, ...],
+    column_names: list[str] | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> Any:
-    """The Arrow schema numpack writes for an array (with the shape in its metadata)."""
+    """The Arrow schema numpack writes for an array (with the shape, and the attributes when
+    it has some, in its metadata)."""
     pa = _pa()
     if dtype.kind == "c":
         raise ValueError(f"Arrow has no {dtype} type: complex arrays cannot be exported")
@@ -185,6 +207,8 @@ def arrow_schema(
     if len(names) != want:
         raise ValueError(f"{len(names)} column names given for {want} columns")
     meta = {_META: json.dumps({"shape": list(shape), "dtype": dtype.str}).encode()}
+    if attrs:
+        meta[ATTRS_KEY.encode()] = attrs_json(attrs).encode()
     return pa.schema([pa.field(n, t) for n in names], metadata=meta)
 
 
@@ -283,7 +307,7 @@ def to_table(
     with Source(input_path) as src:
         name = src.single(array_name)
         dtype, shape = src.describe(name)
-        schema = arrow_schema(dtype, shape, column_names)
+        schema = arrow_schema(dtype, shape, column_names, src.attrs(name))
         batches = list(record_batches(src, name, schema, 128 << 20))
     return pa.Table.from_batches(batches, schema=schema)
 

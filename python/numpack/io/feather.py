@@ -120,7 +120,7 @@ def to_feather(
     with Source(input_path) as src:
         name = src.single(array_name)
         dtype, shape = src.describe(name)
-        schema = arrow_schema(dtype, shape)
+        schema = arrow_schema(dtype, shape, attrs=src.attrs(name))
         label = Path(os.fspath(output_path)).name
         with Progress(progress, src.nbytes(name), label) as bar, atomic_output(output_path) as tmp:
             with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_file(f, schema, options=options) as w:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json
 from .._deps import require
 from ..numpack import NumPack
 from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming
@@ -87,7 +89,48 @@ def _copy_raw(sink: Any, ds: Any, chunk_size: int, bar: Progress) -> bool:
     return True
 
 
+def _h5_attrs(ds: Any) -> dict[str, Any]:
+    """A dataset's attributes as JSON values: the exact ones numpack wrote, else each
+    attribute JSON can hold (strings, numbers, booleans, arrays of them as lists)."""
+    saved = attrs_from_json(ds.attrs.get(ATTRS_KEY))
+    if saved is not None:
+        return saved
+    out: dict[str, Any] = {}
+    for k, v in ds.attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, (np.generic, np.ndarray)):
+            if v.dtype.kind not in "biufU":
+                continue
+            v = v.tolist()
+        try:
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        out[str(k)] = v
+    return out
+
+
+def _put_h5_attrs(ds: Any, attrs: dict[str, Any]) -> None:
+    """Writes attributes onto a dataset: strings, numbers and booleans as native HDF5
+    attributes, other values as their JSON text, and all of them exactly under
+    ``numpack.attrs``."""
+    if not attrs:
+        return
+    for k, v in attrs.items():
+        native = isinstance(v, (str, bool, float)) or (isinstance(v, int) and -(2**63) <= v < 2**63)
+        ds.attrs[k] = v if native else json.dumps(v)
+    ds.attrs[ATTRS_KEY] = attrs_json(attrs)
+
+
 def _import_dataset(imp: Import, name: str, ds: Any, chunk_size: int, bar: Progress) -> None:
+    _import_rows(imp, name, ds, chunk_size, bar)
+    attrs = _h5_attrs(ds)
+    if attrs:
+        imp.sink(name).set_attrs(attrs)
+
+
+def _import_rows(imp: Import, name: str, ds: Any, chunk_size: int, bar: Progress) -> None:
     shape = tuple(ds.shape)
     dtype = ds.dtype.newbyteorder("<")
     if not shape:
@@ -249,6 +292,8 @@ def to_hdf5(
                         ds.write_direct(chunk, dest_sel=np.s_[start : start + len(chunk)])
                         start += len(chunk)
                         bar.update(chunk.nbytes)
+                for name in names:
+                    _put_h5_attrs(g[name], src.attrs(name))
             with open(tmp, "r+b") as out_file:
                 for offset, payload, nbytes in raw:
                     out_file.seek(offset)

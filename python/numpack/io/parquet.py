@@ -113,7 +113,7 @@ def to_parquet(
     with Source(input_path) as src:
         name = src.single(array_name)
         dtype, shape = src.describe(name)
-        schema = arrow_schema(dtype, shape)
+        schema = arrow_schema(dtype, shape, attrs=src.attrs(name))
         per_row = max(1, int(np.prod(shape[1:], dtype=np.int64))) if len(shape) != 2 else 1
         multiple = max(1, int(row_group_size) // per_row)
         label = Path(os.fspath(output_path)).name

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json
 from ..numpack import NumPack
 from ._chunks import Import, atomic_output
 from ._progress import Progress
@@ -130,7 +131,8 @@ def from_safetensors_file(
         (``BF16``, ``F8_*``, ...): these are named and nothing is imported.
     """
     path = _check_path(input_path)
-    entries = _select(_read_header(path)[0], keys)
+    all_entries, meta = _read_header(path)
+    entries = _select(all_entries, keys)
     bad = [f"'{e.name}' ({e.code})" for e in entries if e.dtype is None]
     if bad:
         raise ValueError(
@@ -143,11 +145,16 @@ def from_safetensors_file(
     ):
         for e in entries:
             assert e.dtype is not None
+            attrs = attrs_from_json(meta.get(f"{ATTRS_KEY}.{e.name}"))
             if not e.shape:
                 a = np.fromfile(path, e.dtype, 1, offset=e.offset).reshape(())
                 imp.save(e.name, a, bar=bar)
+                if attrs is not None:
+                    imp.sink(e.name).set_attrs(attrs)
                 continue
             sink = imp.array(e.name, e.dtype, e.shape[1:])
+            if attrs is not None:
+                sink.set_attrs(attrs)
             if e.length == 0:
                 sink.write(np.empty(e.shape, e.dtype))
                 continue
@@ -184,7 +191,9 @@ def to_safetensors_file(
         if bad:
             raise ValueError(f"SafeTensors cannot hold array(s) {', '.join(bad)}")
         order = sorted(names, key=lambda n: (-info[n][0].itemsize, n))
-        header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+        carried = {f"{ATTRS_KEY}.{n}": attrs_json(a) for n in names if (a := src.attrs(n))}
+        meta = {**carried, **(metadata or {})}
+        header: dict[str, Any] = {"__metadata__": meta} if meta else {}
         pos = 0
         for n in order:
             dtype, shape = info[n]

@@ -53,6 +53,13 @@ def _nbytes(arr: Any) -> int:
 
 
 def _import_array(imp: Import, name: str, arr: Any, chunk_size: int, bar: Progress) -> None:
+    _import_rows(imp, name, arr, chunk_size, bar)
+    attrs = dict(arr.attrs)
+    if attrs:
+        imp.sink(name).set_attrs(attrs)
+
+
+def _import_rows(imp: Import, name: str, arr: Any, chunk_size: int, bar: Progress) -> None:
     shape = tuple(int(d) for d in arr.shape)
     dtype = np.dtype(arr.dtype)
     if not shape:
@@ -189,6 +196,9 @@ def to_zarr(
                 chunks = _zarr_chunks(shape, dtype) if shape else ()
                 arr = g.create_array(name, shape=shape, dtype=dtype, chunks=chunks,
                                      compressors=codecs, overwrite=True)  # fmt: skip
+                attrs = src.attrs(name)
+                if attrs:
+                    arr.attrs.update(attrs)
                 if not shape:
                     arr[()] = src.load(name)
                     bar.update(src.nbytes(name))

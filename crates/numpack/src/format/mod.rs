@@ -1,5 +1,6 @@
 //! Bytes on disk only: encoders and decoders of the store's files. No locking, no policy.
 
+pub mod attrs;
 pub mod bitmap;
 pub mod cursor;
 pub mod history;

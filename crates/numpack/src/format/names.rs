@@ -124,6 +124,19 @@ pub fn index_log_file(data_file: &str) -> Option<String> {
     Some(format!("index_{}.npkx", data_stem(data_file)?))
 }
 
+/// `attrs_<stem>.npka` (an array's attributes, JSON) for the data file `data_<stem>.npkd`.
+pub fn attrs_file(data_file: &str) -> Option<String> {
+    Some(format!("attrs_{}.npka", data_stem(data_file)?))
+}
+
+/// Whether `file` is an attributes file name (`attrs_*.npka`, bare).
+pub fn is_attrs_file(file: &str) -> bool {
+    file.starts_with("attrs_")
+        && file.ends_with(".npka")
+        && file.len() > "attrs_.npka".len()
+        && super::cursor::is_bare_name(file)
+}
+
 /// Whether `file` is a vector index file name (`index_*.npki` or `index_*.npkx`, bare).
 pub fn is_index_file(file: &str) -> bool {
     file.starts_with("index_")

@@ -114,7 +114,7 @@ pub fn read_info(path: &Path) -> NpkResult<PackageInfo> {
             String::from_utf8(name).map_err(|_| bad(format!("member {i}: name not UTF-8")))?;
         if !is_member_name(&name) {
             return Err(bad(format!(
-                "member {i}: {name:?} is not a store file name (metadata.npkm, data_*.npkd, deleted_*.npkb)"
+                "member {i}: {name:?} is not a store file name (metadata.npkm, data_*.npkd, deleted_*.npkb, attrs_*.npka)"
             )));
         }
         if !seen.insert(name.clone()) {

@@ -25,8 +25,10 @@ pub(super) fn check_members(
     let bad = |why: String| NpkError::corrupt(source, why);
     let mut data: HashMap<&str, &ArrayMetadata> = HashMap::new();
     let mut bitmaps: HashMap<String, &ArrayMetadata> = HashMap::new();
+    let mut attrs: HashSet<String> = HashSet::new();
     for a in meta.arrays.values() {
         data.insert(a.data_file.as_str(), a);
+        attrs.extend(names::attrs_file(&a.data_file));
         if let Some(b) = names::bitmap_file(&a.data_file) {
             bitmaps.insert(b, a);
         }
@@ -55,6 +57,15 @@ pub(super) fn check_members(
                 return Err(bad(format!(
                     "member {:?} is {} bytes, more than the bitmap of array '{}' can be ({max})",
                     e.name, e.original_size, a.name
+                )));
+            }
+        } else if attrs.contains(&e.name) {
+            // Decoded by the unpacked store's verification.
+            let max = crate::format::attrs::MAX_ATTRS_BYTES as u64;
+            if e.original_size > max {
+                return Err(bad(format!(
+                    "member {:?} is {} bytes, more than attributes can be ({max})",
+                    e.name, e.original_size
                 )));
             }
         } else {

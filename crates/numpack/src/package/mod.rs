@@ -40,7 +40,8 @@ pub fn is_member_name(name: &str) -> bool {
     let bare = !name.is_empty() && name.len() <= 255 && !name.contains(['/', '\\', '\0']);
     bare && (name == "metadata.npkm"
         || (name.starts_with("data_") && name.ends_with(".npkd") && name.len() > 10)
-        || (name.starts_with("deleted_") && name.ends_with(".npkb") && name.len() > 13))
+        || (name.starts_with("deleted_") && name.ends_with(".npkb") && name.len() > 13)
+        || crate::format::names::is_attrs_file(name))
 }
 
 /// The checksum step of versions 2 and 3: `c = crc32(le(crc32(file)), c)`.

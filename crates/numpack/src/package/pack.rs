@@ -120,6 +120,20 @@ fn members(dir: &Path) -> NpkResult<Vec<Member>> {
             item: a.dtype.size_bytes() as u8,
             from,
         });
+        if let Some(f) = names::attrs_file(&a.data_file) {
+            let path = dir.join(&f);
+            // Checked as a reader checks it: a package carries only valid attributes.
+            let some = !crate::store::attrs::read(dir, a)?.is_empty();
+            if let Some(size) = crate::io::fs::file_len(&path)?.filter(|_| some) {
+                out.push(Member {
+                    name: f,
+                    path,
+                    size,
+                    item: 0,
+                    from: From::File,
+                });
+            }
+        }
         if let Some(b) = names::bitmap_file(&a.data_file) {
             let path = dir.join(&b);
             if let Some(size) = crate::io::fs::file_len(&path)? {

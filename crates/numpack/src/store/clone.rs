@@ -31,6 +31,7 @@ impl Store {
             self.mark_dirty(txn.dir().join(&file));
             let record =
                 ArrayMetadata::new(target, snap.logical_shape(), a.dtype, file, now_micros());
+            super::attrs::stage(txn, &record, &super::attrs::read(txn.dir(), &a)?)?;
             txn.meta_mut().arrays.insert(target.to_owned(), record);
             Ok(())
         })

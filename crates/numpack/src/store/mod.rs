@@ -19,6 +19,7 @@
 //! seen by the next call (see `state.rs`).
 
 mod append;
+pub mod attrs;
 mod clone;
 mod collect;
 pub mod commit;
@@ -389,6 +390,7 @@ pub(crate) fn remove_array(txn: &mut Txn, name: &str) -> bool {
         txn.stage_remove(&b);
     }
     index::forget_files(txn, &a.data_file);
+    attrs::forget(txn, &a.data_file);
     if let Some(stem) = names::data_stem(&a.data_file).filter(|_| segmented::is_segmented(&a)) {
         txn.remove_folder_after(names::segment_dir(stem), a.data_file.clone());
     }

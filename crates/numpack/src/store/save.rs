@@ -88,6 +88,7 @@ pub(crate) fn final_data_file(txn: &mut Txn, name: &str) -> String {
         }
         None => {
             let file = fresh_data_file(txn, name);
+            super::attrs::forget(txn, &file);
             // A stale bitmap of a killed earlier array must not apply to this one.
             if let Some(bitmap) = names::bitmap_file(&file) {
                 if !matches!(fs::entry(&txn.dir().join(&bitmap)), Ok(None)) {

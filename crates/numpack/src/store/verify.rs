@@ -28,6 +28,7 @@ fn is_store_file(n: &str) -> bool {
         || names::is_safe_data_file(n)
         || names::is_bitmap_file(n)
         || names::is_index_file(n)
+        || names::is_attrs_file(n)
 }
 
 /// Checks a store directory: every store file is a regular file (no links, FIFOs or
@@ -136,6 +137,11 @@ pub fn verify_dir(dir: &Path) -> Report {
                 a.name, a.compression
             ));
         }
+        known.extend(names::attrs_file(&a.data_file));
+        if let Err(e) = crate::store::attrs::read(dir, a) {
+            r.problems
+                .push(format!("array '{}': {}", a.name, reason(e)));
+        }
         known.extend(names::index_file(&a.data_file));
         known.extend(names::index_log_file(&a.data_file));
         match crate::store::index::check(dir, a) {
@@ -181,8 +187,10 @@ pub fn verify_dir(dir: &Path) -> Report {
         }
     }
     for n in entries {
-        let ours =
-            names::is_safe_data_file(&n) || names::is_bitmap_file(&n) || names::is_index_file(&n);
+        let ours = names::is_safe_data_file(&n)
+            || names::is_bitmap_file(&n)
+            || names::is_index_file(&n)
+            || names::is_attrs_file(&n);
         if ours && !known.contains(&n) {
             r.notes.push(format!(
                 "{n}: not referenced by the metadata (left by an interrupted save)"

@@ -36,9 +36,17 @@ pub struct ArrayWriter {
     /// (started once the first [`IMPORT_FLUSH_BYTES`] are written).
     flusher: Option<Flusher>,
     unflushed: u64,
+    /// Attributes the array gets at the commit (replacing its old ones); `None` keeps them.
+    attrs: Option<crate::format::attrs::Attrs>,
 }
 
 impl ArrayWriter {
+    /// Sets the attributes (JSON text of an object) the array gets at the commit.
+    pub fn set_attrs(&mut self, json: &str) -> NpkResult<()> {
+        self.attrs = Some(super::attrs::parse(&self.name, json)?);
+        Ok(())
+    }
+
     /// The array name.
     pub fn name(&self) -> &str {
         &self.name
@@ -154,6 +162,7 @@ impl ArrayWriter {
             handed_over: false,
             flusher: None,
             unflushed: 0,
+            attrs: None,
         })
     }
 }
@@ -174,6 +183,7 @@ impl Store {
             handed_over: false,
             flusher: None,
             unflushed: 0,
+            attrs: None,
         })
     }
 
@@ -254,6 +264,9 @@ impl Store {
                 w.handed_over = true;
                 self.mark_dirty(txn.dir().join(&file));
                 let record = ArrayMetadata::new(&w.name, std::mem::take(shape), w.dtype, file, now);
+                if let Some(attrs) = &w.attrs {
+                    super::attrs::stage(txn, &record, attrs)?;
+                }
                 txn.meta_mut().arrays.insert(w.name.clone(), record);
             }
             Ok(())

@@ -38,6 +38,7 @@ fn is_store_file(name: &str) -> bool {
         || names::is_safe_data_file(name)
         || names::is_bitmap_file(name)
         || names::is_index_file(name)
+        || names::is_attrs_file(name)
 }
 
 impl Step {

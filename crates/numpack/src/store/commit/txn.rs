@@ -243,7 +243,12 @@ impl<'a> Txn<'a> {
                     Step::Remove(name) => name.as_str(),
                 }))
                 // Indexes are not versioned (a snapshot searches exactly).
-                .filter(|n| *n != METADATA && !crate::format::names::is_index_file(n))
+                // Nor are attributes (a version shows the current ones).
+                .filter(|n| {
+                    *n != METADATA
+                        && !crate::format::names::is_index_file(n)
+                        && !crate::format::names::is_attrs_file(n)
+                })
                 .collect();
             crate::store::history::before_point(
                 &crate::store::history::Commit {
