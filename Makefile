@@ -6,7 +6,7 @@ UV := $(PY) -m uv
 
 # Test dependencies: every optional conversion library is installed, so no io test is skipped
 # (torch is the CPU-capable PyPI wheel; moto's server gives the S3 tests a real local endpoint).
-IO_DEPS := pyarrow h5py zarr pandas safetensors torch s3fs fsspec tqdm "moto[server]" boto3 zstandard "ray[data]" fusepy
+IO_DEPS := pyarrow h5py zarr pandas safetensors torch ml_dtypes s3fs fsspec tqdm "moto[server]" boto3 zstandard "ray[data]" fusepy
 
 deps:
 	@# strace: the durability test reads the real system calls (tests/test_durability.py).

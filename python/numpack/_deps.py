@@ -27,6 +27,7 @@ EXTRAS = {
     "tqdm": "progress",
     "dask": "dask",
     "ray": "ray",
+    "ml_dtypes": "ml",
 }
 
 

@@ -148,7 +148,10 @@ class Batch(Sequence[Any]):
 
 def _tensor(a: Any) -> Any:
     if isinstance(a, np.ndarray):
-        return _torch.from_numpy(np.ascontiguousarray(a))
+        # bfloat16 / float8 arrays (ml_dtypes) become tensors of those dtypes.
+        from .io.torch import numpy_to_tensor
+
+        return numpy_to_tensor(_torch, np.ascontiguousarray(a))
     return a
 
 

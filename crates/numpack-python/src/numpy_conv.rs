@@ -11,6 +11,16 @@ use std::sync::Arc;
 
 /// The format's dtype for a NumPy dtype (native byte order required).
 pub fn dtype_of(d: &Bound<'_, PyArrayDescr>) -> PyResult<DataType> {
+    if matches!(d.kind(), b'V' | b'f') && d.itemsize() <= 2 && !d.has_fields() {
+        // ml_dtypes' types (void- or float-kind, by version) are told apart by name.
+        let name: String = d.getattr("name")?.extract()?;
+        match name.as_str() {
+            "bfloat16" if d.itemsize() == 2 => return Ok(DataType::Bfloat16),
+            "float8_e4m3fn" if d.itemsize() == 1 => return Ok(DataType::Float8E4M3FN),
+            "float8_e5m2" if d.itemsize() == 1 => return Ok(DataType::Float8E5M2),
+            _ => {}
+        }
+    }
     let code = match (d.kind(), d.itemsize()) {
         (b'b', 1) => DataType::Bool,
         (b'u', 1) => DataType::Uint8,
@@ -46,9 +56,32 @@ pub fn dtype_code(dtype: &Bound<'_, PyArrayDescr>) -> PyResult<u8> {
     dtype_of(dtype).map(DataType::code)
 }
 
-/// The NumPy dtype object of a format dtype.
-pub fn numpy_dtype<'py>(py: Python<'py>, d: DataType) -> Bound<'py, PyArrayDescr> {
-    numpack::with_dtype!(d, T => numpy::dtype::<T>(py))
+/// The NumPy dtype object of a format dtype; the `ml_dtypes` types need that package (the
+/// `ml` extra), imported on first use.
+pub fn numpy_dtype<'py>(py: Python<'py>, d: DataType) -> PyResult<Bound<'py, PyArrayDescr>> {
+    if !d.is_ml_dtype() {
+        // (The ml arms are never taken: their integer stand-ins keep the dispatch total.)
+        return Ok(numpack::with_dtype!(d, T => numpy::dtype::<T>(py);
+            bool = bool, bf16 = u16, f8 = (u8, u8)));
+    }
+    // The one lazy import of the optional dependencies, with its error naming the extra.
+    let ml = py
+        .import("numpack._deps")?
+        .call_method1("require", ("ml_dtypes",))?;
+    let t = ml.getattr(d.numpy_name())?;
+    PyArrayDescr::new(py, &t)
+}
+
+/// `arr` (made of same-sized unsigned integers for the `ml_dtypes` types) viewed as `d`.
+fn viewed<'py>(
+    py: Python<'py>,
+    arr: Bound<'py, PyAny>,
+    d: DataType,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !d.is_ml_dtype() {
+        return Ok(arr);
+    }
+    arr.call_method1("view", (numpy_dtype(py, d)?,))
 }
 
 /// A C-contiguous native-order input array: its bytes, shape and dtype.
@@ -122,7 +155,7 @@ pub fn new_array<'py>(
     let len = usize::try_from(len).map_err(|_| PyValueError::new_err("array too large"))?;
     // Every dimension is at most intp::MAX (checked above with the item size >= 1).
     let mut dims: Vec<npy_intp> = shape.iter().map(|&d| d as npy_intp).collect();
-    let descr = numpy_dtype(py, dtype);
+    let descr = numpy_dtype(py, dtype)?;
     // SAFETY: the NumPy C API is initialised (rust-numpy does it on first use, which
     // `numpy_dtype` just did); `dims` holds `ndim` (<= 32) valid dimensions; the descriptor
     // reference is stolen by the call, so one is added; NULL strides and data ask NumPy to
@@ -256,6 +289,9 @@ pub fn mapped_array_at<'py>(
     }
     // SAFETY: `offset` is within the mapping (checked above).
     let ptr = unsafe { owner.get().ptr().add(offset) };
+    if dtype.is_ml_dtype() {
+        numpy_dtype(py, dtype)?; // the package is there before anything is mapped
+    }
     let arr = numpack::with_dtype!(dtype, T => {
         // SAFETY: the mapping is page-aligned and `offset` a multiple of the item size, so
         // `ptr` is aligned; `need` bytes from it lie in the mapping (checked above), which
@@ -270,7 +306,8 @@ pub fn mapped_array_at<'py>(
             unsafe { (*a.as_array_ptr()).fields.flags &= !NPY_ARRAY_WRITEABLE };
         }
         a.into_any()
-    });
+    }; bool = bool, bf16 = u16, f8 = (u8, u8));
+    let arr = viewed(py, arr, dtype)?;
     Ok((arr, Some(owner)))
 }
 

@@ -109,7 +109,7 @@ impl PySnapshot {
     /// The NumPy dtype at the version.
     fn dtype<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         let dt = self.with(|s| Ok(s.array_metadata(name).py_err_in(Some(name))?.dtype))?;
-        Ok(crate::numpy_conv::numpy_dtype(py, dt).into_any())
+        Ok(crate::numpy_conv::numpy_dtype(py, dt)?.into_any())
     }
 
     /// The whole array at the version.

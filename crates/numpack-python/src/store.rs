@@ -359,13 +359,13 @@ impl PyStore {
     ) -> PyResult<(Bound<'py, PyArrayDescr>, Bound<'py, PyTuple>)> {
         let store = self.get()?;
         let (shape, dtype) = py.detach(|| store.describe(name)).py_err()?;
-        Ok((numpy_dtype(py, dtype), PyTuple::new(py, shape)?))
+        Ok((numpy_dtype(py, dtype)?, PyTuple::new(py, shape)?))
     }
 
     fn dtype<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyArrayDescr>> {
         let store = self.get()?;
         let meta = py.detach(|| store.array_metadata(name)).py_err()?;
-        Ok(numpy_dtype(py, meta.dtype))
+        numpy_dtype(py, meta.dtype)
     }
 
     fn info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {

@@ -48,7 +48,7 @@ impl PyArrayWriter {
     #[getter]
     fn dtype<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDescr>> {
         let d = self.lock().as_ref().ok_or_else(finished)?.dtype();
-        Ok(numpy_dtype(py, d))
+        numpy_dtype(py, d)
     }
 
     /// Bytes written so far.

@@ -29,6 +29,9 @@ fn sum(io: &ParallelIO, name: &str) -> NpkResult<f64> {
         DataType::Float64 => total!(f64, |&v| v),
         DataType::Complex64 => total!(num_complex::Complex32, |&v| f64::from(v.re + v.im)),
         DataType::Complex128 => total!(num_complex::Complex64, |&v| v.re + v.im),
+        DataType::Bfloat16 => total!(half::bf16, |&v| f64::from(v)),
+        DataType::Float8E4M3FN => total!(numpack::dtype::F8E4M3FN, |&v| f64::from(v.to_f32())),
+        DataType::Float8E5M2 => total!(numpack::dtype::F8E5M2, |&v| f64::from(v.to_f32())),
     })
 }
 

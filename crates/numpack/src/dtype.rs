@@ -1,4 +1,6 @@
-//! The 14 element types of the format and their Rust counterparts.
+//! The element types of the format and their Rust counterparts: the published package's 14,
+//! and numpack's bfloat16 and two float8 types (codes 14-16, which the published package
+//! refuses as unknown).
 
 use crate::error::{NpkError, NpkResult};
 use std::fmt;
@@ -38,11 +40,95 @@ pub enum DataType {
     Complex64 = 12,
     /// `num_complex::Complex64`.
     Complex128 = 13,
+    /// `half::bf16` (`ml_dtypes.bfloat16`); numpack's own code.
+    Bfloat16 = 14,
+    /// [`F8E4M3FN`] (`ml_dtypes.float8_e4m3fn`: no infinities, NaN at 0x7f/0xff); numpack's own.
+    Float8E4M3FN = 15,
+    /// [`F8E5M2`] (`ml_dtypes.float8_e5m2`: IEEE-like, with infinities); numpack's own.
+    Float8E5M2 = 16,
+}
+
+/// A float8 E4M3FN element (bits as stored; [`F8E4M3FN::to_f32`] decodes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(transparent)]
+pub struct F8E4M3FN(pub u8);
+
+/// A float8 E5M2 element (bits as stored; [`F8E5M2::to_f32`] decodes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(transparent)]
+pub struct F8E5M2(pub u8);
+
+impl F8E4M3FN {
+    /// The value (exact: every float8 value is a float32).
+    pub fn to_f32(self) -> f32 {
+        let (s, e, m) = (self.0 >> 7, (self.0 >> 3) & 0xf, self.0 & 0x7);
+        let v = if e == 0xf && m == 0x7 {
+            f32::NAN
+        } else if e == 0 {
+            f32::from(m) / 8.0 * 2f32.powi(-6)
+        } else {
+            (1.0 + f32::from(m) / 8.0) * 2f32.powi(i32::from(e) - 7)
+        };
+        if s == 1 {
+            -v
+        } else {
+            v
+        }
+    }
+}
+
+/// The float8 code nearest to `v` (ties to an even code), of the type decoded by `decode`;
+/// `over` is the code of a value past the largest finite one, `nan` the NaN code.
+fn nearest_f8(v: f64, decode: fn(u8) -> f32, over: u8, nan: u8, ties_over: bool) -> u8 {
+    if v.is_nan() {
+        return nan;
+    }
+    let sign = if v.is_sign_negative() { 0x80 } else { 0 };
+    let a = v.abs();
+    let finite: Vec<(u8, f64)> = (0..0x80u8)
+        .map(|b| (b, f64::from(decode(b))))
+        .filter(|(_, d)| d.is_finite())
+        .collect();
+    let (max_b, max) = finite[finite.len() - 1];
+    let step = max - finite[finite.len() - 2].1;
+    let beyond = a - max;
+    if beyond > step / 2.0 || (ties_over && beyond == step / 2.0) {
+        return over | sign;
+    }
+    let mut best = (max_b, (a - max).abs());
+    for &(b, d) in &finite {
+        let e = (a - d).abs();
+        if e < best.1 || (e == best.1 && b % 2 == 0) {
+            best = (b, e);
+        }
+    }
+    best.0 | sign
+}
+
+impl F8E4M3FN {
+    /// The nearest value (ties to even; past 448, NaN, as `ml_dtypes` does: no infinities).
+    pub fn from_f64(v: f64) -> Self {
+        F8E4M3FN(nearest_f8(v, |b| F8E4M3FN(b).to_f32(), 0x7f, 0x7f, false))
+    }
+}
+
+impl F8E5M2 {
+    /// The nearest value (ties to even; past 57344, infinity).
+    pub fn from_f64(v: f64) -> Self {
+        F8E5M2(nearest_f8(v, |b| F8E5M2(b).to_f32(), 0x7c, 0x7e, true))
+    }
+}
+
+impl F8E5M2 {
+    /// The value (exact): the upper half of a float16.
+    pub fn to_f32(self) -> f32 {
+        half::f16::from_bits(u16::from(self.0) << 8).to_f32()
+    }
 }
 
 impl DataType {
     /// All dtypes in code order.
-    pub const ALL: [DataType; 14] = [
+    pub const ALL: [DataType; 17] = [
         DataType::Bool,
         DataType::Uint8,
         DataType::Uint16,
@@ -57,6 +143,9 @@ impl DataType {
         DataType::Float64,
         DataType::Complex64,
         DataType::Complex128,
+        DataType::Bfloat16,
+        DataType::Float8E4M3FN,
+        DataType::Float8E5M2,
     ];
 
     /// Decodes a dtype code; unknown codes are an error, never a default.
@@ -75,8 +164,12 @@ impl DataType {
     /// Bytes per element.
     pub fn size_bytes(self) -> usize {
         match self {
-            DataType::Bool | DataType::Uint8 | DataType::Int8 => 1,
-            DataType::Uint16 | DataType::Int16 | DataType::Float16 => 2,
+            DataType::Bool
+            | DataType::Uint8
+            | DataType::Int8
+            | DataType::Float8E4M3FN
+            | DataType::Float8E5M2 => 1,
+            DataType::Uint16 | DataType::Int16 | DataType::Float16 | DataType::Bfloat16 => 2,
             DataType::Uint32 | DataType::Int32 | DataType::Float32 => 4,
             DataType::Uint64 | DataType::Int64 | DataType::Float64 | DataType::Complex64 => 8,
             DataType::Complex128 => 16,
@@ -100,6 +193,9 @@ impl DataType {
             DataType::Float64 => "Float64",
             DataType::Complex64 => "Complex64",
             DataType::Complex128 => "Complex128",
+            DataType::Bfloat16 => "Bfloat16",
+            DataType::Float8E4M3FN => "Float8E4M3FN",
+            DataType::Float8E5M2 => "Float8E5M2",
         }
     }
 
@@ -120,7 +216,18 @@ impl DataType {
             DataType::Float64 => "float64",
             DataType::Complex64 => "complex64",
             DataType::Complex128 => "complex128",
+            DataType::Bfloat16 => "bfloat16",
+            DataType::Float8E4M3FN => "float8_e4m3fn",
+            DataType::Float8E5M2 => "float8_e5m2",
         }
+    }
+
+    /// Whether the type comes from `ml_dtypes` (numpack's own codes, not the published 14).
+    pub fn is_ml_dtype(self) -> bool {
+        matches!(
+            self,
+            DataType::Bfloat16 | DataType::Float8E4M3FN | DataType::Float8E5M2
+        )
     }
 }
 
@@ -147,7 +254,8 @@ pub trait NpkElement: Copy + Send + Sync + 'static + sealed::Sealed {
 }
 
 /// Runs `$body` with `$T` bound to the Rust element type of a [`DataType`] value; bools are
-/// `bool` unless another type is given after `bool =`. One dispatch for the crate and its
+/// `bool` unless another type is given after `bool =` (and the bfloat16 and float8 types
+/// theirs unless `bf16 =` and `f8 = (e4m3fn, e5m2)` name others of their sizes). One dispatch for the crate and its
 /// bindings.
 #[doc(hidden)]
 #[macro_export]
@@ -155,7 +263,11 @@ macro_rules! with_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {
         $crate::with_dtype!($dtype, $T => $body; bool = bool)
     };
-    ($dtype:expr, $T:ident => $body:expr; bool = $B:ty) => {{
+    ($dtype:expr, $T:ident => $body:expr; bool = $B:ty) => {
+        $crate::with_dtype!($dtype, $T => $body; bool = $B, bf16 = $crate::dtype::elements::BF16,
+            f8 = ($crate::dtype::F8E4M3FN, $crate::dtype::F8E5M2))
+    };
+    ($dtype:expr, $T:ident => $body:expr; bool = $B:ty, bf16 = $BF:ty, f8 = ($E4:ty, $E5:ty)) => {{
         use $crate::dtype::DataType as D;
         match $dtype {
             D::Bool => {
@@ -214,6 +326,18 @@ macro_rules! with_dtype {
                 type $T = $crate::dtype::elements::Complex64;
                 $body
             }
+            D::Bfloat16 => {
+                type $T = $BF;
+                $body
+            }
+            D::Float8E4M3FN => {
+                type $T = $E4;
+                $body
+            }
+            D::Float8E5M2 => {
+                type $T = $E5;
+                $body
+            }
         }
     }};
 }
@@ -221,6 +345,7 @@ macro_rules! with_dtype {
 /// The element types behind [`with_dtype!`] that come from other crates.
 #[doc(hidden)]
 pub mod elements {
+    pub use half::bf16 as BF16;
     pub use half::f16 as F16;
     pub use num_complex::{Complex32, Complex64};
 }
@@ -245,6 +370,7 @@ pod_element!(
     i8 => Int8, i16 => Int16, i32 => Int32, i64 => Int64,
     half::f16 => Float16, f32 => Float32, f64 => Float64,
     num_complex::Complex32 => Complex64, num_complex::Complex64 => Complex128,
+    half::bf16 => Bfloat16, F8E4M3FN => Float8E4M3FN, F8E5M2 => Float8E5M2,
 );
 
 impl sealed::Sealed for bool {}
@@ -269,8 +395,35 @@ mod tests {
             assert_eq!(usize::from(d.code()), i);
             assert_eq!(DataType::from_code(d.code()).unwrap(), *d);
         }
-        assert!(DataType::from_code(14).is_err());
+        assert!(DataType::from_code(17).is_err());
         assert!(DataType::from_code(255).is_err());
+    }
+
+    #[test]
+    fn float8_decodes_as_ml_dtypes_does() {
+        let e4 = |b| F8E4M3FN(b).to_f32();
+        assert_eq!(
+            (e4(0x38), e4(0x7e), e4(0x01), e4(0xb8)),
+            (1.0, 448.0, 2f32.powi(-9), -1.0)
+        );
+        assert!(e4(0x7f).is_nan() && e4(0xff).is_nan());
+        let e5 = |b| F8E5M2(b).to_f32();
+        assert_eq!(
+            (e5(0x3c), e5(0x7b), e5(0x7c)),
+            (1.0, 57344.0, f32::INFINITY)
+        );
+        assert!(e5(0x7d).is_nan());
+        for b in 0..=255u8 {
+            if !e4(b).is_nan() {
+                assert_eq!(F8E4M3FN::from_f64(f64::from(e4(b))).0, b);
+            }
+            if !e5(b).is_nan() {
+                assert_eq!(F8E5M2::from_f64(f64::from(e5(b))).0, b);
+            }
+        }
+        assert_eq!(F8E4M3FN::from_f64(1.0624).0, 0x38);
+        assert!(e4(F8E4M3FN::from_f64(1e6).0).is_nan());
+        assert_eq!(e5(F8E5M2::from_f64(-1e6).0), f32::NEG_INFINITY);
     }
 
     #[test]

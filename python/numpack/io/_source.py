@@ -27,6 +27,10 @@ __all__ = ["Source", "SourceLike", "copy_payload"]
 SourceLike = str | os.PathLike[str] | Snapshot
 
 
+#: NumPy names of the ``ml_dtypes`` types numpack stores.
+_ML_NAMES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+
+
 class _SnapshotStore:
     """The part of the store interface exporters use, over a pinned version: every read is
     a copy of that version (there is no data file to map or copy whole)."""
@@ -126,6 +130,16 @@ class Source:
             what = "no arrays" if not have else f"multiple arrays {have}"
             raise ValueError(f"NumPack contains {what}; please provide the array_name argument.")
         return have[0]
+
+    def refuse_ml_dtypes(self, names: list[str], fmt: str) -> None:
+        """``ValueError`` when one of ``names`` is bfloat16 / float8 and ``fmt`` has no such
+        type (its file would not read back as the same values)."""
+        bad = [f"'{n}' ({d})" for n in names if (d := self.describe(n)[0]).name in _ML_NAMES]
+        if bad:
+            raise ValueError(
+                f"{fmt} has no type for array(s) {', '.join(bad)}: export them to SafeTensors, "
+                "Parquet, Feather or torch, or convert them with astype first"
+            )
 
     def attrs(self, name: str) -> dict[str, Any]:
         """The attributes of array ``name`` (a new dict)."""

@@ -45,11 +45,24 @@ def _pa() -> Any:
     return require("pyarrow")
 
 
+#: Field metadata key naming the ``ml_dtypes`` type of a fixed-size binary column (Arrow has
+#: no bfloat16 or float8 type: their bytes are kept as ``fixed_size_binary(itemsize)``).
+_DTYPE_KEY = b"numpack.dtype"
+_ML = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+
+
+def _ml_dtype(name: str) -> np.dtype[Any]:
+    return np.dtype(getattr(require("ml_dtypes"), name))
+
+
 def _column_dtype(field: Any, where: str) -> np.dtype[Any]:
     pa = _pa()
     t = field.type
     if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
         return np.dtype(t.to_pandas_dtype())
+    ml = (field.metadata or {}).get(_DTYPE_KEY, b"").decode("utf-8", "replace")
+    if pa.types.is_fixed_size_binary(t) and ml in _ML and _ml_dtype(ml).itemsize == t.byte_width:
+        return _ml_dtype(ml)
     raise ValueError(
         f"{where}: column '{field.name}' has Arrow type {t}, which numpack cannot store"
     )
@@ -62,7 +75,8 @@ def _saved_layout(schema: Any) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
         return None
     try:
         d = json.loads(raw)
-        return tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])
+        dtype = _ml_dtype(d["dtype"]) if d["dtype"] in _ML else np.dtype(d["dtype"])
+        return tuple(int(x) for x in d["shape"]), dtype
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -184,6 +198,12 @@ def _import_batches(
 def _values(col: Any, name: str, dtype: np.dtype[Any], where: str) -> npt.NDArray[Any]:
     if col.null_count and not _pa().types.is_floating(col.type):
         raise ValueError(f"{where}: column '{name}' has {col.null_count} null values")
+    if dtype.name in _ML:
+        # A fixed-size binary column of the type's bytes (chunks joined, offsets applied).
+        parts = col.chunks if hasattr(col, "chunks") else [col]
+        out = [np.frombuffer(p.buffers()[1], np.uint8)[p.offset * dtype.itemsize:]
+               [: len(p) * dtype.itemsize].view(dtype) for p in parts]  # fmt: skip
+        return np.concatenate(out) if out else np.empty(0, dtype)
     a = col.to_numpy(zero_copy_only=False)
     return a if a.dtype == dtype else a.astype(dtype)
 
@@ -199,17 +219,28 @@ def arrow_schema(
     pa = _pa()
     if dtype.kind == "c":
         raise ValueError(f"Arrow has no {dtype} type: complex arrays cannot be exported")
-    t = pa.from_numpy_dtype(dtype)
+    ml = dtype.name in _ML
+    t = pa.binary(dtype.itemsize) if ml else pa.from_numpy_dtype(dtype)
+    field_meta = {_DTYPE_KEY: dtype.name.encode()} if ml else None
     names = (
         [f"col{i}" for i in range(shape[1])] if len(shape) == 2 else ["data"]
     ) if column_names is None else list(column_names)  # fmt: skip
     want = shape[1] if len(shape) == 2 else 1
     if len(names) != want:
         raise ValueError(f"{len(names)} column names given for {want} columns")
-    meta = {_META: json.dumps({"shape": list(shape), "dtype": dtype.str}).encode()}
+    saved = dtype.name if ml else dtype.str
+    meta = {_META: json.dumps({"shape": list(shape), "dtype": saved}).encode()}
     if attrs:
         meta[ATTRS_KEY.encode()] = attrs_json(attrs).encode()
-    return pa.schema([pa.field(n, t) for n in names], metadata=meta)
+    return pa.schema([pa.field(n, t, metadata=field_meta) for n in names], metadata=meta)
+
+
+def _column(pa: Any, values: npt.NDArray[Any], t: Any) -> Any:
+    """An Arrow array of 1-d ``values`` of the field type ``t``."""
+    if not pa.types.is_fixed_size_binary(t):
+        return pa.array(values)
+    raw = np.ascontiguousarray(values).view(np.uint8)
+    return pa.FixedSizeBinaryArray.from_buffers(t, len(values), [None, pa.py_buffer(raw)])
 
 
 def record_batches(
@@ -224,10 +255,10 @@ def record_batches(
         if len(shape) == 2:
             cols = np.ascontiguousarray(chunk.T)
             del chunk
-            arrays = [pa.array(cols[j]) for j in range(cols.shape[0])]
+            arrays = [_column(pa, cols[j], schema.field(j).type) for j in range(cols.shape[0])]
             del cols
         else:
-            arrays = [pa.array(np.ascontiguousarray(chunk).reshape(-1))]
+            arrays = [_column(pa, np.ascontiguousarray(chunk).reshape(-1), schema.field(0).type)]
             del chunk
         batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
         del arrays

@@ -264,6 +264,7 @@ def to_hdf5(
     out = Path(os.fspath(output_path))
     with Source(input_path) as src:
         names = src.names(array_names)
+        src.refuse_ml_dtypes(names, "HDF5")
         total = sum(src.nbytes(n) for n in names)
         with Progress(progress, total, out.name) as bar, atomic_output(out) as tmp:
             raw: list[tuple[int, Path, int]] = []

@@ -328,6 +328,7 @@ def to_npy(
         raise ValueError(f"Unsupported file format: {out.suffix}. Use .npy or .npz files.")
     with Source(input_path) as src:
         names = src.names(array_names)
+        src.refuse_ml_dtypes(names, "NPY")
         if suffix == ".npy" and len(names) != 1:
             raise ValueError(
                 f"The .npy format can only store one array, but {len(names)} arrays were "

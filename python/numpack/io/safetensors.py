@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json
+from .._deps import require
 from ..numpack import NumPack
 from ._chunks import Import, atomic_output
 from ._progress import Progress
@@ -44,6 +45,24 @@ CODES = {
     "C64": "<c8",
 }  # fmt: skip
 _NAMES = {np.dtype(v): k for k, v in CODES.items()}
+#: SafeTensors codes of the ``ml_dtypes`` types numpack stores (that package is needed to
+#: hold them in NumPy: the ``ml`` extra).
+ML_CODES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+_ML_NAMES = {v: k for k, v in ML_CODES.items()}
+
+
+def _dtype_of(code: str) -> np.dtype[Any] | None:
+    if code in CODES:
+        return np.dtype(CODES[code])
+    if code in ML_CODES:
+        return np.dtype(getattr(require("ml_dtypes"), ML_CODES[code]))
+    return None
+
+
+def _code_of(dtype: np.dtype[Any]) -> str | None:
+    return _NAMES.get(dtype) or _ML_NAMES.get(dtype.name)
+
+
 _MAX_HEADER = 100 << 20
 
 
@@ -56,7 +75,7 @@ class _Entry:
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{where}: malformed header entry '{name}'") from None
         self.name = name
-        self.dtype = np.dtype(CODES[self.code]) if self.code in CODES else None
+        self.dtype = _dtype_of(self.code)
         self.offset = start + begin
         self.length = end - begin
         if begin < 0 or end < begin or start + end > size or any(d < 0 for d in self.shape):
@@ -128,7 +147,8 @@ def from_safetensors_file(
         ``"Keys not found: {...}. Available: [...]"`` for unknown keys.
     ValueError
         For a malformed or truncated file, or tensors of a dtype numpack cannot store
-        (``BF16``, ``F8_*``, ...): these are named and nothing is imported.
+        (``F8_E8M0``, ``F4``, ...): these are named and nothing is imported. ``BF16``,
+        ``F8_E4M3`` and ``F8_E5M2`` are stored as ``ml_dtypes`` arrays (the ``ml`` extra).
     """
     path = _check_path(input_path)
     all_entries, meta = _read_header(path)
@@ -187,7 +207,7 @@ def to_safetensors_file(
     with Source(input_path) as src:
         names = src.names(array_names)
         info = {n: src.describe(n) for n in names}
-        bad = [f"'{n}' ({d})" for n, (d, _s) in info.items() if d not in _NAMES]
+        bad = [f"'{n}' ({d})" for n, (d, _s) in info.items() if _code_of(d) is None]
         if bad:
             raise ValueError(f"SafeTensors cannot hold array(s) {', '.join(bad)}")
         order = sorted(names, key=lambda n: (-info[n][0].itemsize, n))
@@ -199,7 +219,7 @@ def to_safetensors_file(
             dtype, shape = info[n]
             size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
             header[n] = {
-                "dtype": _NAMES[dtype],
+                "dtype": _code_of(dtype),
                 "shape": list(shape),
                 "data_offsets": [pos, pos + size],
             }

@@ -29,9 +29,29 @@ from .utils import DEFAULT_CHUNK_SIZE
 __all__ = ["from_tensor", "to_tensor", "from_pt", "to_pt", "tensor_to_numpy"]
 
 
+#: torch dtypes that NumPy holds only through ``ml_dtypes`` (the ``ml`` extra), by name.
+_ML = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+
+
+def _ml_torch(torch: Any, name: str) -> tuple[Any, Any, np.dtype[Any]]:
+    """The torch dtype ``name``, the torch and NumPy integer dtypes of its bytes."""
+    size = 2 if name == "bfloat16" else 1
+    return (getattr(torch, name), torch.int16 if size == 2 else torch.uint8,
+            np.dtype(np.int16 if size == 2 else np.uint8))  # fmt: skip
+
+
+def numpy_to_tensor(torch: Any, a: npt.NDArray[Any]) -> Any:
+    """``torch.from_numpy(a)``, also for the ``ml_dtypes`` types (their bytes, viewed)."""
+    if a.dtype.name not in _ML:
+        return torch.from_numpy(a)
+    t_dtype, _t_int, np_int = _ml_torch(torch, a.dtype.name)
+    return torch.from_numpy(a.view(np_int)).view(t_dtype)
+
+
 def tensor_to_numpy(tensor: Any, where: str) -> npt.NDArray[Any]:
-    """A NumPy view (a copy for GPU tensors) of ``tensor``; ``ValueError`` naming ``where``
-    for a dtype numpack cannot store (bfloat16, float8, quantized, ...)."""
+    """A NumPy view (a copy for GPU tensors) of ``tensor``: bfloat16 and float8 tensors as
+    ``ml_dtypes`` arrays; ``ValueError`` naming ``where`` for a dtype numpack cannot store
+    (quantized, float8 variants other than e4m3fn / e5m2, ...)."""
     t = tensor.detach()
     if t.device.type != "cpu":
         t = t.cpu()
@@ -39,7 +59,12 @@ def tensor_to_numpy(tensor: Any, where: str) -> npt.NDArray[Any]:
         raise ValueError(f"{where}: sparse tensors cannot be stored; call .to_dense() first")
     if t.is_conj() or t.is_neg():
         t = t.resolve_conj().resolve_neg()
+    name = str(t.dtype).removeprefix("torch.")
     try:
+        if name in _ML:
+            ml = require("ml_dtypes")
+            _t, t_int, _np = _ml_torch(require("torch"), name)
+            return t.contiguous().view(t_int).numpy().view(getattr(ml, name))
         a = t.numpy()
     except (TypeError, RuntimeError):
         raise ValueError(f"{where}: tensor dtype {t.dtype} cannot be stored by numpack") from None
@@ -88,7 +113,7 @@ def to_tensor(
     torch = require("torch")
     with Source(input_path) as src:
         a = src.load(src.single(array_name))
-    t = torch.from_numpy(a)
+    t = numpy_to_tensor(torch, a)
     if dtype is not None:
         t = t.to(dtype)
     if device is not None and str(device) != "cpu":
@@ -225,7 +250,7 @@ def _mapped_tensor(
         a = src.load(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # read-only maps: torch.save only reads
-        return torch.from_numpy(a)
+        return numpy_to_tensor(torch, a)
 
 
 class _Counted:

@@ -187,6 +187,7 @@ def to_zarr(
     out = Path(os.fspath(output_path))
     with Source(input_path) as src:
         names = src.names(array_names)
+        src.refuse_ml_dtypes(names, "Zarr")
         total = sum(src.nbytes(n) for n in names)
         with Progress(progress, total, out.name) as bar, atomic_output(out) as tmp:
             root = zarr.open_group(str(tmp), mode="w", zarr_format=3)

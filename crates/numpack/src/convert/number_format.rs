@@ -107,6 +107,48 @@ impl Shortest for f16 {
     }
 }
 
+impl Shortest for half::bf16 {
+    fn write_shortest(self, out: &mut Vec<u8>) {
+        let x = f64::from(self);
+        if !nonfinite(x, out) {
+            // The fewest digits that read back to this bfloat16.
+            let mut y = x;
+            for digits in 1..=4 {
+                let text = format!("{:.*e}", digits - 1, x);
+                if let Ok(t) = text.parse::<f64>() {
+                    if half::bf16::from_f64(t) == self {
+                        y = t;
+                        break;
+                    }
+                }
+            }
+            push_float(
+                zmij::Buffer::new().format_finite(if x == 0.0 { x } else { y }),
+                out,
+            );
+        }
+    }
+    fn printf_value(self) -> PrintfValue {
+        PrintfValue::F32(f32::from(self))
+    }
+}
+
+macro_rules! f8_shortest {
+    ($t:ty) => {
+        impl Shortest for $t {
+            fn write_shortest(self, out: &mut Vec<u8>) {
+                // Every float8 value is a float32: its shortest float32 text.
+                self.to_f32().write_shortest(out);
+            }
+            fn printf_value(self) -> PrintfValue {
+                PrintfValue::F32(self.to_f32())
+            }
+        }
+    };
+}
+f8_shortest!(crate::dtype::F8E4M3FN);
+f8_shortest!(crate::dtype::F8E5M2);
+
 fn write_complex<T: Shortest + Into<f64>>(re: T, im: T, out: &mut Vec<u8>) {
     re.write_shortest(out);
     let imf: f64 = im.into();

@@ -303,6 +303,32 @@ impl Field for f16 {
     }
 }
 
+impl Field for half::bf16 {
+    const NAME: &'static str = "bfloat16";
+    fn parse_prefix(s: &[u8]) -> Result<(Self, usize), FieldError> {
+        parse_f64(s).map(|(v, n)| (half::bf16::from_f64(v), n))
+    }
+    fn empty() -> Option<Self> {
+        Some(half::bf16::NAN)
+    }
+}
+
+macro_rules! f8_field {
+    ($t:ty, $name:literal) => {
+        impl Field for $t {
+            const NAME: &'static str = $name;
+            fn parse_prefix(s: &[u8]) -> Result<(Self, usize), FieldError> {
+                parse_f64(s).map(|(v, n)| (<$t>::from_f64(v), n))
+            }
+            fn empty() -> Option<Self> {
+                Some(<$t>::from_f64(f64::NAN))
+            }
+        }
+    };
+}
+f8_field!(crate::dtype::F8E4M3FN, "float8_e4m3fn");
+f8_field!(crate::dtype::F8E5M2, "float8_e5m2");
+
 /// Parses `re`, `re(+|-)imj`, `imj` or any of them in parentheses (Python's `complex` text).
 fn parse_complex<T: Copy>(
     s: &[u8],

@@ -5,7 +5,7 @@
 //!
 //! | query, candidates | metric | kernel |
 //! |---|---|---|
-//! | same dtype: float32, float64, float16 | any but hamming / jaccard | that dtype (native) |
+//! | same dtype: float32, float64, float16, bfloat16 | any but hamming / jaccard | that dtype (native) |
 //! | int8, int8 | dot, cosine, l2, l2sq | int8 (native) |
 //! | bool, bool | hamming, jaccard | bits (bool rows packed 8 to a byte, as `np.packbits`) |
 //! | uint8, uint8 | hamming, jaccard | bits (the bytes are packed bits already) |
@@ -19,7 +19,7 @@ use super::metric::Metric;
 use super::search::Vectors;
 use crate::dtype::DataType;
 use crate::error::{NpkError, NpkResult};
-use half::f16;
+use half::{bf16, f16};
 use std::borrow::Cow;
 
 /// Row-major vectors as they come (from NumPy, a store or a snapshot): `rows` rows of `dim`
@@ -66,6 +66,8 @@ pub enum Kernel {
     F64,
     /// float16 kernels.
     F16,
+    /// bfloat16 kernels.
+    BF16,
     /// int8 kernels.
     I8,
     /// Packed bits (hamming, jaccard).
@@ -112,6 +114,7 @@ pub fn kernel(metric: Metric, q: DataType, c: DataType) -> NpkResult<Kernel> {
     Ok(match (q, c) {
         (D::Float32, D::Float32) => Kernel::F32,
         (D::Float16, D::Float16) => Kernel::F16,
+        (D::Bfloat16, D::Bfloat16) => Kernel::BF16,
         (D::Int8, D::Int8) => {
             if !matches!(
                 metric,
@@ -137,6 +140,8 @@ pub enum Converted<'a> {
     F64(Cow<'a, [f64]>),
     /// float16 rows.
     F16(Cow<'a, [f16]>),
+    /// bfloat16 rows.
+    BF16(Cow<'a, [bf16]>),
     /// int8 rows.
     I8(Cow<'a, [i8]>),
     /// Packed bit rows.
@@ -150,6 +155,7 @@ impl Converted<'_> {
             Converted::F32(v) => Vectors::F32(v),
             Converted::F64(v) => Vectors::F64(v),
             Converted::F16(v) => Vectors::F16(v),
+            Converted::BF16(v) => Vectors::BF16(v),
             Converted::I8(v) => Vectors::I8(v),
             Converted::Bits(v) => Vectors::Bits(v),
         }
@@ -201,6 +207,17 @@ fn widen(r: &Rows<'_>) -> NpkResult<Vec<f64>> {
         D::Int32 => each!(i32, f64::from),
         D::Int64 => each!(i64, |v: i64| v as f64),
         D::Float16 => each!(u16, |v: u16| f16::from_bits(v).to_f64()),
+        D::Bfloat16 => each!(u16, |v: u16| bf16::from_bits(v).to_f64()),
+        D::Float8E4M3FN => out.extend(
+            r.bytes
+                .iter()
+                .map(|&b| f64::from(crate::dtype::F8E4M3FN(b).to_f32())),
+        ),
+        D::Float8E5M2 => out.extend(
+            r.bytes
+                .iter()
+                .map(|&b| f64::from(crate::dtype::F8E5M2(b).to_f32())),
+        ),
         D::Float32 => each!(f32, f64::from),
         D::Float64 => each!(f64, |v: f64| v),
         D::Complex64 | D::Complex128 => {
@@ -235,6 +252,7 @@ pub fn is_native(k: Kernel, dtype: DataType) -> bool {
         (Kernel::F32, DataType::Float32)
             | (Kernel::F64, DataType::Float64)
             | (Kernel::F16, DataType::Float16)
+            | (Kernel::BF16, DataType::Bfloat16)
             | (Kernel::I8, DataType::Int8)
             | (Kernel::Bits, DataType::Uint8)
     )
@@ -254,6 +272,7 @@ pub fn convert<'a>(k: Kernel, r: &Rows<'a>) -> NpkResult<(Converted<'a>, usize)>
         Kernel::Bits => (Converted::Bits(Cow::Borrowed(r.bytes)), r.dim),
         Kernel::F32 => (Converted::F32(cast(r.bytes)), r.dim),
         Kernel::F16 => (Converted::F16(cast(r.bytes)), r.dim),
+        Kernel::BF16 => (Converted::BF16(cast(r.bytes)), r.dim),
         Kernel::I8 => (Converted::I8(cast(r.bytes)), r.dim),
         Kernel::F64 if r.dtype == DataType::Float64 => (Converted::F64(cast(r.bytes)), r.dim),
         Kernel::F64 => (Converted::F64(Cow::Owned(widen(r)?)), r.dim),
@@ -265,6 +284,7 @@ fn zeros(k: Kernel, rows: usize) -> NpkResult<Converted<'static>> {
         Kernel::F32 => Converted::F32(Cow::Owned(filled(rows, 0.0)?)),
         Kernel::F64 => Converted::F64(Cow::Owned(filled(rows, 0.0)?)),
         Kernel::F16 => Converted::F16(Cow::Owned(filled(rows, f16::ZERO)?)),
+        Kernel::BF16 => Converted::BF16(Cow::Owned(filled(rows, bf16::ZERO)?)),
         Kernel::I8 => Converted::I8(Cow::Owned(filled(rows, 0)?)),
         Kernel::Bits => Converted::Bits(Cow::Owned(filled(rows, 0)?)),
     })

@@ -10,7 +10,7 @@ use super::metric::Metric;
 use super::promote::{self, Converted, Rows};
 use super::topk::{best_k, key, merge, Candidates};
 use crate::error::{NpkError, NpkResult};
-use half::f16;
+use half::{bf16, f16};
 use std::ops::Range;
 
 /// Row-major vectors of one element type.
@@ -22,6 +22,8 @@ pub enum Vectors<'a> {
     F64(&'a [f64]),
     /// float16 rows.
     F16(&'a [f16]),
+    /// bfloat16 rows.
+    BF16(&'a [bf16]),
     /// int8 rows.
     I8(&'a [i8]),
     /// Bit vectors packed in bytes (hamming / jaccard).
@@ -34,6 +36,7 @@ impl Vectors<'_> {
             Vectors::F32(v) => v.len(),
             Vectors::F64(v) => v.len(),
             Vectors::F16(v) => v.len(),
+            Vectors::BF16(v) => v.len(),
             Vectors::I8(v) => v.len(),
             Vectors::Bits(v) => v.len(),
         }
@@ -65,6 +68,7 @@ fn dispatch<J: Job>(job: J, q: Vectors<'_>, c: Vectors<'_>) -> NpkResult<J::Out>
         (Vectors::F32(q), Vectors::F32(c)) => job.run_f32(q, c),
         (Vectors::F64(q), Vectors::F64(c)) => job.run(q, c),
         (Vectors::F16(q), Vectors::F16(c)) => job.run(q, c),
+        (Vectors::BF16(q), Vectors::BF16(c)) => job.run(q, c),
         (Vectors::I8(q), Vectors::I8(c)) => job.run(q, c),
         (Vectors::Bits(q), Vectors::Bits(c)) => job.run(q, c),
         _ => Err(NpkError::InvalidDtype(

@@ -1,7 +1,7 @@
 //! Squared Euclidean distance Σ(aᵢ−bᵢ)² (a distance); `l2` is its square root.
 
-use super::nk_f16;
-use half::f16;
+use super::{nk_bf16, nk_f16};
+use half::{bf16, f16};
 
 /// Σ(aᵢ−bᵢ)² for equal-length vectors.
 pub trait L2: Sized {
@@ -24,6 +24,13 @@ impl L2 for f64 {
 impl L2 for f16 {
     fn l2sq(a: &[f16], b: &[f16]) -> f64 {
         <numkong::f16 as numkong::Euclidean>::sqeuclidean(nk_f16(a), nk_f16(b))
+            .map_or(f64::NAN, f64::from)
+    }
+}
+
+impl L2 for bf16 {
+    fn l2sq(a: &[bf16], b: &[bf16]) -> f64 {
+        <numkong::bf16 as numkong::Euclidean>::sqeuclidean(nk_bf16(a), nk_bf16(b))
             .map_or(f64::NAN, f64::from)
     }
 }

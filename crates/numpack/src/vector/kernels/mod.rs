@@ -13,7 +13,7 @@ pub mod l2;
 pub mod scan;
 
 use super::metric::Metric;
-use half::f16;
+use half::{bf16, f16};
 
 pub use cosine::Cosine;
 pub use dot::Dot;
@@ -78,6 +78,7 @@ macro_rules! float_element {
 float_element!(f32, "float32");
 float_element!(f64, "float64");
 float_element!(f16, "float16");
+float_element!(bf16, "bfloat16");
 
 impl Element for i8 {
     const NAME: &'static str = "int8";
@@ -115,6 +116,13 @@ pub(crate) fn nk_f16(v: &[f16]) -> &[numkong::f16] {
     // SAFETY: both types are `#[repr(transparent)]` wrappers of `u16` with the same bit
     // layout (IEEE binary16), so the slice has the same length, alignment and validity.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<numkong::f16>(), v.len()) }
+}
+
+/// The same bits seen as numkong's bfloat16 type.
+pub(crate) fn nk_bf16(v: &[bf16]) -> &[numkong::bf16] {
+    // SAFETY: both types are `#[repr(transparent)]` wrappers of `u16` with the same bit
+    // layout (bfloat16), so the slice has the same length, alignment and validity.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<numkong::bf16>(), v.len()) }
 }
 
 /// The same bytes seen as numkong's packed-bit type.
