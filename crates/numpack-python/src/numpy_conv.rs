@@ -235,7 +235,8 @@ impl MappedFile {
     fn len(&self) -> usize {
         match &self.map {
             Mapping::Empty => 0,
-            Mapping::Read(s) => s.physical().len(),
+            // Built when the mapping was handed out (`mapped_array_at` checks it).
+            Mapping::Read(s) => s.physical().map_or(0, <[u8]>::len),
             Mapping::Write(m) => m.len(),
         }
     }
@@ -243,7 +244,9 @@ impl MappedFile {
     fn ptr(&self) -> *const u8 {
         match &self.map {
             Mapping::Empty => std::ptr::NonNull::dangling().as_ptr(),
-            Mapping::Read(s) => s.physical().as_ptr(),
+            Mapping::Read(s) => s
+                .physical()
+                .map_or(std::ptr::NonNull::dangling().as_ptr(), <[u8]>::as_ptr),
             Mapping::Write(m) => m.as_ptr(),
         }
     }
@@ -274,6 +277,10 @@ pub fn mapped_array_at<'py>(
         return Ok((arr, None));
     };
     let writable = matches!(map, MappingKind::Write(_));
+    if let MappingKind::Read(s) = &map {
+        // A segmented array's one view is built here, where its failure can be raised.
+        s.physical().map_err(crate::errors::to_py)?;
+    }
     let owner = Bound::new(
         py,
         MappedFile {

@@ -57,7 +57,7 @@ pub fn view_of<'py>(py: Python<'py>, snap: &Arc<ArraySnapshot>) -> PyResult<Boun
         let rows: Vec<i64> = rows.into_iter().map(|r| r as i64).collect();
         numpy::PyArray1::from_vec(py, rows).into_any()
     });
-    let map = (!snap.physical().is_empty()).then(|| MappingKind::Read(Arc::clone(snap)));
+    let map = (snap.meta.size_bytes > 0).then(|| MappingKind::Read(Arc::clone(snap)));
     let (arr, _) = mapped_array(py, snap.meta.dtype, &snap.meta.shape, map)?;
     PyTuple::new(
         py,

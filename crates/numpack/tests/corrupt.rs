@@ -101,7 +101,7 @@ fn absurd_counts_shapes_and_unknown_dtypes() {
     // Record: name_len(4) "a" ndim(4) dims(16) file_len(4) "data_a.npkd"(11) mtime(8) size(8) dtype
     let dtype_at = 20 + 4 + 1 + 4 + 16 + 4 + 11 + 8 + 8;
     assert_eq!(good[dtype_at], DataType::Float32.code());
-    for code in [14u8, 200, 255] {
+    for code in [17u8, 200, 255] {
         let mut b = good.clone();
         b[dtype_at] = code;
         let e = reopen(&b);

@@ -1,4 +1,4 @@
-//! Each of the 14 element types: bit-exact round trips (special float values included), the
+//! Each of the 17 element types: bit-exact round trips (special float values included), the
 //! bytes on disk, the dtype code in the metadata, every row operation, 0-d and empty arrays,
 //! and dtype mismatches refused without casting.
 
@@ -415,6 +415,9 @@ fn dtype_table_matches_the_format() {
         (DataType::Float64, 11, 8, "float64"),
         (DataType::Complex64, 12, 8, "complex64"),
         (DataType::Complex128, 13, 16, "complex128"),
+        (DataType::Bfloat16, 14, 2, "bfloat16"),
+        (DataType::Float8E4M3FN, 15, 1, "float8_e4m3fn"),
+        (DataType::Float8E5M2, 16, 1, "float8_e5m2"),
     ];
     assert_eq!(DataType::ALL.len(), table.len());
     for (dt, code, size, np) in table {
@@ -423,7 +426,7 @@ fn dtype_table_matches_the_format() {
         assert_eq!(dt.numpy_name(), np);
         assert_eq!(DataType::from_code(code).unwrap(), dt);
     }
-    for code in 14..=255u8 {
+    for code in 17..=255u8 {
         let e = DataType::from_code(code).unwrap_err();
         assert!(e.to_string().contains(&code.to_string()), "{e}");
     }

@@ -290,9 +290,9 @@ pub fn export_csv(
             let end = (start + per).min(rows);
             match &active {
                 None => w.write_rows(Rows::Contiguous(
-                    &snap.physical()[start * row_bytes..end * row_bytes],
+                    &snap.physical()?[start * row_bytes..end * row_bytes],
                 ))?,
-                Some(a) => w.write_rows(Rows::Gathered(snap.physical(), &a[start..end]))?,
+                Some(a) => w.write_rows(Rows::Gathered(snap.physical()?, &a[start..end]))?,
             }
             start = end;
         }

@@ -115,6 +115,32 @@ impl Segments {
             .fold(0, u64::saturating_add)
     }
 
+    /// Copies array bytes `at..at + dst.len()` from the segment files.
+    pub fn read_at(&self, at: u64, dst: &mut [u8]) -> NpkResult<()> {
+        use std::os::unix::fs::FileExt;
+        let (mut pos, mut done) = (0u64, 0usize);
+        for s in &self.open {
+            if done == dst.len() {
+                break;
+            }
+            let want = at + done as u64;
+            if want < pos + s.bytes {
+                let n = ((pos + s.bytes - want) as usize).min(dst.len() - done);
+                s.file
+                    .read_exact_at(&mut dst[done..done + n], want - pos)
+                    .map_err(|e| NpkError::io(&s.path, e))?;
+                done += n;
+            }
+            pos += s.bytes;
+        }
+        if done != dst.len() {
+            return Err(NpkError::InvalidOperation(
+                "read past the end of a segmented array".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// A view of array bytes `start..stop` (private and writable, or read-only).
     pub fn view(&self, start: u64, stop: u64, writable: bool, at: &Path) -> NpkResult<Composite> {
         let mut pieces = Vec::new();

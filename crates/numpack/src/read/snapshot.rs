@@ -41,18 +41,13 @@ pub enum Selected {
     Empty(u64),
 }
 
-/// The mapped bytes of an array: its data file, or its segments laid end to end.
-#[derive(Debug)]
-enum View {
-    File(Mmap),
-    Segments(Composite),
-}
-
-/// Where an array's bytes are.
+/// Where an array's bytes are: its data file (mapped when the snapshot opens), or its
+/// segments (read directly by copies; laid end to end in one view the first time a caller
+/// needs a slice of the whole array, since that may mean reading it into memory).
 #[derive(Debug)]
 enum Source {
-    File(File),
-    Segments(Segments),
+    File(File, Option<Mmap>),
+    Segments(Segments, std::sync::OnceLock<Composite>),
 }
 
 /// A writable mapping of an array's rows: shared with its data file (writes reach it), or
@@ -102,9 +97,8 @@ pub struct ArraySnapshot {
     /// The array's record.
     pub meta: ArrayMetadata,
     path: PathBuf,
-    /// The data file or segments the mapping was made from (for private mappings of rows).
+    /// The data file and its mapping, or the segments.
     source: Source,
-    map: Option<View>,
     bitmap: Option<Bitmap>,
 }
 
@@ -157,15 +151,12 @@ impl ArraySnapshot {
             // shrinks committed bytes of a data file in place (files are replaced by rename,
             // only uncommitted bytes past `size_bytes` are trimmed). A foreign process
             // truncating the file could still fault; that is outside the store's contract.
-            Some(View::File(
-                unsafe { MmapOptions::new().len(size).map(&file) }.at(&path)?,
-            ))
+            Some(unsafe { MmapOptions::new().len(size).map(&file) }.at(&path)?)
         };
         Ok(ArraySnapshot {
             meta,
             path,
-            source: Source::File(file),
-            map,
+            source: Source::File(file, map),
             bitmap,
         })
     }
@@ -178,35 +169,24 @@ impl ArraySnapshot {
     ) -> NpkResult<Self> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let segs = super::segments::open(dir, &path, &meta)?;
-        let map = if meta.size_bytes == 0 {
-            None
-        } else {
-            Some(View::Segments(segs.view(
-                0,
-                meta.size_bytes,
-                false,
-                &path,
-            )?))
-        };
         Ok(ArraySnapshot {
             meta,
             path,
-            source: Source::Segments(segs),
-            map,
+            source: Source::Segments(segs, std::sync::OnceLock::new()),
             bitmap,
         })
     }
 
     /// Whether the array is kept in segments (the published 0.7 layout).
     pub fn is_segmented(&self) -> bool {
-        matches!(self.source, Source::Segments(_))
+        matches!(self.source, Source::Segments(..))
     }
 
     /// How many segments hold the array (0: one data file).
     pub fn segment_count(&self) -> usize {
         match &self.source {
-            Source::File(_) => 0,
-            Source::Segments(s) => s.open.len(),
+            Source::File(..) => 0,
+            Source::Segments(s, _) => s.open.len(),
         }
     }
 
@@ -214,18 +194,16 @@ impl ArraySnapshot {
     pub fn file_bytes(&self) -> u64 {
         let len = |f: &File| f.metadata().map_or(0, |m| m.len());
         match &self.source {
-            Source::File(f) => len(f),
-            Source::Segments(s) => s.open.iter().map(|o| len(&o.file)).sum(),
+            Source::File(f, _) => len(f),
+            Source::Segments(s, _) => s.open.iter().map(|o| len(&o.file)).sum(),
         }
     }
 
     /// Tells the kernel how the mapping will be read (prefetch or not).
     pub fn advise(&self, hint: AccessHint) -> NpkResult<()> {
-        let Some(map) = &self.map else {
-            return Ok(());
-        };
-        match map {
-            View::File(m) => {
+        match &self.source {
+            Source::File(_, None) => Ok(()),
+            Source::File(_, Some(m)) => {
                 let advice = match hint {
                     AccessHint::Sequential => Advice::Sequential,
                     AccessHint::Random => Advice::Random,
@@ -233,7 +211,10 @@ impl ArraySnapshot {
                 };
                 m.advise(advice).at(&self.path)
             }
-            View::Segments(c) => {
+            Source::Segments(_, view) => {
+                let Some(c) = view.get() else {
+                    return Ok(()); // read directly, nothing mapped
+                };
                 c.advise(match hint {
                     AccessHint::Sequential => libc::MADV_SEQUENTIAL,
                     AccessHint::Random => libc::MADV_RANDOM,
@@ -259,8 +240,8 @@ impl ArraySnapshot {
         }
         let (first, end) = (start * row, stop * row);
         let file = match &self.source {
-            Source::File(f) => f,
-            Source::Segments(s) => {
+            Source::File(f, _) => f,
+            Source::Segments(s, _) => {
                 return Ok((
                     WritableMap::Private(s.view(first, end, true, &self.path)?),
                     0,
@@ -320,11 +301,35 @@ impl ArraySnapshot {
     }
 
     /// The physical data (every row, deleted ones included).
-    pub fn physical(&self) -> &[u8] {
-        match &self.map {
-            None => &[],
-            Some(View::File(m)) => m,
-            Some(View::Segments(c)) => c,
+    ///
+    /// For a segmented array this builds one view of its segments the first time (reading
+    /// into memory the segments whose start is not on a page boundary of the view), which
+    /// can fail; the copies below read segments directly instead.
+    pub fn physical(&self) -> NpkResult<&[u8]> {
+        match &self.source {
+            Source::File(_, None) => Ok(&[]),
+            Source::File(_, Some(m)) => Ok(m),
+            Source::Segments(s, view) => {
+                if let Some(c) = view.get() {
+                    return Ok(c);
+                }
+                let built = s.view(0, self.meta.size_bytes, false, &self.path)?;
+                // Two threads may both build one: the second is dropped.
+                let _ = view.set(built);
+                Ok(view.get().expect("set above"))
+            }
+        }
+    }
+
+    /// Copies physical bytes `at..at + dst.len()` (within the committed bytes) into `dst`:
+    /// from the mapping, or straight from the segment files.
+    fn read_physical(&self, at: usize, dst: &mut [u8]) -> NpkResult<()> {
+        match &self.source {
+            Source::Segments(s, view) if view.get().is_none() => s.read_at(at as u64, dst),
+            _ => {
+                dst.copy_from_slice(&self.physical()?[at..at + dst.len()]);
+                Ok(())
+            }
         }
     }
 
@@ -336,7 +341,22 @@ impl ArraySnapshot {
     /// Copies the logical array into `dst` (`logical_bytes()` long).
     pub fn copy_into(&self, dst: &mut [u8]) -> NpkResult<()> {
         self.check_len(dst.len(), self.logical_bytes())?;
-        let src = self.physical();
+        if self.is_segmented() {
+            let row = self.row_bytes();
+            let mut runs = Vec::new();
+            match &self.bitmap {
+                None => runs.push((0, self.meta.rows())),
+                Some(b) => b.for_each_run(|start, n| runs.push((start, n))),
+            }
+            let mut at = 0;
+            for (start, n) in runs {
+                let n = n as usize * row;
+                self.read_physical(start as usize * row, &mut dst[at..at + n])?;
+                at += n;
+            }
+            return Ok(());
+        }
+        let src = self.physical()?;
         match &self.bitmap {
             None => copy_parallel(dst, src),
             Some(b) => {
@@ -415,7 +435,7 @@ impl ArraySnapshot {
                 self.meta.name
             )));
         }
-        let size = self.physical().len();
+        let size = self.physical()?.len();
         if size == 0 {
             return Ok(None);
         }
@@ -455,7 +475,13 @@ impl ArraySnapshot {
         if row == 0 {
             return Ok(());
         }
-        let src = self.physical();
+        if self.is_segmented() {
+            return rows
+                .iter()
+                .zip(dst.chunks_mut(row))
+                .try_for_each(|(&r, d)| self.read_physical(r as usize * row, d));
+        }
+        let src = self.physical()?;
         let copy = |(d, &r): (&mut [u8], &u64)| {
             let s = r as usize * row;
             d.copy_from_slice(&src[s..s + row]);
@@ -479,7 +505,15 @@ impl ArraySnapshot {
         }
         let row = self.row_bytes();
         self.check_len(dst.len(), (stop - start) as usize * row)?;
-        let src = self.physical();
+        if self.is_segmented() {
+            return match &self.bitmap {
+                None => self.read_physical(start as usize * row, dst),
+                Some(b) => (start..stop)
+                    .zip(dst.chunks_mut(row))
+                    .try_for_each(|(j, d)| self.read_physical(b.select(j) as usize * row, d)),
+            };
+        }
+        let src = self.physical()?;
         match &self.bitmap {
             None => copy_parallel(dst, &src[start as usize * row..stop as usize * row]),
             Some(b) => {

@@ -157,7 +157,8 @@ fn for_batches(
     // Rows read straight from the mapping in the kernel's own elements are searched in place:
     // batches would bound nothing (no copy is made) and only cost merges. Otherwise `batch`
     // rows are copied (or converted) at a time, so memory stays one batch.
-    let in_place = snap.bitmap().is_none() && !src.patched();
+    // (Segments are read batch by batch: one view of them may mean reading them all.)
+    let in_place = snap.bitmap().is_none() && !src.patched() && !snap.is_segmented();
     let batch = if in_place && promote::is_native(k, snap.meta.dtype) {
         rows.max(1)
     } else {
@@ -169,7 +170,7 @@ fn for_batches(
         let stop = rows.min(start + batch);
         let n = (stop - start) as usize;
         let bytes: &[u8] = if in_place {
-            &snap.physical()[start as usize * row_bytes..stop as usize * row_bytes]
+            &snap.physical()?[start as usize * row_bytes..stop as usize * row_bytes]
         } else {
             buf.resize(n * row_bytes, 0);
             src.range_into(start, stop, &mut buf)?;

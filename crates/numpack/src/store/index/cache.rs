@@ -138,7 +138,7 @@ pub fn load(dir: &Path, snap: &ArraySnapshot) -> NpkResult<Option<Entry>> {
     let fresh = {
         let mut l = entry.write().unwrap_or_else(|e| e.into_inner());
         let dim = l.listed.ivf.dim;
-        catch_up(dir, a, SnapRows::new(snap, dim).physical(), &mut l)
+        SnapRows::new(snap, dim).and_then(|rows| catch_up(dir, a, rows.physical(), &mut l))
     };
     if let Err(e) = fresh {
         // Never keep a half-applied state.
@@ -161,6 +161,18 @@ fn damaged(path: &Path, name: &str, why: &str) -> NpkError {
 }
 
 fn read_base(path: &Path, a: &ArrayMetadata) -> NpkResult<Loaded> {
+    // Indexes are only built of 2-d float32 arrays: one beside another array was planted.
+    if a.dtype != crate::dtype::DataType::Float32 || a.shape.len() != 2 {
+        return Err(damaged(
+            path,
+            &a.name,
+            &format!(
+                "an index file beside a {} array of {} dimensions",
+                a.dtype,
+                a.shape.len()
+            ),
+        ));
+    }
     let dim = a.shape.get(1).copied().unwrap_or(1).max(1);
     let bytes = fs::read_bounded(path, base_bound(a, dim))?
         .ok_or_else(|| NpkError::corrupt(path, "vanished while it was read"))?;

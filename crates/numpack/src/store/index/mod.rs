@@ -102,19 +102,19 @@ pub(crate) struct SnapRows<'a> {
 }
 
 impl<'a> SnapRows<'a> {
-    pub(crate) fn new(snap: &'a ArraySnapshot, dim: usize) -> Self {
-        let bytes = snap.physical();
+    pub(crate) fn new(snap: &'a ArraySnapshot, dim: usize) -> NpkResult<Self> {
+        let bytes = snap.physical()?;
         let data = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
             Ok(v) => Cow::Borrowed(v),
             Err(_) => Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
         };
         let rows = (data.len() / dim.max(1)) as u64;
-        SnapRows {
+        Ok(SnapRows {
             data,
             dim,
             rows: rows.min(snap.meta.rows()),
             bitmap: snap.bitmap(),
-        }
+        })
     }
 }
 
@@ -225,7 +225,7 @@ impl Store {
                 .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
             let dim = width(a)?;
             let snap = ArraySnapshot::open(self.dir(), a.clone())?;
-            let src = SnapRows::new(&snap, dim);
+            let src = SnapRows::new(&snap, dim)?;
             let ivf = Ivf::build(metric, &src, a.rows(), dim, opts)?;
             let file = IndexFile {
                 stamp: a.last_modified,
@@ -361,7 +361,7 @@ fn search_indexed(
         )));
     }
     let qv = q.as_f32()?;
-    let src = SnapRows::new(snap, ivf.dim);
+    let src = SnapRows::new(snap, ivf.dim)?;
     let nlist = ivf.nlist();
     let nprobe = opts.nprobe.unwrap_or((nlist / 64).max(8)).clamp(1, nlist);
     let refine = opts
