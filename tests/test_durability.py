@@ -48,16 +48,17 @@ LINE = re.compile(r"^\d+\s+(?P<call>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+)")
 FD = re.compile(r"^\d+<(?P<path>[^>]*)>")
 
 
-def trace(tmp_path: Path) -> dict[str, list[tuple[str, str]]]:
+def trace(tmp_path: Path, child: str = CHILD, env: dict[str, str] | None = None
+          ) -> dict[str, list[tuple[str, str]]]:  # fmt: skip
     """Runs the child under strace; returns per marked step its (call, path-ish) events."""
     store = tmp_path / "s.npk"
     out = tmp_path / "trace.txt"
     calls = "openat,write,pwrite64,fsync,fdatasync,msync,rename,renameat,renameat2,unlink,unlinkat"
     subprocess.run(
         [STRACE, "-f", "-y", "-s", "200", "-e", f"trace={calls}", "-o", str(out),
-         sys.executable, "-c", CHILD, str(store)],
+         sys.executable, "-c", child, str(store)],
         check=True,
-        env={"NUMPACK_DURABLE": "1", "PATH": "/usr/bin:/bin"},
+        env={"NUMPACK_DURABLE": "1", "PATH": "/usr/bin:/bin", **(env or {})},
         capture_output=True,
         timeout=120,
     )  # fmt: skip
@@ -151,3 +152,66 @@ def test_durable_mutations_sync_before_they_commit(tmp_path):
         meta = first(ev, lambda e: renames_onto(e, "metadata.npkm"), commit_point)
         assert first(ev, lambda e: is_dir_sync(e, store), commit_point) < meta
         first(ev, lambda e: is_dir_sync(e, store), meta)
+
+
+SEGMENTED_CHILD = textwrap.dedent(
+    """
+    import json, os, struct, sys, numpy as np
+    from pathlib import Path
+    from numpack import NumPack
+
+    def mark(name):
+        os.write(2, ("MARK " + name + "\\n").encode())
+
+    # A store in the published 0.7 layout: 6 rows of 4 float32 in segments of 4 and 2 rows.
+    p = Path(sys.argv[1])
+    (p / "data_a_segments").mkdir(parents=True)
+    arr = np.arange(24, dtype=np.float32).reshape(6, 4)
+    segs = []
+    for i, (lo, hi) in enumerate([(0, 4), (4, 6)]):
+        f = f"data_a_segments/seg_{i:06d}.npkd"
+        (p / f).write_bytes(arr[lo:hi].tobytes())
+        segs.append({"file": f, "rows": hi - lo, "bytes": (hi - lo) * 16})
+    (p / "data_a.npkseg").write_text(json.dumps({"version": 1, "segments": segs}))
+    n, f = b"a", b"data_a.npkseg"
+    meta = b"NPKB" + struct.pack("<IQI", 1, 96, 1) + struct.pack("<I", 1) + n
+    meta += struct.pack("<I", 2) + struct.pack("<QQ", 6, 4) + struct.pack("<I", len(f)) + f
+    meta += struct.pack("<QQ", 1, 96) + struct.pack("<BBIQQ", 10, 0, 0, 0, 0) + b"\\x00"
+    (p / "metadata.npkm").write_bytes(meta)
+    with NumPack(p) as npk:
+        npk.load("a")
+        mark("append")
+        npk.append({"a": np.ones((5, 4), np.float32)})  # 1 fills seg 1 (3 rows each), 3 go to seg 2, 1 to seg 3
+        mark("end")
+    """
+)
+
+
+@pytest.mark.skipif(STRACE is None, reason="strace is installed by `make deps`")
+@pytest.mark.timeout(180)
+def test_a_durable_segmented_append_syncs_segments_before_the_manifest(tmp_path):
+    store = tmp_path / "s.npk"
+    steps = trace(tmp_path, SEGMENTED_CHILD, {"NUMPACK_SEGMENT_TARGET_BYTES": "48"})
+    ev = steps["append"]
+    seg = "data_a_segments/seg_0000"
+    # The last segment grows in place, the new ones are written; each is synced, and the
+    # folder's entries too, before the journal that renames the new manifest commits.
+    synced = []
+    for n in ("01", "02", "03"):
+        w = last(
+            ev, lambda e, n=n: e[0] in ("pwrite64", "write") and e[1].endswith(f"{seg}{n}.npkd")
+        )
+        synced.append(first(ev, lambda e, n=n: is_sync(e, f"{seg}{n}.npkd"), w))
+    folder = first(ev, lambda e: e[0] == "fsync" and e[1].rstrip("/").endswith("data_a_segments"))
+    manifest_tmp = first(ev, lambda e: e[0] in ("fsync", "fdatasync") and "data_a.npkseg" in e[1])
+    commit = first(
+        ev, lambda e: renames_onto(e, ".numpack.journal"), max(*synced, folder, manifest_tmp)
+    )
+    onto = first(ev, lambda e: renames_onto(e, "data_a.npkseg"), commit)
+    first(ev, lambda e: is_dir_sync(e, store), onto)
+    with __import__("numpack").NumPack(store) as npk:
+        np = __import__("numpy")
+        want = np.concatenate(
+            [np.arange(24, dtype=np.float32).reshape(6, 4), np.ones((5, 4), np.float32)]
+        )
+        np.testing.assert_array_equal(npk.load("a"), want)

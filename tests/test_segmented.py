@@ -376,3 +376,45 @@ def test_large_segments_mapped_or_copied_read_alike(tmp_path, row_floats):
         )
         for i, batch in enumerate(npk.stream_load("a", buffer_size=64)):
             np.testing.assert_array_equal(batch, arr[i * 64 : (i + 1) * 64])
+
+
+KILL_CHILD = """
+import sys, numpy as np
+from numpack import NumPack
+with NumPack(sys.argv[1]) as npk:
+    k = (npk.get_shape("a")[0] - 6) // 5
+    while True:
+        npk.append({"a": np.full((5, 4), k, np.float32)})
+        k += 1
+"""
+
+
+def test_appends_killed_at_any_instant_leave_a_committed_state(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    arr = np.arange(24, dtype=np.float32).reshape(6, 4) - 100
+    path = tmp_path / "s"
+    build_07_store(path, {"a": (arr, [4, 2])})
+    env = dict(os.environ, NUMPACK_SEGMENT_TARGET_BYTES=str(7 * 16))
+    rng = random.Random(7)
+    for _ in range(12):
+        p = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(path)], env=env)
+        time.sleep(rng.uniform(0.3, 0.6))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        with NumPack(path) as npk:
+            got = npk.load("a")
+        n = (len(got) - 6) // 5
+        assert len(got) == 6 + 5 * n
+        want = np.concatenate([arr] + [np.full((5, 4), k, np.float32) for k in range(n)])
+        np.testing.assert_array_equal(got, want)
+        problems, _ = _core.verify(str(path))
+        assert problems == []
+        segs = manifest(path, "a")["segments"]
+        assert sum(s["rows"] for s in segs) == len(got)
+        assert all(s["rows"] <= 7 for s in segs[1:])
+    assert n > 0
