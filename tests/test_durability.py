@@ -181,7 +181,8 @@ SEGMENTED_CHILD = textwrap.dedent(
     with NumPack(p) as npk:
         npk.load("a")
         mark("append")
-        npk.append({"a": np.ones((5, 4), np.float32)})  # 1 fills seg 1 (3 rows each), 3 go to seg 2, 1 to seg 3
+        # 3 rows a segment: 1 row fills seg 1, 3 go to a new seg 2, 1 to seg 3.
+        npk.append({"a": np.ones((5, 4), np.float32)})
         mark("end")
     """
 )

@@ -9,7 +9,6 @@ import struct
 import numpy as np
 import pytest
 import safetensors.numpy as stn
-import safetensors.torch as stt
 import torch
 
 import numpack
