@@ -26,7 +26,7 @@ pub struct OpenSegment {
 pub struct Segments {
     /// The manifest.
     pub manifest: Manifest,
-    /// The segments, in row order.
+    /// The segments that hold bytes, in row order.
     pub open: Vec<OpenSegment>,
 }
 
@@ -66,7 +66,8 @@ pub fn open(dir: &Path, path: &Path, a: &ArrayMetadata) -> NpkResult<Segments> {
         check_folder(&dir.join(names::segment_dir(stem)))?;
     }
     let mut open = Vec::with_capacity(manifest.segments.len());
-    for s in &manifest.segments {
+    // Empty segments hold nothing to read: no descriptor is kept for them.
+    for s in manifest.segments.iter().filter(|s| s.bytes > 0) {
         let seg = dir.join(&s.file);
         let file = fs::open_read(&seg)?;
         let len = file.metadata().at(&seg)?.len();

@@ -182,11 +182,11 @@ impl ArraySnapshot {
         matches!(self.source, Source::Segments(..))
     }
 
-    /// How many segments hold the array (0: one data file).
+    /// How many segments its manifest lists (0: one data file; at least 1 when segmented).
     pub fn segment_count(&self) -> usize {
         match &self.source {
             Source::File(..) => 0,
-            Source::Segments(s, _) => s.open.len(),
+            Source::Segments(s, _) => s.manifest.segments.len().max(1),
         }
     }
 
