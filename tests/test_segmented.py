@@ -418,3 +418,64 @@ def test_appends_killed_at_any_instant_leave_a_committed_state(tmp_path):
         assert sum(s["rows"] for s in segs) == len(got)
         assert all(s["rows"] <= 7 for s in segs[1:])
     assert n > 0
+
+
+def test_a_leftover_segment_linked_elsewhere_is_never_written_through(tmp_path, monkeypatch):
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = tmp_path / "s"
+    build_07_store(path, {"a": (arr, [3])})
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    os.link(victim, path / "data_a_segments" / "seg_000001.npkd")
+    (tmp_path / "other").write_bytes(b"other")
+    (path / "data_a_segments" / "seg_000002.npkd").symlink_to(tmp_path / "other")
+    monkeypatch.setenv("NUMPACK_SEGMENT_TARGET_BYTES", "48")
+    with NumPack(path) as npk:
+        npk.append({"a": np.ones((5, 4), np.float32)})
+        np.testing.assert_array_equal(npk.load("a"), np.concatenate([arr, np.ones((5, 4))]))
+    assert victim.read_bytes() == b"precious"
+    assert (tmp_path / "other").read_bytes() == b"other"
+
+
+def test_a_sparse_segment_cannot_make_a_view_read_its_holes(tmp_path):
+    arr = np.ones((5, 3), np.uint8)
+    path = tmp_path / "s"
+    build_07_store(path, {"a": (arr, [5])})
+    # A second segment of 512 MiB of holes, starting mid-page in the view.
+    m = manifest(path, "a")
+    with open(path / "data_a_segments" / "seg_000001.npkd", "wb") as f:
+        f.truncate(512 << 20)
+    rows = (512 << 20) // 3
+    m["segments"].append(
+        {"file": "data_a_segments/seg_000001.npkd", "rows": rows, "bytes": rows * 3}
+    )
+    (path / "data_a.npkseg").write_text(json.dumps(m))
+    (path / "metadata.npkm").write_bytes(
+        metadata_bytes([("a", (5 + rows, 3), "data_a.npkseg", 1, (5 + rows) * 3)])
+    )
+    with NumPack(path) as npk:
+        assert npk.getitem("a", [0]).tolist() == [[1, 1, 1]]
+        with pytest.raises(CorruptStoreError, match="sparse"):
+            npk.load("a", lazy=True)
+
+
+def test_zero_width_segmented_arrays_take_appends_and_drops(tmp_path):
+    arr = np.zeros((5, 0), np.float32)
+    path = tmp_path / "s"
+    build_07_store(path, {"a": (arr, [2, 3])})
+    with NumPack(path) as npk:
+        npk.append({"a": np.zeros((3, 0), np.float32)})
+        npk.drop("a", [0])
+        assert npk.get_shape("a") == (7, 0)
+    with NumPack(path) as npk:
+        assert npk.load("a").shape == (7, 0)
+
+
+def test_reset_removes_segment_folders_and_attributes(tmp_path):
+    path = tmp_path / "s"
+    build_07_store(path, {"a": (np.ones((4, 2), np.float32), [2, 2])})
+    with NumPack(path) as npk:
+        npk.attrs["a"]["k"] = 1
+        npk.reset()
+        assert npk.get_member_list() == []
+    assert sorted(p.name for p in path.iterdir() if not p.name.startswith(".")) == ["metadata.npkm"]

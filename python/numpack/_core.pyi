@@ -174,6 +174,8 @@ class RowSource:
     @property
     def rows(self) -> int:
         """Physical rows."""
+    def layout(self) -> tuple[np.dtype[Any], tuple[int, ...], npt.NDArray[np.int64] | None]:
+        """``(dtype, physical shape, active physical rows or None)``, mapping nothing."""
     def view(self) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64] | None]:
         """``(physical rows as a read-only mapped array, active physical rows or None)``."""
     def take(self, start: int, stop: int) -> npt.NDArray[Any]:

@@ -161,7 +161,10 @@ class ReadsMixin:
             phys, active = cached, None
         else:
             source = store.row_source(array_name)
-            phys, active = source.view()
+            dtype, shape, active = source.layout()
+            # Batches come from `source`: `phys` only carries the dtype and shape.
+            one = bytes(np.dtype(dtype).itemsize)
+            phys = np.ndarray(shape, dtype, buffer=one, strides=(0,) * len(shape))
         if phys.ndim == 0:
             raise TypeError(f"Cannot stream array '{array_name}': it is 0-d")
         return row_batches(phys, active, size, source)

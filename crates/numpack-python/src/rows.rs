@@ -72,6 +72,24 @@ impl PyRowSource {
         view_of(py, &self.snap)
     }
 
+    /// `(dtype, physical shape, active physical rows or None)`, mapping nothing (a
+    /// segmented array's one view may mean reading it into memory; batches never need it).
+    fn layout<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let active = self.snap.active_rows().map(|rows| {
+            let rows: Vec<i64> = rows.into_iter().map(|r| r as i64).collect();
+            numpy::PyArray1::from_vec(py, rows).into_any()
+        });
+        let dtype = crate::numpy_conv::numpy_dtype(py, self.snap.meta.dtype)?;
+        PyTuple::new(
+            py,
+            [
+                dtype.into_any(),
+                PyTuple::new(py, &self.snap.meta.shape)?.into_any(),
+                active.unwrap_or_else(|| py.None().into_bound(py)),
+            ],
+        )
+    }
+
     /// Physical rows.
     #[getter]
     fn rows(&self) -> u64 {

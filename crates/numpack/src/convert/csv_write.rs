@@ -286,9 +286,17 @@ pub fn export_csv(
             w.write_blank_rows(rows as u64)?;
         }
         let mut start = if row_bytes == 0 { rows } else { 0 };
+        let mut buf = Vec::new();
         while start < rows {
             let end = (start + per).min(rows);
             match &active {
+                // Segments are copied a batch at a time (one view of them may mean reading
+                // them all into memory).
+                _ if snap.is_segmented() => {
+                    buf.resize((end - start) * row_bytes, 0);
+                    snap.range_into(start as u64, end as u64, &mut buf)?;
+                    w.write_rows(Rows::Contiguous(&buf))?
+                }
                 None => w.write_rows(Rows::Contiguous(
                     &snap.physical()?[start * row_bytes..end * row_bytes],
                 ))?,

@@ -52,9 +52,61 @@ fn os_error(path: &Path, what: &str) -> NpkError {
     )
 }
 
+/// Most bytes a view reads into memory (the parts that cannot be mapped).
+pub const MAX_COPIED: u64 = 1 << 30;
+
+/// Bytes a piece's copied parts may have beyond four times what its file holds on disk (a
+/// sparse file must not make a view read gigabytes of holes).
+const SPARSE_SLACK: u64 = 64 << 20;
+
+/// The parts of each piece that are read into memory rather than mapped, in view bytes.
+fn copied_parts(pieces: &[Piece<'_>], page: usize) -> Vec<u64> {
+    let mut pos = 0usize;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (len, end) = (p.len as usize, pos + p.len as usize);
+            let last = i + 1 == pieces.len();
+            let mapped = if (p.offset % page as u64) as usize == pos % page {
+                let first = pos.div_ceil(page) * page;
+                let stop = if last { end.div_ceil(page) * page } else { end / page * page };
+                stop.saturating_sub(first).min(end.saturating_sub(first))
+            } else {
+                0
+            };
+            pos = end;
+            (len - mapped.min(len)) as u64
+        })
+        .collect()
+}
+
 impl Composite {
     /// Lays `pieces` end to end. `writable`: a private view whose pages may be written.
+    /// Fails (`OutOfMemory`) when more than [`MAX_COPIED`] bytes could not be mapped.
     pub fn map(pieces: &[Piece<'_>], writable: bool, at: &Path) -> NpkResult<Self> {
+        let copied = copied_parts(pieces, page());
+        let total_copied: u64 = copied.iter().sum();
+        if total_copied > MAX_COPIED {
+            return Err(NpkError::OutOfMemory(format!(
+                "{}: one view of this segmented array would read {total_copied} bytes into \
+                 memory (its segments do not start on page boundaries); read it with load, \
+                 getitem or stream_load, or call update() on it once to store it as one file \
+                 (the published 0.7 reads that too)",
+                at.display()
+            )));
+        }
+        for (p, &c) in pieces.iter().zip(&copied) {
+            let present = p.file.metadata().map_or(0, |m| {
+                std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512)
+            });
+            if c > SPARSE_SLACK.saturating_add(present.saturating_mul(4)) {
+                return Err(NpkError::corrupt(
+                    p.path,
+                    format!("claims {c} bytes but holds only {present} on disk (a sparse file)"),
+                ));
+            }
+        }
         let total = pieces
             .iter()
             .try_fold(0u64, |t, p| t.checked_add(p.len))

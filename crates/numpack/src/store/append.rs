@@ -101,6 +101,9 @@ impl Store {
                     }
                     if self.has_bitmap(&a) {
                         extend_bitmap(txn, &a, a.rows() + new_rows)?;
+                        let file =
+                            names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
+                        self.mark_dirty(txn.dir().join(&file));
                     }
                 } else if a.row_bytes() > 0 {
                     let path = txn.dir().join(&a.data_file);

@@ -122,7 +122,11 @@ impl Store {
                 now.shift_remove(k);
             }
             now.extend(set);
-            stage(txn, &a, &now)
+            stage(txn, &a, &now)?;
+            if let Some(f) = names::attrs_file(&a.data_file) {
+                self.mark_dirty(txn.dir().join(f));
+            }
+            Ok(())
         })
     }
 }

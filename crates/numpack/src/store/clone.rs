@@ -32,6 +32,9 @@ impl Store {
             let record =
                 ArrayMetadata::new(target, snap.logical_shape(), a.dtype, file, now_micros());
             super::attrs::stage(txn, &record, &super::attrs::read(txn.dir(), &a)?)?;
+            if let Some(f) = names::attrs_file(&record.data_file) {
+                self.mark_dirty(txn.dir().join(f));
+            }
             txn.meta_mut().arrays.insert(target.to_owned(), record);
             Ok(())
         })

@@ -315,7 +315,10 @@ impl Store {
         }
         // Every commit marks the metadata dirty, so it is among `files`.
         for p in &files {
-            if let Some(f) = fs::open_read_opt(p)? {
+            // A segment folder that got new entries is synced as a directory.
+            if fs::entry(p)?.is_some_and(|m| m.file_type().is_dir()) {
+                fs::sync_dir(p)?;
+            } else if let Some(f) = fs::open_read_opt(p)? {
                 fs::sync(&f, p)?;
             }
         }
@@ -334,6 +337,10 @@ impl Store {
                 files.extend(names::bitmap_file(&r.data_file));
                 files.extend(names::index_file(&r.data_file));
                 files.extend(names::index_log_file(&r.data_file));
+                files.extend(names::attrs_file(&r.data_file));
+                if let Some(stem) = names::data_stem(&r.data_file).filter(|_| names::is_manifest(&r.data_file)) {
+                    txn.remove_folder_after(names::segment_dir(stem), r.data_file.clone());
+                }
             }
             // Orphans of killed saves too, so a later array never inherits a stale file.
             for entry in std::fs::read_dir(txn.dir()).at(txn.dir())? {
@@ -345,7 +352,8 @@ impl Store {
                 let n = entry.file_name().to_string_lossy().into_owned();
                 let ours = names::is_safe_data_file(&n)
                     || names::is_bitmap_file(&n)
-                    || names::is_index_file(&n);
+                    || names::is_index_file(&n)
+                    || names::is_attrs_file(&n);
                 if ours && !files.contains(&n) {
                     files.push(n);
                 }

@@ -47,6 +47,7 @@ pub(super) fn append(
         let path = dir.join(&last.file);
         let f = fs::open_rw(&path)?;
         let m = f.metadata().at(&path)?;
+        check_folder(&dir.join(names::segment_dir(&stem)))?;
         if std::os::unix::fs::MetadataExt::nlink(&m) > 1 {
             return Err(NpkError::InvalidOperation(format!(
                 "a segment of array '{}' has other hard links: appending in place would change \
@@ -85,10 +86,19 @@ pub(super) fn append(
         while !rest.is_empty() {
             let n = take(rest, per).max(1);
             let file = names::segment_file(&stem, next);
+            if names::segment_number(&stem, &file) != Some(next) {
+                return Err(NpkError::InvalidOperation(format!(
+                    "array '{}' has as many segments as a manifest can name; call \
+                     update('{}') to store it as one file",
+                    a.name, a.name
+                )));
+            }
             let path = dir.join(&file);
-            // No committed manifest names it: a leftover of a killed append, or nothing.
-            let f = fs::open_or_create(&path)?;
-            fs::set_len(&f, &path, 0)?;
+            // No committed manifest names it: a leftover of a killed append, or nothing. It is
+            // removed (a link or another file's hard link there is never written through)
+            // and created anew.
+            fs::remove(&path)?;
+            let f = fs::create_new(&path)?;
             let (now, later) = rest.split_at((n * row) as usize);
             fs::write_at(&f, &path, now, 0)?;
             store.mark_dirty(path.clone());
@@ -108,9 +118,19 @@ pub(super) fn append(
                 fs::sync_dir(&dir)?;
             }
         }
+        store.mark_dirty(folder);
+    }
+    let bytes = manifest.encode();
+    if bytes.len() as u64 > crate::format::segments::MAX_MANIFEST_BYTES {
+        return Err(NpkError::InvalidOperation(format!(
+            "array '{}' would need a segment manifest over 16 MiB; call update('{}') to store \
+             it as one file",
+            a.name, a.name
+        )));
     }
     let tmp = txn.stage_file(&a.data_file);
-    fs::write_new(&tmp, &manifest.encode(), false)?;
+    fs::write_new(&tmp, &bytes, false)?;
+    store.mark_dirty(dir.join(&a.data_file));
     Ok(())
 }
 

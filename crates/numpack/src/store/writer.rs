@@ -266,6 +266,9 @@ impl Store {
                 let record = ArrayMetadata::new(&w.name, std::mem::take(shape), w.dtype, file, now);
                 if let Some(attrs) = &w.attrs {
                     super::attrs::stage(txn, &record, attrs)?;
+                    if let Some(f) = names::attrs_file(&record.data_file) {
+                        self.mark_dirty(txn.dir().join(f));
+                    }
                 }
                 txn.meta_mut().arrays.insert(w.name.clone(), record);
             }
