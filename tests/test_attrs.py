@@ -321,3 +321,50 @@ def test_cli_info_shows_attributes(tmp_path):
         check=True,
     ).stdout
     assert '"model": "e5-base"' in text
+
+
+def test_foreign_attributes_numpack_cannot_keep_are_skipped(tmp_path):
+    import zarr
+
+    import numpack.io as nio
+
+    g = zarr.open_group(str(tmp_path / "x.zarr"), mode="w")
+    a = g.create_array("v", shape=(2,), dtype="f4")
+    a.attrs["ok"] = 1
+    a.attrs["nan"] = float("nan")
+    nio.from_zarr(tmp_path / "x.zarr", tmp_path / "z.npk")
+    with NumPack(tmp_path / "z.npk") as npk:
+        assert npk.attrs["v"].to_dict() == {"ok": 1}
+
+
+def test_attributes_hdf5_cannot_name_natively_still_round_trip(tmp_path):
+    import numpack.io as nio
+
+    npk = _store(tmp_path)
+    odd = {"": "empty key", "nul": "a\x00b", "big": 2**70}
+    npk.attrs["emb"] = odd
+    npk.close()
+    nio.to_hdf5(tmp_path / "s.npk", tmp_path / "x.h5")
+    nio.from_hdf5(tmp_path / "x.h5", tmp_path / "back.npk")
+    with NumPack(tmp_path / "back.npk") as back:
+        assert back.attrs["emb"].to_dict() == odd
+
+
+def test_a_damaged_attributes_file_does_not_stop_info_or_exports(tmp_path):
+    import numpack.io as nio
+
+    npk = _store(tmp_path)
+    npk.close()
+    (tmp_path / "s.npk" / "attrs_emb.npka").write_bytes(b"{broken")
+    out = subprocess.run(
+        [sys.executable, "-m", "numpack", "info", "--json", str(tmp_path / "s.npk")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "<unreadable>" in json.loads(out)["arrays"][0]["attrs"]
+    with pytest.warns(UserWarning, match="not exported"):
+        nio.to_parquet_file(tmp_path / "s.npk", tmp_path / "x.parquet", "emb")
+    nio.from_parquet_file(tmp_path / "x.parquet", tmp_path / "b.npk", "emb")
+    with NumPack(tmp_path / "b.npk") as b:
+        assert b.load("emb").shape == (5, 3) and b.attrs["emb"].to_dict() == {}

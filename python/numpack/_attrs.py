@@ -7,6 +7,7 @@ value read is a copy: assign a key again to change a nested value."""
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,14 @@ from . import _core
 if TYPE_CHECKING:
     from .numpack import NumPack
 
-__all__ = ["ATTRS_KEY", "ArrayAttrs", "StoreAttrs", "attrs_from_json", "attrs_json"]
+__all__ = [
+    "ATTRS_KEY",
+    "ArrayAttrs",
+    "StoreAttrs",
+    "attrs_from_json",
+    "attrs_json",
+    "importable_attrs",
+]
 
 
 def attrs_json(value: Mapping[str, Any]) -> str:
@@ -48,6 +56,30 @@ def attrs_from_json(text: str | bytes | None) -> dict[str, Any] | None:
     except (ValueError, TypeError):
         return None
     return value if isinstance(value, dict) else None
+
+
+#: Most bytes of JSON kept as one array's attributes (the engine's limit).
+MAX_ATTRS_BYTES = 1 << 20
+
+
+def importable_attrs(attrs: Mapping[Any, Any], where: str) -> dict[str, Any]:
+    """The attributes of a foreign file that numpack can keep: str keys with JSON values (no
+    NaN or infinity); all of them dropped, with a warning, when they would exceed 1 MiB."""
+    out: dict[str, Any] = {}
+    for k, v in attrs.items():
+        try:
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(k, str):
+            out[k] = v
+    if len(json.dumps(out)) > MAX_ATTRS_BYTES:
+        warnings.warn(
+            f"{where}: its attributes take more than 1 MiB of JSON and were not imported",
+            stacklevel=3,
+        )
+        return {}
+    return out
 
 
 class ArrayAttrs(MutableMapping[str, Any]):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _core, cli_history, cli_index
+from .exceptions import CorruptStoreError
 from .numpack import NumPack
 from .package import get_package_info, pack, unpack
 from .snapshot import Snapshot
@@ -87,6 +88,15 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
+def _attrs(store: Any, name: str) -> dict[str, Any]:
+    """An array's attributes; a damaged attributes file is reported, not fatal."""
+    try:
+        out: dict[str, Any] = json.loads(store.attrs(name))
+    except CorruptStoreError as e:
+        return {"<unreadable>": str(e)}
+    return out
+
+
 def _store_rows(path: Path) -> list[dict[str, Any]]:
     if not (path / "metadata.npkm").is_file():
         raise _Failure(f"{path}: not a NumPack store (no metadata.npkm)")
@@ -103,7 +113,7 @@ def _store_rows(path: Path) -> list[dict[str, Any]]:
                     "deleted_rows": info["deleted_rows"],
                     "bytes_on_disk": info["file_bytes"],
                     "segments": info["segments"],
-                    "attrs": json.loads(store.attrs(name)),
+                    "attrs": _attrs(store, name),
                     "last_modified": _dt.datetime.fromtimestamp(
                         info["last_modified"] / 1e6, tz=_dt.timezone.utc
                     ).isoformat(timespec="seconds"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -14,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from ..exceptions import ArrayNotFoundError
+from ..exceptions import ArrayNotFoundError, CorruptStoreError
 from ..numpack import NumPack
 from ..snapshot import Snapshot
 from . import _progress
@@ -142,8 +143,13 @@ class Source:
             )
 
     def attrs(self, name: str) -> dict[str, Any]:
-        """The attributes of array ``name`` (a new dict)."""
-        out: dict[str, Any] = json.loads(self.store.attrs(name))
+        """The attributes of array ``name`` (a new dict); a damaged attributes file is
+        skipped with a warning (the data still exports)."""
+        try:
+            out: dict[str, Any] = json.loads(self.store.attrs(name))
+        except CorruptStoreError as e:
+            warnings.warn(f"attributes of array '{name}' not exported: {e}", stacklevel=3)
+            return {}
         return out
 
     def describe(self, name: str) -> tuple[np.dtype[Any], tuple[int, ...]]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json
+from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json, importable_attrs
 from .._deps import require
 from ..numpack import NumPack
 from ._chunks import ArraySink, Import, naming
@@ -130,7 +130,8 @@ def import_batches(
     count, when that is known."""
     _import_batches(imp, name, schema, batches, where, columns, bar, num_rows)
     attrs = attrs_from_json((schema.metadata or {}).get(ATTRS_KEY.encode()))
-    if attrs is not None:
+    attrs = None if attrs is None else importable_attrs(attrs, where)
+    if attrs:
         imp.sink(name).set_attrs(attrs)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json
+from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json, importable_attrs
 from .._deps import require
 from ..numpack import NumPack
 from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming
@@ -94,7 +94,7 @@ def _h5_attrs(ds: Any) -> dict[str, Any]:
     attribute JSON can hold (strings, numbers, booleans, arrays of them as lists)."""
     saved = attrs_from_json(ds.attrs.get(ATTRS_KEY))
     if saved is not None:
-        return saved
+        return importable_attrs(saved, f"HDF5 dataset {ds.name}")
     out: dict[str, Any] = {}
     for k, v in ds.attrs.items():
         if isinstance(v, bytes):
@@ -108,7 +108,7 @@ def _h5_attrs(ds: Any) -> dict[str, Any]:
         except (TypeError, ValueError):
             continue
         out[str(k)] = v
-    return out
+    return importable_attrs(out, f"HDF5 dataset {ds.name}")
 
 
 def _put_h5_attrs(ds: Any, attrs: dict[str, Any]) -> None:
@@ -119,7 +119,10 @@ def _put_h5_attrs(ds: Any, attrs: dict[str, Any]) -> None:
         return
     for k, v in attrs.items():
         native = isinstance(v, (str, bool, float)) or (isinstance(v, int) and -(2**63) <= v < 2**63)
-        ds.attrs[k] = v if native else json.dumps(v)
+        try:
+            ds.attrs[k] = v if native else json.dumps(v)
+        except (ValueError, TypeError, RuntimeError, KeyError):
+            pass  # a name or value HDF5 cannot hold (empty, NUL): kept in the JSON below
     ds.attrs[ATTRS_KEY] = attrs_json(attrs)
 
 

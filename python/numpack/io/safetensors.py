@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json
+from .._attrs import ATTRS_KEY, attrs_from_json, attrs_json, importable_attrs
 from .._deps import require
 from ..numpack import NumPack
 from ._chunks import Import, atomic_output
@@ -166,6 +166,7 @@ def from_safetensors_file(
         for e in entries:
             assert e.dtype is not None
             attrs = attrs_from_json(meta.get(f"{ATTRS_KEY}.{e.name}"))
+            attrs = None if attrs is None else importable_attrs(attrs, f"{path}: '{e.name}'")
             if not e.shape:
                 a = np.fromfile(path, e.dtype, 1, offset=e.offset).reshape(())
                 imp.save(e.name, a, bar=bar)

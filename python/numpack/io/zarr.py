@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._attrs import importable_attrs
 from .._deps import require
 from ..numpack import NumPack
 from ._chunks import Import, atomic_output, chunk_rows, is_storable, naming, prefetched
@@ -54,7 +55,7 @@ def _nbytes(arr: Any) -> int:
 
 def _import_array(imp: Import, name: str, arr: Any, chunk_size: int, bar: Progress) -> None:
     _import_rows(imp, name, arr, chunk_size, bar)
-    attrs = dict(arr.attrs)
+    attrs = importable_attrs(dict(arr.attrs), f"zarr array '{name}'")
     if attrs:
         imp.sink(name).set_attrs(attrs)
 
