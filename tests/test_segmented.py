@@ -479,3 +479,19 @@ def test_reset_removes_segment_folders_and_attributes(tmp_path):
         npk.reset()
         assert npk.get_member_list() == []
     assert sorted(p.name for p in path.iterdir() if not p.name.startswith(".")) == ["metadata.npkm"]
+
+
+def test_gc_removes_folders_only_collected_versions_named(tmp_path):
+    path = tmp_path / "s"
+    arr = np.ones((4, 2), np.float32)
+    build_07_store(path, {"a": (arr, [2, 2])})
+    with NumPack(path) as npk:
+        npk.set_history(keep_last=5)
+        v = npk.version
+        npk.save({"a": arr * 2})
+        assert (path / "data_a_segments").is_dir()  # version v still reads it
+        with NumPack(path, version=v) as old:
+            np.testing.assert_array_equal(old.load("a"), arr)
+        npk.gc(keep_last=0)
+        np.testing.assert_array_equal(npk.load("a"), arr * 2)
+    assert not (path / "data_a_segments").exists()

@@ -70,7 +70,11 @@ fn copied_parts(pieces: &[Piece<'_>], page: usize) -> Vec<u64> {
             let last = i + 1 == pieces.len();
             let mapped = if (p.offset % page as u64) as usize == pos % page {
                 let first = pos.div_ceil(page) * page;
-                let stop = if last { end.div_ceil(page) * page } else { end / page * page };
+                let stop = if last {
+                    end.div_ceil(page) * page
+                } else {
+                    end / page * page
+                };
                 stop.saturating_sub(first).min(end.saturating_sub(first))
             } else {
                 0

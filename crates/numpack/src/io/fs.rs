@@ -58,6 +58,72 @@ fn opened(r: io::Result<File>, path: &Path) -> NpkResult<File> {
     }
 }
 
+/// How [`open_at`] opens a file of a folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// An existing regular file, for reading.
+    Read,
+    /// An existing regular file, for reading and writing.
+    ReadWrite,
+    /// A new file (`O_EXCL`), for reading and writing.
+    CreateNew,
+}
+
+/// Opens the folder at `path` itself (never through a link), to open its files relative to
+/// it: a folder swapped for a link after this cannot redirect them.
+pub fn open_dir(path: &Path) -> NpkResult<File> {
+    opened_dir(
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path),
+        path,
+    )
+}
+
+fn opened_dir(r: io::Result<File>, path: &Path) -> NpkResult<File> {
+    match r {
+        Ok(f) => Ok(f),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            Err(NpkError::corrupt(
+                path,
+                "is not a folder (a link or a file); numpack never follows links inside a store",
+            ))
+        }
+        Err(e) => Err(NpkError::io(path, e)),
+    }
+}
+
+/// Opens `name` (one path component) in the folder `dir` (opened by [`open_dir`] from
+/// `dir_path`): no link followed, no FIFO opened, only regular files.
+pub fn open_at(dir: &File, dir_path: &Path, name: &str, how: At) -> NpkResult<File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let path = dir_path.join(name);
+    let c = std::ffi::CString::new(name).map_err(|_| NpkError::corrupt(&path, "has a NUL"))?;
+    let flags = libc::O_CLOEXEC
+        | NO_FOLLOW
+        | match how {
+            At::Read => libc::O_RDONLY,
+            At::ReadWrite => libc::O_RDWR,
+            At::CreateNew => libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+        };
+    // SAFETY: a valid directory descriptor and a NUL-terminated name; the mode is used only
+    // with O_CREAT.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, 0o666 as libc::c_uint) };
+    let r = if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    };
+    if how == At::CreateNew {
+        let f = r.at(&path)?;
+        trace::note(&path, Event::Create);
+        return Ok(f);
+    }
+    opened(r, &path)
+}
+
 /// Whether `e` says the file does not exist.
 pub fn is_not_found(e: &NpkError) -> bool {
     matches!(e, NpkError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)

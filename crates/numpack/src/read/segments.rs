@@ -62,14 +62,18 @@ pub fn open(dir: &Path, path: &Path, a: &ArrayMetadata) -> NpkResult<Segments> {
         )
     })?;
     let stem = stem_of(path, a)?;
-    if !manifest.segments.is_empty() {
-        check_folder(&dir.join(names::segment_dir(stem)))?;
-    }
     let mut open = Vec::with_capacity(manifest.segments.len());
+    let folder_path = dir.join(names::segment_dir(stem));
+    let folder = match manifest.segments.iter().any(|s| s.bytes > 0) {
+        true => Some(open_folder(&folder_path)?),
+        false => None,
+    };
     // Empty segments hold nothing to read: no descriptor is kept for them.
     for s in manifest.segments.iter().filter(|s| s.bytes > 0) {
         let seg = dir.join(&s.file);
-        let file = fs::open_read(&seg)?;
+        let base = s.file.rsplit('/').next().expect("checked: folder/name");
+        let folder = folder.as_ref().expect("opened above");
+        let file = fs::open_at(folder, &folder_path, base, fs::At::Read)?;
         let len = file.metadata().at(&seg)?.len();
         if len < s.bytes {
             return Err(NpkError::corrupt(
@@ -87,6 +91,13 @@ pub fn open(dir: &Path, path: &Path, a: &ArrayMetadata) -> NpkResult<Segments> {
         });
     }
     Ok(Segments { manifest, open })
+}
+
+/// Opens the segment folder itself; its files are opened relative to it (a link there, or
+/// one swapped in later, cannot lead them anywhere).
+pub fn open_folder(folder: &Path) -> NpkResult<File> {
+    check_folder(folder)?;
+    fs::open_dir(folder)
 }
 
 /// Fails unless `folder` is a real directory (a link could lead the segments anywhere).

@@ -343,18 +343,18 @@ impl ArraySnapshot {
         self.check_len(dst.len(), self.logical_bytes())?;
         if self.is_segmented() {
             let row = self.row_bytes();
-            let mut runs = Vec::new();
-            match &self.bitmap {
-                None => runs.push((0, self.meta.rows())),
-                Some(b) => b.for_each_run(|start, n| runs.push((start, n))),
-            }
-            let mut at = 0;
-            for (start, n) in runs {
+            let Some(b) = &self.bitmap else {
+                return self.read_physical(0, dst);
+            };
+            let (mut at, mut done) = (0, Ok(()));
+            b.for_each_run(|start, n| {
                 let n = n as usize * row;
-                self.read_physical(start as usize * row, &mut dst[at..at + n])?;
+                if done.is_ok() {
+                    done = self.read_physical(start as usize * row, &mut dst[at..at + n]);
+                }
                 at += n;
-            }
-            return Ok(());
+            });
+            return done;
         }
         let src = self.physical()?;
         match &self.bitmap {
@@ -476,10 +476,17 @@ impl ArraySnapshot {
             return Ok(());
         }
         if self.is_segmented() {
-            return rows
-                .iter()
-                .zip(dst.chunks_mut(row))
-                .try_for_each(|(&r, d)| self.read_physical(r as usize * row, d));
+            // Runs of consecutive rows are one read each.
+            let mut i = 0;
+            while i < rows.len() {
+                let mut n = 1;
+                while i + n < rows.len() && rows[i + n] == rows[i] + n as u64 {
+                    n += 1;
+                }
+                self.read_physical(rows[i] as usize * row, &mut dst[i * row..(i + n) * row])?;
+                i += n;
+            }
+            return Ok(());
         }
         let src = self.physical()?;
         let copy = |(d, &r): (&mut [u8], &u64)| {
@@ -506,12 +513,22 @@ impl ArraySnapshot {
         let row = self.row_bytes();
         self.check_len(dst.len(), (stop - start) as usize * row)?;
         if self.is_segmented() {
-            return match &self.bitmap {
-                None => self.read_physical(start as usize * row, dst),
-                Some(b) => (start..stop)
-                    .zip(dst.chunks_mut(row))
-                    .try_for_each(|(j, d)| self.read_physical(b.select(j) as usize * row, d)),
+            let Some(b) = &self.bitmap else {
+                return self.read_physical(start as usize * row, dst);
             };
+            // Runs of active rows are one read each.
+            let mut j = start;
+            while j < stop {
+                let p = b.select(j);
+                let mut n = 1;
+                while j + n < stop && p + n < b.rows() && b.is_active(p + n) {
+                    n += 1;
+                }
+                let at = (j - start) as usize * row;
+                self.read_physical(p as usize * row, &mut dst[at..at + n as usize * row])?;
+                j += n;
+            }
+            return Ok(());
         }
         let src = self.physical()?;
         match &self.bitmap {

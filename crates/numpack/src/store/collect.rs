@@ -32,7 +32,14 @@ impl Store {
         let _g = self.lock_for_write()?;
         ensure_words(self.dir(), self.store_lock())?;
         let keep = keep_last.unwrap_or_else(|| super::history::keep_last(self.store_lock()));
-        self.gc_locked(keep, older_than_us)
+        let report = self.gc_locked(keep, older_than_us)?;
+        // Segment folders whose manifests only collected versions named.
+        let meta = self.metadata_file()?;
+        super::segmented::reap_folders(
+            self.dir(),
+            meta.arrays.values().map(|a| a.data_file.as_str()),
+        );
+        Ok(report)
     }
 
     /// [`Store::gc`] under the exclusive lock.

@@ -338,7 +338,9 @@ impl Store {
                 files.extend(names::index_file(&r.data_file));
                 files.extend(names::index_log_file(&r.data_file));
                 files.extend(names::attrs_file(&r.data_file));
-                if let Some(stem) = names::data_stem(&r.data_file).filter(|_| names::is_manifest(&r.data_file)) {
+                if let Some(stem) =
+                    names::data_stem(&r.data_file).filter(|_| names::is_manifest(&r.data_file))
+                {
                     txn.remove_folder_after(names::segment_dir(stem), r.data_file.clone());
                 }
             }

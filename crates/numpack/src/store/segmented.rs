@@ -12,7 +12,7 @@ use crate::format::metadata::ArrayMetadata;
 use crate::format::names;
 use crate::format::segments::{rows_per_segment, Segment};
 use crate::io::fs;
-use crate::read::segments::{check_folder, open};
+use crate::read::segments::{open, open_folder};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,12 +42,19 @@ pub(super) fn append(
     let stem = stem(a).to_owned();
     let mut rest = data;
     let take = |rest: &[u8], room: u64| -> u64 { (rest.len() as u64 / row).min(room) };
+    let folder_path = dir.join(names::segment_dir(&stem));
+    let base = |file: &str| {
+        file.rsplit('/')
+            .next()
+            .expect("checked: folder/name")
+            .to_owned()
+    };
     if let Some(last) = manifest.segments.last_mut().filter(|l| l.rows < per) {
         let n = take(rest, per - last.rows);
         let path = dir.join(&last.file);
-        let f = fs::open_rw(&path)?;
+        let folder = open_folder(&folder_path)?;
+        let f = fs::open_at(&folder, &folder_path, &base(&last.file), fs::At::ReadWrite)?;
         let m = f.metadata().at(&path)?;
-        check_folder(&dir.join(names::segment_dir(&stem)))?;
         if std::os::unix::fs::MetadataExt::nlink(&m) > 1 {
             return Err(NpkError::InvalidOperation(format!(
                 "a segment of array '{}' has other hard links: appending in place would change \
@@ -68,17 +75,15 @@ pub(super) fn append(
         rest = later;
     }
     if !rest.is_empty() {
-        let folder = dir.join(names::segment_dir(&stem));
+        let folder = folder_path.clone();
         let created = match fs::entry(&folder)? {
             None => {
                 std::fs::create_dir(&folder).at(&folder)?;
                 true
             }
-            Some(_) => {
-                check_folder(&folder)?;
-                false
-            }
+            Some(_) => false,
         };
+        let dirf = open_folder(&folder)?;
         let mut next = match manifest.segments.last() {
             Some(s) => names::segment_number(&stem, &s.file).expect("checked when decoded") + 1,
             None => 0,
@@ -97,8 +102,10 @@ pub(super) fn append(
             // No committed manifest names it: a leftover of a killed append, or nothing. It is
             // removed (a link or another file's hard link there is never written through)
             // and created anew.
-            fs::remove(&path)?;
-            let f = fs::create_new(&path)?;
+            let name = base(&file);
+            // Removed relative to the folder (`unlinkat` never follows a link).
+            unlink_at(&dirf, &path, &name)?;
+            let f = fs::open_at(&dirf, &folder, &name, fs::At::CreateNew)?;
             let (now, later) = rest.split_at((n * row) as usize);
             fs::write_at(&f, &path, now, 0)?;
             store.mark_dirty(path.clone());
@@ -131,6 +138,21 @@ pub(super) fn append(
     let tmp = txn.stage_file(&a.data_file);
     fs::write_new(&tmp, &bytes, false)?;
     store.mark_dirty(dir.join(&a.data_file));
+    Ok(())
+}
+
+/// Removes `name` from the folder `dir` if it is there (the entry itself, never what a link
+/// there points to).
+fn unlink_at(dir: &std::fs::File, path: &Path, name: &str) -> NpkResult<()> {
+    use std::os::fd::AsRawFd;
+    let c = std::ffi::CString::new(name).map_err(|_| NpkError::corrupt(path, "has a NUL"))?;
+    // SAFETY: a valid directory descriptor and a NUL-terminated name.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(NpkError::io(path, e));
+        }
+    }
     Ok(())
 }
 
@@ -179,6 +201,31 @@ impl Store {
             }
             Ok(())
         })
+    }
+}
+
+/// Removes every segment folder of `dir` whose manifest neither a record (`current`, the
+/// data files the metadata names) nor a version kept by history names: leftovers of a kill
+/// between a commit and its folder's removal, or of versions since collected.
+pub(crate) fn reap_folders<'a>(dir: &Path, current: impl Iterator<Item = &'a str>) {
+    let named: std::collections::HashSet<&str> = current.collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(n) = e.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(stem) = n
+            .strip_prefix("data_")
+            .and_then(|s| s.strip_suffix("_segments"))
+        else {
+            continue;
+        };
+        let manifest = names::manifest_file(stem);
+        if !stem.is_empty() && !named.contains(manifest.as_str()) {
+            remove_folder(dir, &n, &manifest);
+        }
     }
 }
 
