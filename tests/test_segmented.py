@@ -495,3 +495,89 @@ def test_gc_removes_folders_only_collected_versions_named(tmp_path):
         npk.gc(keep_last=0)
         np.testing.assert_array_equal(npk.load("a"), arr * 2)
     assert not (path / "data_a_segments").exists()
+
+
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule  # noqa: E402
+
+
+class SegmentedMachine(RuleBasedStateMachine):
+    """Appends, drops, replaces and compactions of a 0.7 array, against a NumPy model: after
+    every step each read agrees, and the manifest adds up while the array stays segmented."""
+
+    @initialize(rows=st.integers(0, 12), data=st.data())
+    def build(self, rows, data):
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp())
+        self.path = self.dir / "s"
+        self.model = np.arange(rows * 3, dtype=np.int32).reshape(rows, 3) - 1000
+        build_07_store(self.path, {"a": (self.model.copy(), splits_of(data.draw, rows))})
+        self.per = data.draw(st.integers(1, 6))
+        os.environ["NUMPACK_SEGMENT_TARGET_BYTES"] = str(self.per * 12)
+        self.npk = NumPack(self.path)
+        self.npk.open()
+        self.next = 0
+
+    @rule(n=st.integers(1, 9))
+    def append(self, n):
+        new = np.arange(self.next, self.next + n * 3, dtype=np.int32).reshape(n, 3)
+        self.next += n * 3
+        self.npk.append({"a": new})
+        self.model = np.concatenate([self.model, new])
+
+    @rule(data=st.data())
+    def drop(self, data):
+        if len(self.model) < 2:
+            return
+        idx = sorted(
+            set(data.draw(st.lists(st.integers(0, len(self.model) - 1), min_size=1, max_size=3)))
+        )
+        if len(idx) == len(self.model):
+            return
+        self.npk.drop("a", idx)
+        self.model = np.delete(self.model, idx, axis=0)
+
+    @rule(data=st.data())
+    def replace(self, data):
+        if not len(self.model):
+            return
+        i = data.draw(st.integers(0, len(self.model) - 1))
+        self.npk.replace({"a": np.full((1, 3), -7, np.int32)}, [i])
+        self.model[i] = -7
+
+    @rule()
+    def compact(self):
+        self.npk.update("a")
+
+    @invariant()
+    def reads_agree(self):
+        if not hasattr(self, "npk"):
+            return
+        np.testing.assert_array_equal(self.npk.load("a"), self.model)
+        np.testing.assert_array_equal(np.asarray(self.npk.load("a", lazy=True)), self.model)
+        if len(self.model):
+            idx = [0, len(self.model) - 1, len(self.model) // 2]
+            np.testing.assert_array_equal(self.npk.getitem("a", idx), self.model[idx])
+        parts = list(self.npk.stream_load("a", buffer_size=4))
+        if parts:
+            np.testing.assert_array_equal(np.concatenate(parts), self.model)
+        if (self.path / "data_a.npkseg").exists():
+            segs = manifest(self.path, "a")["segments"]
+            physical = self.npk._core_store().info("a")["shape"][0]
+            assert sum(s["rows"] for s in segs) == physical
+
+    def teardown(self):
+        if hasattr(self, "npk"):
+            self.npk.close()
+            problems, _ = _core.verify(str(self.path))
+            assert problems == []
+        os.environ.pop("NUMPACK_SEGMENT_TARGET_BYTES", None)
+
+
+SegmentedMachine.TestCase.settings = settings(
+    max_examples=20,
+    stateful_step_count=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_segmented_state_machine = SegmentedMachine.TestCase
