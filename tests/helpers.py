@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import multiprocessing
+import struct
 
 import numpy as np
 
@@ -293,3 +294,16 @@ def multi_array_writer(path, done, seed):
 
 #: The bucket of the local S3 server's tests (the ``s3`` fixture creates it).
 BUCKET = "numpack-test"
+
+
+def metadata_bytes(records) -> bytes:
+    """``metadata.npkm`` by hand (FORMAT.md): records of (name, shape, data file, dtype code,
+    size in bytes)."""
+    out = b"NPKB" + struct.pack("<I", 1) + struct.pack("<Q", 0) + struct.pack("<I", len(records))
+    for name, shape, file, code, size in records:
+        n, f = name.encode(), file.encode()
+        out += struct.pack("<I", len(n)) + n + struct.pack("<I", len(shape))
+        out += b"".join(struct.pack("<Q", d) for d in shape)
+        out += struct.pack("<I", len(f)) + f + struct.pack("<QQ", 0, size)
+        out += struct.pack("<BBIQQ", code, 0, 0, 0, 0) + b"\x00"
+    return out

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import DTYPES, metadata_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,39 +18,7 @@ import numpack
 from numpack import NumPack, _core
 from numpack.exceptions import CorruptStoreError
 
-CODES = {
-    np.dtype(t): c
-    for c, t in enumerate(
-        [
-            "bool",
-            "uint8",
-            "uint16",
-            "uint32",
-            "uint64",
-            "int8",
-            "int16",
-            "int32",
-            "int64",
-            "float16",
-            "float32",
-            "float64",
-            "complex64",
-            "complex128",
-        ]
-    )
-}
-
-
-def metadata_bytes(records) -> bytes:
-    """``metadata.npkm`` by hand: records of (name, shape, data file, dtype code, size)."""
-    out = b"NPKB" + struct.pack("<IQI", 1, sum(r[4] for r in records), len(records))
-    for name, shape, file, code, size in records:
-        n, f = name.encode(), file.encode()
-        out += struct.pack("<I", len(n)) + n + struct.pack("<I", len(shape))
-        out += b"".join(struct.pack("<Q", d) for d in shape)
-        out += struct.pack("<I", len(f)) + f + struct.pack("<QQ", 1_700_000_000_000_000, size)
-        out += struct.pack("<BBIQQ", code, 0, 0, 0, 0) + b"\x00"
-    return out
+CODES = {d: code for code, d in enumerate(DTYPES)}
 
 
 def build_07_store(path: Path, arrays: dict[str, tuple[np.ndarray, list[int]]]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import metadata_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -252,18 +253,6 @@ def test_a_journal_cannot_rename_or_remove_other_files(tmp_path):
             NumPack(store).open()
         assert (store / "notes.txt").read_text() == "mine"
     (store / ".numpack.journal").unlink()
-
-
-def metadata_bytes(records) -> bytes:
-    """``metadata.npkm`` by hand (FORMAT.md): records of (name, shape, data file, dtype code)."""
-    out = b"NPKB" + struct.pack("<I", 1) + struct.pack("<Q", 0) + struct.pack("<I", len(records))
-    for name, shape, file, code, size in records:
-        n, f = name.encode(), file.encode()
-        out += struct.pack("<I", len(n)) + n + struct.pack("<I", len(shape))
-        out += b"".join(struct.pack("<Q", d) for d in shape)
-        out += struct.pack("<I", len(f)) + f + struct.pack("<QQ", 0, size)
-        out += struct.pack("<BBIQQ", code, 0, 0, 0, 0) + b"\x00"
-    return out
 
 
 FLOAT32 = 10

@@ -92,31 +92,22 @@ impl Store {
                 // Strictly later than the record's stamp: an index tells its commits apart
                 // by it.
                 let stamp = now.max(a.last_modified.saturating_add(1));
-                if a.row_bytes() > 0 && super::segmented::is_segmented(&a) {
-                    super::segmented::append(self, txn, &a, it.data)?;
-                    if let Some(up) = super::index::upkeep(txn.dir(), &a, txn.durable())? {
-                        up.write(&up.added(stamp, a.rows(), it.data))?;
-                        self.mark_dirty(up.path.clone());
-                        txn.wrote_in_place(up.log, up.path);
+                if a.row_bytes() > 0 {
+                    if super::segmented::is_segmented(&a) {
+                        super::segmented::append(self, txn, &a, it.data)?;
+                    } else {
+                        let path = txn.dir().join(&a.data_file);
+                        let (f, _) = self.write_handle(&a, false)?;
+                        let len = f.metadata().at(&path)?.len();
+                        super::check_file_len(&path, len, &a)?;
+                        if len > a.size_bytes {
+                            // Leftover of an append whose commit never happened.
+                            fs::set_len(&f, &path, a.size_bytes)?;
+                        }
+                        fs::write_at(&f, &path, it.data, a.size_bytes)?;
+                        self.mark_dirty(path.clone());
+                        txn.wrote_in_place(f, path);
                     }
-                    if self.has_bitmap(&a) {
-                        extend_bitmap(txn, &a, a.rows() + new_rows)?;
-                        let file =
-                            names::bitmap_file(&a.data_file).expect("data file has a bitmap name");
-                        self.mark_dirty(txn.dir().join(&file));
-                    }
-                } else if a.row_bytes() > 0 {
-                    let path = txn.dir().join(&a.data_file);
-                    let (f, _) = self.write_handle(&a, false)?;
-                    let len = f.metadata().at(&path)?.len();
-                    super::check_file_len(&path, len, &a)?;
-                    if len > a.size_bytes {
-                        // Leftover of an append whose commit never happened.
-                        fs::set_len(&f, &path, a.size_bytes)?;
-                    }
-                    fs::write_at(&f, &path, it.data, a.size_bytes)?;
-                    self.mark_dirty(path.clone());
-                    txn.wrote_in_place(f, path);
                     if let Some(up) = super::index::upkeep(txn.dir(), &a, txn.durable())? {
                         up.write(&up.added(stamp, a.rows(), it.data))?;
                         self.mark_dirty(up.path.clone());

@@ -107,12 +107,7 @@ impl Store {
     ) -> NpkResult<()> {
         let set = parse(name, set)?;
         self.mutate(|txn| {
-            let a = txn
-                .meta
-                .arrays
-                .get(name)
-                .cloned()
-                .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
+            let a = txn.record(name)?;
             let mut now = if replace {
                 Attrs::new()
             } else {

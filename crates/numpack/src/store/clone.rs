@@ -13,12 +13,7 @@ impl Store {
         names::validate(target)?;
         self.mutate(|txn| {
             txn.op = crate::format::history::Op::Clone;
-            let a = txn
-                .meta
-                .arrays
-                .get(source)
-                .cloned()
-                .ok_or_else(|| NpkError::ArrayNotFound(source.to_owned()))?;
+            let a = txn.record(source)?;
             if txn.meta.arrays.contains_key(target) {
                 return Err(NpkError::InvalidOperation(format!(
                     "Target array '{target}' already exists"

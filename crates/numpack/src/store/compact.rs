@@ -1,7 +1,7 @@
 //! `compact`: rewrite a data file with only its active rows and remove the bitmap.
 
 use super::{fold_away, now_micros, read_bitmap, Store};
-use crate::error::{NpkError, NpkResult};
+use crate::error::NpkResult;
 use crate::format::names;
 use crate::read::deleted::is_zero_width;
 use crate::read::snapshot::ArraySnapshot;
@@ -13,12 +13,7 @@ impl Store {
         self.to_single_files(&[name])?;
         self.mutate(|txn| {
             txn.op = crate::format::history::Op::Compact;
-            let a = txn
-                .meta
-                .arrays
-                .get(name)
-                .cloned()
-                .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))?;
+            let a = txn.record(name)?;
             let bitmap_file = names::bitmap_file(&a.data_file).expect("bitmap name");
             if is_zero_width(&a) {
                 // Rows of no bytes: fold the bitmap into the row count.

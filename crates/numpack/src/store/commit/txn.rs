@@ -122,6 +122,15 @@ impl<'a> Txn<'a> {
         self.committed.arrays.values().map(|a| a.data_file.as_str())
     }
 
+    /// The record of array `name` as the commit has it (`ArrayNotFound` when it has none).
+    pub fn record(&self, name: &str) -> NpkResult<crate::format::metadata::ArrayMetadata> {
+        self.meta
+            .arrays
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NpkError::ArrayNotFound(name.to_owned()))
+    }
+
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.dir
