@@ -89,9 +89,7 @@ impl Store {
                 } else {
                     a
                 };
-                // Strictly later than the record's stamp: an index tells its commits apart
-                // by it.
-                let stamp = now.max(a.last_modified.saturating_add(1));
+                let stamp = super::next_stamp(&a, now);
                 if a.row_bytes() > 0 {
                     if super::segmented::is_segmented(&a) {
                         super::segmented::append(self, txn, &a, it.data)?;

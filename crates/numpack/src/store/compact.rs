@@ -32,7 +32,7 @@ impl Store {
             if bitmap.deleted() == 0 {
                 return Ok(());
             }
-            let stamp = now_micros().max(a.last_modified.saturating_add(1));
+            let stamp = super::next_stamp(&a, now_micros());
             if let Some(up) = super::index::upkeep(txn.dir(), &a, txn.durable())? {
                 // The same renumbering as the rows': the active ones keep their order.
                 let rows = a.rows() - bitmap.deleted();

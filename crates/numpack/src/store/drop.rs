@@ -87,7 +87,7 @@ impl Store {
                 }
                 self.mark_dirty(txn.dir().join(&bitmap_file));
                 // Deleted rows are the bitmap's: the index only learns the new stamp.
-                let stamp = now.max(a.last_modified.saturating_add(1));
+                let stamp = super::next_stamp(&a, now);
                 if let Some(up) = super::index::upkeep(txn.dir(), &a, txn.durable())? {
                     up.write(&crate::format::index_log::Record::Stamp(stamp))?;
                     self.mark_dirty(up.path.clone());

@@ -88,6 +88,12 @@ pub fn now_micros() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// The `last_modified` a commit at `now` gives record `a`: strictly later than its current
+/// one (an index tells the array's commits apart by it, even within one microsecond).
+pub(crate) fn next_stamp(a: &ArrayMetadata, now: u64) -> u64 {
+    now.max(a.last_modified.saturating_add(1))
+}
+
 impl Store {
     /// Opens the store in `dir`, creating the directory if needed, and finishes any mutation
     /// a killed process left behind.
