@@ -59,28 +59,52 @@ pub const MAX_COPIED: u64 = 1 << 30;
 /// sparse file must not make a view read gigabytes of holes).
 const SPARSE_SLACK: u64 = 64 << 20;
 
-/// The parts of each piece that are read into memory rather than mapped, in view bytes.
-fn copied_parts(pieces: &[Piece<'_>], page: usize) -> Vec<u64> {
+/// Where one piece lies in the view, and the pages of the view mapped from its file (the
+/// rest of the piece is read into memory).
+struct Place {
+    at: std::ops::Range<usize>,
+    mapped: Option<std::ops::Range<usize>>,
+}
+
+impl Place {
+    /// The piece's bytes that are read rather than mapped.
+    fn copied(&self) -> u64 {
+        let mapped = self
+            .mapped
+            .as_ref()
+            .map_or(0, |m| m.end.min(self.at.end) - m.start);
+        (self.at.len() - mapped) as u64
+    }
+}
+
+/// The places of `pieces` laid end to end. A piece is mapped where its file offset and its
+/// place in the view fall on the same position within a page: its whole pages, and for the
+/// last piece its final partial page too (bytes past its end read as zeros and are not part
+/// of the view); the pages it shares with a neighbour are read.
+fn places(pieces: &[Piece<'_>], page: usize) -> Vec<Place> {
     let mut pos = 0usize;
     pieces
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let (len, end) = (p.len as usize, pos + p.len as usize);
-            let last = i + 1 == pieces.len();
-            let mapped = if (p.offset % page as u64) as usize == pos % page {
-                let first = pos.div_ceil(page) * page;
-                let stop = if last {
-                    end.div_ceil(page) * page
-                } else {
-                    end / page * page
-                };
-                stop.saturating_sub(first).min(end.saturating_sub(first))
-            } else {
-                0
+            let end = pos + p.len as usize;
+            let mapped = ((p.offset % page as u64) as usize == pos % page)
+                .then(|| {
+                    let first = pos.div_ceil(page) * page;
+                    let stop = if i + 1 == pieces.len() {
+                        end.div_ceil(page) * page
+                    } else {
+                        end / page * page
+                    };
+                    first..stop
+                })
+                .filter(|m| m.end > m.start);
+            let place = Place {
+                at: pos..end,
+                mapped,
             };
             pos = end;
-            (len - mapped.min(len)) as u64
+            place
         })
         .collect()
 }
@@ -89,8 +113,16 @@ impl Composite {
     /// Lays `pieces` end to end. `writable`: a private view whose pages may be written.
     /// Fails (`OutOfMemory`) when more than [`MAX_COPIED`] bytes could not be mapped.
     pub fn map(pieces: &[Piece<'_>], writable: bool, at: &Path) -> NpkResult<Self> {
-        let copied = copied_parts(pieces, page());
-        let total_copied: u64 = copied.iter().sum();
+        let total = pieces
+            .iter()
+            .try_fold(0u64, |t, p| t.checked_add(p.len))
+            .and_then(|t| usize::try_from(t).ok())
+            .ok_or_else(|| {
+                NpkError::corrupt(at, "segments larger than the address space".to_owned())
+            })?;
+        let page = page();
+        let places = places(pieces, page);
+        let total_copied: u64 = places.iter().map(Place::copied).sum();
         if total_copied > MAX_COPIED {
             return Err(NpkError::OutOfMemory(format!(
                 "{}: one view of this segmented array would read {total_copied} bytes into \
@@ -100,7 +132,8 @@ impl Composite {
                 at.display()
             )));
         }
-        for (p, &c) in pieces.iter().zip(&copied) {
+        for (p, place) in pieces.iter().zip(&places) {
+            let c = place.copied();
             let present = p.file.metadata().map_or(0, |m| {
                 std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512)
             });
@@ -111,14 +144,6 @@ impl Composite {
                 ));
             }
         }
-        let total = pieces
-            .iter()
-            .try_fold(0u64, |t, p| t.checked_add(p.len))
-            .and_then(|t| usize::try_from(t).ok())
-            .ok_or_else(|| {
-                NpkError::corrupt(at, "segments larger than the address space".to_owned())
-            })?;
-        let page = page();
         let reserved = total.div_ceil(page) * page;
         if reserved == 0 {
             return Ok(Composite {
@@ -156,26 +181,18 @@ impl Composite {
         } else {
             libc::MAP_SHARED
         };
-        let mut pos = 0usize;
-        for (i, p) in pieces.iter().enumerate() {
-            let len = p.len as usize;
-            let end = pos + len;
-            let last = i + 1 == pieces.len();
-            let mut copied = pos..pos;
-            let mut tail = end..end;
-            if (p.offset % page as u64) as usize == pos % page {
-                let first = pos.div_ceil(page) * page;
-                // The last range may map its final partial page (bytes past its end read as
-                // zeros and are not part of the view); others share it with the next range.
-                let stop = if last { reserved } else { end / page * page };
-                if stop > first {
-                    let off = p.offset + (first - pos) as u64;
-                    // SAFETY: `first..stop` lies inside the reservation this view owns, and
-                    // the file holds `offset + len` bytes, so every mapped page has data.
+        for (p, place) in pieces.iter().zip(&places) {
+            let (pos, end) = (place.at.start, place.at.end);
+            let (head, tail) = match &place.mapped {
+                Some(m) => {
+                    let off = p.offset + (m.start - pos) as u64;
+                    // SAFETY: `m` lies inside the reservation this view owns (the last piece's
+                    // partial page ends at `reserved`), and the file holds `offset + len`
+                    // bytes, so every mapped page has data.
                     let got = unsafe {
                         libc::mmap(
-                            view.ptr.as_ptr().add(first).cast(),
-                            stop - first,
+                            view.ptr.as_ptr().add(m.start).cast(),
+                            m.len(),
                             prot,
                             share | libc::MAP_FIXED,
                             p.file.as_raw_fd(),
@@ -185,15 +202,11 @@ impl Composite {
                     if got == libc::MAP_FAILED {
                         return Err(os_error(p.path, "mapping a segment"));
                     }
-                    copied = pos..first;
-                    tail = stop.min(end)..end;
-                } else {
-                    copied = pos..end;
+                    (pos..m.start, m.end.min(end)..end)
                 }
-            } else {
-                copied.end = end;
-            }
-            for r in [copied, tail] {
+                None => (pos..end, end..end),
+            };
+            for r in [head, tail] {
                 if r.is_empty() {
                     continue;
                 }
@@ -205,7 +218,6 @@ impl Composite {
                     .read_exact_at(dst, p.offset + (r.start - pos) as u64)
                     .map_err(|e| NpkError::io(p.path, e))?;
             }
-            pos = end;
         }
         if !writable {
             // SAFETY: the reservation is this view's own mapping.
